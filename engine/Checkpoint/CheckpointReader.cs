@@ -1,0 +1,113 @@
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoeMesh.Engine.Checkpoint;
+
+/// <summary>
+/// A Hugging Face checkpoint folder (model.safetensors or shards listed in model.safetensors.index.json).
+/// Tensors are read individually by offset, so a process loads only what it asks for.
+/// FP8 (e4m3) weights with DeepSeek-V3's 128x128 block scales are dequantised on load.
+/// </summary>
+public sealed class CheckpointReader : IDisposable
+{
+    public const int Fp8BlockSize = 128;
+
+    private readonly Dictionary<string, SafetensorsFile> _files = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, SafetensorsFile> _byTensor = new(StringComparer.Ordinal);
+
+    public string Directory { get; }
+
+    /// <summary>Bytes of tensor data read so far (after dequantisation, as float32 elements x 4).</summary>
+    public long BytesRead { get; private set; }
+
+    public CheckpointReader(string directory)
+    {
+        Directory = directory;
+        var index = System.IO.Path.Combine(directory, "model.safetensors.index.json");
+        var single = System.IO.Path.Combine(directory, "model.safetensors");
+        if (File.Exists(index))
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(index));
+            foreach (var entry in doc.RootElement.GetProperty("weight_map").EnumerateObject())
+            {
+                var shard = entry.Value.GetString() ?? throw new CheckpointException($"{index}: null shard for '{entry.Name}'");
+                if (!_files.TryGetValue(shard, out var file))
+                {
+                    var shardPath = System.IO.Path.Combine(directory, shard);
+                    if (!File.Exists(shardPath)) throw new CheckpointException($"{index}: shard '{shard}' for tensor '{entry.Name}' does not exist");
+                    file = SafetensorsFile.Open(shardPath);
+                    _files[shard] = file;
+                }
+                _byTensor[entry.Name] = file;
+            }
+        }
+        else if (File.Exists(single))
+        {
+            var file = SafetensorsFile.Open(single);
+            _files["model.safetensors"] = file;
+            foreach (var name in file.Tensors.Keys) _byTensor[name] = file;
+        }
+        else
+        {
+            throw new CheckpointException($"{directory}: no model.safetensors or model.safetensors.index.json");
+        }
+    }
+
+    public bool Contains(string name) => _byTensor.ContainsKey(name);
+
+    public IEnumerable<string> TensorNames => _byTensor.Keys;
+
+    /// <summary>Reads a tensor as float32 values, checking its shape; FP8 weights are dequantised with their block scales.</summary>
+    public float[] ReadFloat32(string name, params long[] expectedShape)
+    {
+        var (file, info) = Locate(name);
+        if (!info.Shape.SequenceEqual(expectedShape))
+            throw new CheckpointException($"tensor '{name}' has shape [{string.Join(",", info.Shape)}], expected [{string.Join(",", expectedShape)}]");
+        var values = DTypes.ToFloat32(file.ReadBytes(info), info.DType);
+        if (info.DType == DType.F8E4M3) Dequantise(name, values, info.Shape);
+        BytesRead += values.LongLength * 4;
+        return values;
+    }
+
+    /// <summary>Reads a tensor onto a device in the given floating type.</summary>
+    public Tensor Read(string name, Device device, ScalarType dtype, params long[] expectedShape)
+    {
+        var values = ReadFloat32(name, expectedShape);
+        using var cpu = torch.tensor(values, expectedShape);
+        return cpu.to(dtype, device);
+    }
+
+    private void Dequantise(string name, float[] values, long[] shape)
+    {
+        if (shape.Length != 2) throw new CheckpointException($"FP8 tensor '{name}' must be 2-D");
+        var rows = (int)shape[0];
+        var cols = (int)shape[1];
+        var scaleRows = (rows + Fp8BlockSize - 1) / Fp8BlockSize;
+        var scaleCols = (cols + Fp8BlockSize - 1) / Fp8BlockSize;
+        var scaleName = name + "_scale_inv";
+        if (!Contains(scaleName)) throw new CheckpointException($"FP8 tensor '{name}' has no block scale '{scaleName}'");
+        var (file, info) = Locate(scaleName);
+        if (!info.Shape.SequenceEqual(new long[] { scaleRows, scaleCols }))
+            throw new CheckpointException($"tensor '{scaleName}' has shape [{string.Join(",", info.Shape)}], expected [{scaleRows},{scaleCols}]");
+        var scales = DTypes.ToFloat32(file.ReadBytes(info), info.DType);
+        for (var r = 0; r < rows; r++)
+        {
+            var scaleRow = r / Fp8BlockSize * scaleCols;
+            var row = values.AsSpan(r * cols, cols);
+            for (var c = 0; c < cols; c++) row[c] *= scales[scaleRow + c / Fp8BlockSize];
+        }
+    }
+
+    private (SafetensorsFile File, TensorInfo Info) Locate(string name)
+    {
+        if (!_byTensor.TryGetValue(name, out var file) || !file.Tensors.TryGetValue(name, out var info))
+            throw new CheckpointException($"tensor '{name}' is missing from the checkpoint in {Directory}");
+        return (file, info);
+    }
+
+    public void Dispose()
+    {
+        foreach (var f in _files.Values) f.Dispose();
+    }
+}

@@ -1,0 +1,63 @@
+using MoeMesh.Engine.Checkpoint;
+using MoeMesh.Engine.Config;
+using MoeMesh.Engine.Model;
+using static TorchSharp.torch;
+
+namespace MoeMesh.Engine.Experts;
+
+/// <summary>Routed experts held in this process, computed with tokens grouped per expert.</summary>
+public sealed class LocalExpertBackend : IExpertBackend
+{
+    private readonly Dictionary<(int Layer, int Expert), SwiGluMlp> _experts = new();
+    private readonly int _expertCount;
+
+    /// <summary>Loads the given experts of every MoE layer; nothing else is read from the checkpoint.</summary>
+    public LocalExpertBackend(ModelConfig c, CheckpointReader r, ComputeOptions o, IReadOnlyList<int> experts)
+    {
+        _expertCount = c.NRoutedExperts;
+        for (var layer = 0; layer < c.NumHiddenLayers; layer++)
+        {
+            if (!c.IsMoeLayer(layer)) continue;
+            foreach (var e in experts)
+                _experts[(layer, e)] = new SwiGluMlp(r, $"model.layers.{layer}.mlp.experts.{e}", o, c.HiddenSize, c.MoeIntermediateSize);
+        }
+    }
+
+    /// <summary>Bytes of expert weights held.</summary>
+    public long ByteSize => _experts.Values.Sum(e => e.ByteSize);
+
+    public IExpertCall Begin(int layer, Tensor hidden, Tensor expertIds, Tensor weights) =>
+        new CompletedCall(Compute(layer, hidden, expertIds, weights));
+
+    /// <summary>Sorts the (token, expert) pairs by expert and runs each expert once on its tokens.</summary>
+    public Tensor Compute(int layer, Tensor hidden, Tensor expertIds, Tensor weights)
+    {
+        using var scope = NewDisposeScope();
+        var k = expertIds.shape[1];
+        var flatIds = expertIds.flatten();
+        var order = flatIds.argsort();
+        var tokenOf = order.div(k, rounding_mode: RoundingMode.floor);
+        var sortedWeights = weights.flatten().index_select(0, order).to(hidden.dtype).unsqueeze(1);
+        var sortedInput = hidden.index_select(0, tokenOf);
+        var counts = flatIds.bincount(null, _expertCount).cpu().data<long>().ToArray();
+        var outputs = new List<Tensor>();
+        long offset = 0;
+        for (var e = 0; e < counts.Length; e++)
+        {
+            if (counts[e] == 0) continue;
+            if (!_experts.TryGetValue((layer, e), out var expert))
+                throw new InvalidOperationException($"expert {e} of layer {layer} is not held by this backend");
+            var rows = sortedInput.narrow(0, offset, counts[e]);
+            outputs.Add(expert.Forward(rows) * sortedWeights.narrow(0, offset, counts[e]));
+            offset += counts[e];
+        }
+        var combined = zeros_like(hidden);
+        combined.index_add_(0, tokenOf, cat(outputs, 0), 1);
+        return combined.MoveToOuterDisposeScope();
+    }
+
+    private sealed class CompletedCall(Tensor result) : IExpertCall
+    {
+        public Tensor Complete() => result;
+    }
+}

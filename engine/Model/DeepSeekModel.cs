@@ -1,0 +1,54 @@
+using MoeMesh.Engine.Checkpoint;
+using MoeMesh.Engine.Config;
+using MoeMesh.Engine.Experts;
+using MoeMesh.Engine.Kv;
+using static TorchSharp.torch;
+
+namespace MoeMesh.Engine.Model;
+
+/// <summary>
+/// The dense, stateful part of a DeepSeek-V2/V3 model: embeddings, decoder layers (routed experts
+/// behind an <see cref="IExpertBackend"/>), final norm and LM head. The multi-token-prediction layer
+/// (index num_hidden_layers) is not loaded.
+/// </summary>
+public sealed class DeepSeekModel
+{
+    private readonly Tensor _embed;
+    private readonly IReadOnlyList<DecoderLayer> _layers;
+    private readonly RmsNorm _norm;
+    private readonly Tensor _lmHead;
+
+    public ModelConfig Config { get; }
+    public ComputeOptions Options { get; }
+    public RotaryEmbedding Rope { get; }
+
+    /// <summary>Which MLA form to use; tests force one form to compare it with the other.</summary>
+    public AttentionMode AttentionMode { get; set; } = AttentionMode.Auto;
+
+    public DeepSeekModel(ModelConfig c, CheckpointReader r, ComputeOptions o, IExpertBackend experts)
+    {
+        Config = c;
+        Options = o;
+        Rope = new RotaryEmbedding(c, o.Device);
+        _embed = Weights.Load(r, "model.embed_tokens.weight", o, c.VocabSize, c.HiddenSize);
+        _layers = Enumerable.Range(0, c.NumHiddenLayers)
+            .Select(i => new DecoderLayer(c, r, o, i, Rope.SoftmaxScale, experts))
+            .ToArray();
+        _norm = new RmsNorm(Weights.Load(r, "model.norm.weight", o, c.HiddenSize), c.RmsNormEps);
+        _lmHead = c.TieWordEmbeddings && !r.Contains("lm_head.weight")
+            ? _embed
+            : Weights.Load(r, "lm_head.weight", o, c.VocabSize, c.HiddenSize);
+    }
+
+    /// <summary>Runs the new tokens of a batch through every layer; returns float32 logits of the requested rows.</summary>
+    public Tensor Forward(ForwardBatch batch, LatentKvCache cache, Tensor logitRows)
+    {
+        using var scope = NewDisposeScope();
+        var (cos, sin) = Rope.Angles(batch.Positions);
+        var x = _embed.index_select(0, batch.TokenIds);
+        foreach (var layer in _layers)
+            x = layer.Forward(x, batch, cos, sin, cache.Layer(layer.Index), AttentionMode);
+        var last = _norm.Forward(x.index_select(0, logitRows));
+        return Weights.Linear(last, _lmHead).to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+}

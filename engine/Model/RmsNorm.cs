@@ -1,0 +1,17 @@
+using static TorchSharp.torch;
+
+namespace MoeMesh.Engine.Model;
+
+/// <summary>RMSNorm computed in float32, as DeepSeek's reference does, cast back to the compute type.</summary>
+public sealed class RmsNorm(Tensor weight, double eps)
+{
+    private readonly Tensor _weight = weight.to(ScalarType.Float32);
+
+    public Tensor Forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var xf = x.to(ScalarType.Float32);
+        var normed = xf * rsqrt(xf.pow(2).mean(new long[] { -1 }, keepdim: true) + eps) * _weight;
+        return normed.to(x.dtype).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,20 @@
+namespace MoeMesh.Engine.Runtime;
+
+/// <summary>Sizes of the engine's cache and batches.</summary>
+public sealed record EngineOptions
+{
+    /// <summary>Bytes of device memory for the latent KV cache.</summary>
+    public long KvCacheBytes { get; init; } = 256L << 20;
+
+    /// <summary>Tokens per cache page.</summary>
+    public int PageSize { get; init; } = 16;
+
+    /// <summary>Most tokens computed in one step (decodes plus prefill chunks).</summary>
+    public int MaxBatchTokens { get; init; } = 512;
+
+    /// <summary>Most sequences decoding at once.</summary>
+    public int MaxRunningSequences { get; init; } = 64;
+
+    /// <summary>Upper bound on prompt plus output tokens; null for the model's and cache's limit.</summary>
+    public int? MaxModelLength { get; init; }
+}

@@ -1,0 +1,165 @@
+using MoeMesh.Engine.Kv;
+using MoeMesh.Engine.Model;
+using MoeMesh.Engine.Sampling;
+using MoeMesh.Engine.Scheduling;
+using MoeMesh.Engine.Text;
+using static TorchSharp.torch;
+
+namespace MoeMesh.Engine.Runtime;
+
+/// <summary>
+/// Ties the parts together: each <see cref="Step"/> schedules a batch, runs the model over it,
+/// samples the sequences that reached their last token and reports what changed.
+/// Not thread-safe: one loop owns it.
+/// </summary>
+public sealed class LlmEngine
+{
+    private readonly DeepSeekModel _model;
+    private readonly LatentKvCache _cache;
+    private readonly Scheduler _scheduler;
+    private readonly HfTokenizer? _tokenizer;
+    private readonly Dictionary<long, OutputText> _texts = new();
+    private long _nextId;
+
+    public int? EosTokenId { get; }
+    public int MaxModelLength { get; }
+    public DeepSeekModel Model => _model;
+    public LatentKvCache Cache => _cache;
+    public int WaitingCount => _scheduler.WaitingCount;
+    public int RunningCount => _scheduler.RunningCount;
+    public bool HasWork => _scheduler.HasWork;
+    public double CacheUsage => (double)_scheduler.Allocator.UsedPages / _scheduler.Allocator.PageCount;
+
+    public LlmEngine(DeepSeekModel model, EngineOptions options, HfTokenizer? tokenizer, int? eosTokenId)
+    {
+        _model = model;
+        _tokenizer = tokenizer;
+        EosTokenId = eosTokenId;
+        _cache = new LatentKvCache(model.Config, model.Options, options.KvCacheBytes, options.PageSize);
+        var allocator = new BlockAllocator(_cache.PageCount, _cache.PageSize);
+        _scheduler = new Scheduler(allocator, options.MaxBatchTokens, options.MaxRunningSequences);
+        MaxModelLength = new[] { model.Config.MaxPositionEmbeddings, _scheduler.MaxSequenceTokens, options.MaxModelLength ?? int.MaxValue }.Min();
+    }
+
+    /// <summary>Queues a sequence; throws <see cref="ArgumentException"/> for a prompt the engine cannot serve.</summary>
+    public Sequence Add(IReadOnlyList<int> prompt, SamplingParams sampling)
+    {
+        if (prompt.Count == 0) throw new ArgumentException("the prompt is empty");
+        if (prompt.Count + sampling.MaxTokens > MaxModelLength)
+            throw new ArgumentException($"the prompt ({prompt.Count} tokens) plus max_tokens ({sampling.MaxTokens}) exceeds the maximum context length of {MaxModelLength} tokens");
+        foreach (var t in prompt)
+        {
+            if (t < 0 || t >= _model.Config.VocabSize)
+                throw new ArgumentException($"token id {t} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
+        }
+        var seq = new Sequence(_nextId++, prompt, sampling);
+        _texts[seq.Id] = new OutputText(_tokenizer, sampling.Stop);
+        _scheduler.Add(seq);
+        return seq;
+    }
+
+    /// <summary>Ends a sequence (client gone) and frees its cache pages.</summary>
+    public void Abort(Sequence seq)
+    {
+        _scheduler.Finish(seq, FinishReason.Abort);
+        _texts.Remove(seq.Id);
+    }
+
+    public IReadOnlyList<SequenceUpdate> Step()
+    {
+        var chunks = _scheduler.Schedule();
+        if (chunks.Count == 0) return [];
+        float[] logits;
+        int[] firstRow;
+        try
+        {
+            (logits, firstRow) = Forward(chunks);
+        }
+        catch (Exception e)
+        {
+            // A failed step (an expert backend error, out of device memory) ends its sequences, not the engine.
+            return chunks.Select(c => Fail(c.Sequence, e.Message)).ToList();
+        }
+        var vocab = _model.Config.VocabSize;
+        var updates = new List<SequenceUpdate>();
+        for (var i = 0; i < chunks.Count; i++)
+        {
+            var chunk = chunks[i];
+            var seq = chunk.Sequence;
+            seq.ComputedTokens += chunk.Length;
+            var rows = firstRow[i + 1] - firstRow[i];
+            if (seq.PromptLogprobs is not null && rows == chunk.Length)
+                RecordPromptLogprobs(seq, chunk, logits.AsSpan(firstRow[i] * vocab, rows * vocab));
+            if (!chunk.Samples) continue;
+            var row = logits.AsSpan((firstRow[i + 1] - 1) * vocab, vocab);
+            updates.Add(Advance(seq, row));
+        }
+        return updates;
+    }
+
+    /// <summary>Runs the model; returns the logits rows on the CPU and, per chunk, its first row.</summary>
+    private (float[] Logits, int[] FirstRow) Forward(IReadOnlyList<ScheduledChunk> chunks)
+    {
+        using var scope = NewDisposeScope();
+        var device = _model.Options.Device;
+        var batchDecodes = _model.AttentionMode != AttentionMode.Naive;
+        using var batch = BatchBuilder.Build(chunks, _scheduler.Allocator, device, batchDecodes);
+        var rows = new List<long>();
+        var firstRow = new int[chunks.Count + 1];
+        var offset = 0;
+        for (var i = 0; i < chunks.Count; i++)
+        {
+            var c = chunks[i];
+            firstRow[i] = rows.Count;
+            var wantsPrompt = c.Sequence.PromptLogprobs is not null && c.Start < c.Sequence.PromptLength - 1;
+            if (wantsPrompt) rows.AddRange(Enumerable.Range(offset, c.Length).Select(r => (long)r));
+            else if (c.Samples) rows.Add(offset + c.Length - 1);
+            offset += c.Length;
+        }
+        firstRow[chunks.Count] = rows.Count;
+        if (rows.Count == 0)
+        {
+            _model.Forward(batch, _cache, tensor(new long[] { 0 }, device: device));
+            return ([], firstRow);
+        }
+        var logits = _model.Forward(batch, _cache, tensor(rows.ToArray(), device: device));
+        return (logits.cpu().data<float>().ToArray(), firstRow);
+    }
+
+    private void RecordPromptLogprobs(Sequence seq, ScheduledChunk chunk, ReadOnlySpan<float> logits)
+    {
+        var vocab = _model.Config.VocabSize;
+        var top = seq.Params.PromptLogprobs ?? 0;
+        for (var i = 0; i < chunk.Length; i++)
+        {
+            var target = chunk.Start + i + 1;
+            if (target >= seq.PromptLength) break;
+            seq.PromptLogprobs![target] ??= Sampler.Logprobs(logits.Slice(i * vocab, vocab), seq.Tokens[target], top);
+        }
+    }
+
+    private SequenceUpdate Advance(Sequence seq, ReadOnlySpan<float> logits)
+    {
+        var p = seq.Params;
+        var token = Sampler.Sample(logits, p, seq.Random);
+        var logprob = p.Logprobs is { } top ? Sampler.Logprobs(logits, token, top) : null;
+        seq.Append(token);
+        var stopToken = (!p.IgnoreEos && token == EosTokenId) || p.StopTokenIds.Contains(token);
+        var length = seq.OutputLength >= p.MaxTokens || seq.Length >= MaxModelLength;
+        var text = _texts[seq.Id];
+        var (delta, stopString) = text.Update(stopToken ? seq.OutputTokens.SkipLast(1) : seq.OutputTokens, stopToken || length);
+        if (stopString || stopToken || length)
+        {
+            _scheduler.Finish(seq, length && !stopString && !stopToken ? FinishReason.Length : FinishReason.Stop);
+            _texts.Remove(seq.Id);
+        }
+        return new SequenceUpdate(seq, token, logprob, delta, seq.IsFinished);
+    }
+
+    private SequenceUpdate Fail(Sequence seq, string error)
+    {
+        _scheduler.Finish(seq, FinishReason.Error, error);
+        _texts.Remove(seq.Id);
+        return new SequenceUpdate(seq, null, null, "", true);
+    }
+}

@@ -1,0 +1,40 @@
+using MoeMesh.Engine.Text;
+
+namespace MoeMesh.Engine.Runtime;
+
+/// <summary>
+/// Incremental detokenisation of one sequence's output with stop strings: text is released only when
+/// it is complete UTF-8 and cannot be the start of a stop string.
+/// </summary>
+internal sealed class OutputText(HfTokenizer? tokenizer, IReadOnlyList<string> stops)
+{
+    private readonly int _holdBack = stops.Count == 0 ? 0 : stops.Max(s => s.Length) - 1;
+    private int _emitted;
+
+    public string Text { get; private set; } = "";
+
+    /// <summary>Re-decodes the output; returns the releasable new text and whether a stop string ended it.</summary>
+    public (string Delta, bool Stopped) Update(IEnumerable<int> outputTokens, bool final)
+    {
+        if (tokenizer is null) return ("", false);
+        var full = tokenizer.Decode(outputTokens);
+        var stopped = false;
+        foreach (var stop in stops)
+        {
+            var at = full.IndexOf(stop, Math.Max(0, _emitted - stop.Length), StringComparison.Ordinal);
+            if (at >= 0)
+            {
+                full = full[..at];
+                stopped = true;
+            }
+        }
+        Text = full;
+        var releasable = stopped || final ? full.Length : full.Length - _holdBack;
+        // A trailing replacement character is an incomplete UTF-8 sequence still being generated.
+        while (!stopped && !final && releasable > _emitted && full[releasable - 1] == '\uFFFD') releasable--;
+        if (releasable <= _emitted) return ("", stopped);
+        var delta = full[_emitted..releasable];
+        _emitted = releasable;
+        return (delta, stopped);
+    }
+}

@@ -1,0 +1,149 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.ML.Tokenizers;
+
+namespace MoeMesh.Engine.Text;
+
+/// <summary>
+/// A Hugging Face byte-level BPE tokenizer (tokenizer.json) on Microsoft.ML.Tokenizers' BPE, with
+/// DeepSeek's Split pre-tokenizers and the added tokens matched verbatim before BPE.
+/// </summary>
+public sealed class HfTokenizer
+{
+    private const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+
+    private readonly BpeTokenizer _bpe;
+    private readonly Dictionary<string, int> _added;
+    private readonly Dictionary<int, (string Content, bool Special)> _addedById;
+    private readonly Regex? _addedPattern;
+    private readonly HashSet<int> _bpeIds;
+
+    public int VocabularySize { get; }
+
+    private HfTokenizer(BpeTokenizer bpe, Dictionary<int, (string, bool)> addedById)
+    {
+        _bpe = bpe;
+        _addedById = addedById;
+        _bpeIds = [.. bpe.Vocabulary.Values];
+        _added = addedById.ToDictionary(kv => kv.Value.Item1, kv => kv.Key, StringComparer.Ordinal);
+        if (_added.Count > 0)
+        {
+            // Longest first, so a token that contains another wins.
+            var alternatives = _added.Keys.OrderByDescending(k => k.Length).Select(Regex.Escape);
+            _addedPattern = new Regex(string.Join("|", alternatives), RegexOptions.Compiled);
+        }
+        VocabularySize = Math.Max(bpe.Vocabulary.Count == 0 ? 0 : bpe.Vocabulary.Values.Max() + 1,
+            addedById.Count == 0 ? 0 : addedById.Keys.Max() + 1);
+    }
+
+    public static HfTokenizer Load(string tokenizerJsonPath)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(tokenizerJsonPath));
+        var root = doc.RootElement;
+        var model = root.GetProperty("model");
+        var type = model.TryGetProperty("type", out var t) ? t.GetString() : "BPE";
+        if (type != "BPE") throw new InvalidDataException($"{tokenizerJsonPath}: tokenizer model type '{type}' is not supported (BPE only)");
+        var vocab = model.GetProperty("vocab").EnumerateObject().Select(p => new KeyValuePair<string, int>(p.Name, p.Value.GetInt32())).ToList();
+        var merges = model.GetProperty("merges").EnumerateArray()
+            .Select(m => m.ValueKind == JsonValueKind.Array ? $"{m[0].GetString()} {m[1].GetString()}" : m.GetString()!)
+            .ToList();
+        var added = new Dictionary<int, (string, bool)>();
+        if (root.TryGetProperty("added_tokens", out var addedTokens))
+        {
+            foreach (var a in addedTokens.EnumerateArray())
+                added[a.GetProperty("id").GetInt32()] = (a.GetProperty("content").GetString()!, a.TryGetProperty("special", out var s) && s.GetBoolean());
+        }
+        var options = new BpeOptions(vocab)
+        {
+            Merges = merges,
+            ByteLevel = true,
+            PreTokenizer = new SplitSequencePreTokenizer(ReadPatterns(root)),
+        };
+        return new HfTokenizer(BpeTokenizer.Create(options), added);
+    }
+
+    /// <summary>The Split regexes of the pre-tokenizer; a ByteLevel step with use_regex adds GPT-2's pattern.</summary>
+    private static List<Regex> ReadPatterns(JsonElement root)
+    {
+        var patterns = new List<Regex>();
+        if (!root.TryGetProperty("pre_tokenizer", out var pre) || pre.ValueKind != JsonValueKind.Object) return patterns;
+        var steps = pre.GetProperty("type").GetString() == "Sequence" ? pre.GetProperty("pretokenizers").EnumerateArray().ToList() : [pre];
+        foreach (var step in steps)
+        {
+            switch (step.GetProperty("type").GetString())
+            {
+                case "Split":
+                    var pattern = step.GetProperty("pattern");
+                    var text = pattern.TryGetProperty("Regex", out var rx) ? rx.GetString()! : Regex.Escape(pattern.GetProperty("String").GetString()!);
+                    var behavior = step.TryGetProperty("behavior", out var b) ? b.GetString() : "Isolated";
+                    if (behavior != "Isolated") throw new InvalidDataException($"Split behavior '{behavior}' is not supported");
+                    patterns.Add(SplitSequencePreTokenizer.Compile(text));
+                    break;
+                case "ByteLevel":
+                    if (!step.TryGetProperty("use_regex", out var useRegex) || useRegex.GetBoolean())
+                        patterns.Add(SplitSequencePreTokenizer.Compile(Gpt2Pattern));
+                    break;
+                case "Digits":
+                    patterns.Add(SplitSequencePreTokenizer.Compile(step.TryGetProperty("individual_digits", out var ind) && ind.GetBoolean() ? @"\p{N}" : @"\p{N}+"));
+                    break;
+                default:
+                    throw new InvalidDataException($"pre-tokenizer '{step.GetProperty("type").GetString()}' is not supported");
+            }
+        }
+        return patterns;
+    }
+
+    public int? TokenId(string token) =>
+        _added.TryGetValue(token, out var id) ? id : _bpe.Vocabulary.TryGetValue(token, out var v) ? v : null;
+
+    /// <summary>Encodes text; added tokens (such as &lt;｜User｜&gt;) written in the text map to their ids.</summary>
+    public List<int> Encode(string text)
+    {
+        var ids = new List<int>();
+        var cursor = 0;
+        if (_addedPattern is not null)
+        {
+            for (var m = _addedPattern.Match(text); m.Success; m = m.NextMatch())
+            {
+                if (m.Index > cursor) ids.AddRange(_bpe.EncodeToIds(text[cursor..m.Index]));
+                ids.Add(_added[m.Value]);
+                cursor = m.Index + m.Length;
+            }
+        }
+        if (cursor < text.Length) ids.AddRange(_bpe.EncodeToIds(text[cursor..]));
+        return ids;
+    }
+
+    /// <summary>Decodes ids; ids past the vocabulary decode to nothing.</summary>
+    public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true)
+    {
+        var text = new StringBuilder();
+        var run = new List<int>();
+        foreach (var id in ids)
+        {
+            if (_addedById.TryGetValue(id, out var added))
+            {
+                Flush();
+                if (!(skipSpecialTokens && added.Special)) text.Append(added.Content);
+            }
+            else if (_bpeIds.Contains(id))
+            {
+                run.Add(id);
+            }
+        }
+        Flush();
+        return text.ToString();
+
+        void Flush()
+        {
+            if (run.Count == 0) return;
+            text.Append(_bpe.Decode(run));
+            run.Clear();
+        }
+    }
+
+    /// <summary>The token's text, as the completions API shows it in logprobs.</summary>
+    public string TokenText(int id) =>
+        _addedById.TryGetValue(id, out var added) ? added.Content : Decode([id], skipSpecialTokens: false);
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the tests need, builds the solution and runs every test.
+# Ends with a line "N passed, N failed". Usage: ./test.sh
+set -uo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v patchelf >/dev/null || need+=(patchelf)
+command -v g++ >/dev/null || need+=(g++)
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || { echo "apt-get install failed"; exit 1; }
+fi
+
+dotnet build Platform.sln -c Release -warnaserror 2>&1 | tail -3
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+
+log=$(mktemp)
+dotnet test Platform.sln -c Release --no-build 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+passed=$(grep -oE 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+failed=$(grep -oE 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+rm -f "$log"
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed"
+exit "$status"

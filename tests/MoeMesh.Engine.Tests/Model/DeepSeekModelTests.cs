@@ -1,0 +1,155 @@
+using MoeMesh.Engine.Demo;
+using MoeMesh.Engine.Model;
+using MoeMesh.Engine.Tests.Reference;
+
+namespace MoeMesh.Engine.Tests.Model;
+
+public sealed class DeepSeekModelTests
+{
+    private static readonly int[] Prompt = [5, 17, 300, 42, 8, 99, 250, 3, 77, 120, 64, 1];
+
+    private static void AssertClose(double[] expected, float[] actual, double tolerance)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        var worst = expected.Select((e, i) => Math.Abs(e - actual[i])).Max();
+        Assert.True(worst < tolerance, $"max |diff| {worst} exceeds {tolerance}");
+    }
+
+    private static void AssertClose(float[] expected, float[] actual, double tolerance) =>
+        AssertClose(expected.Select(v => (double)v).ToArray(), actual, tolerance);
+
+    [Theory]
+    [InlineData("v3")]
+    [InlineData("v2")]
+    public void Prefill_MatchesFloat64Reference(string variant)
+    {
+        var dir = variant == "v3" ? TestModels.V3Dir : TestModels.V2Dir;
+        var reference = new ReferenceDeepSeek(dir).Forward(Prompt);
+        var harness = new ModelHarness(TestModels.Load(dir));
+        var seq = harness.NewSequence(Prompt);
+        var logits = harness.Step((seq, 0, Prompt.Length))[0];
+        for (var t = 0; t < Prompt.Length; t++) AssertClose(reference[t], logits[t], 2e-3);
+    }
+
+    [Fact]
+    public void PrefillThenDecode_MatchesFullRecompute()
+    {
+        var reference = new ReferenceDeepSeek(TestModels.V3Dir).Forward(Prompt);
+        var harness = new ModelHarness(TestModels.Load(TestModels.V3Dir));
+        var seq = harness.NewSequence(Prompt);
+        harness.Step((seq, 0, 7));
+        for (var t = 7; t < Prompt.Length; t++)
+        {
+            var logits = harness.Step((seq, t, 1))[0][0];
+            AssertClose(reference[t], logits, 2e-3);
+        }
+    }
+
+    [Fact]
+    public void AbsorbedAttention_AgreesWithNaive()
+    {
+        var model = TestModels.Load(TestModels.V3Dir);
+        float[][] Run(AttentionMode mode)
+        {
+            model.AttentionMode = mode;
+            var h = new ModelHarness(model);
+            var s = h.NewSequence(Prompt);
+            var first = h.Step((s, 0, 6))[0];
+            var rest = Enumerable.Range(6, Prompt.Length - 6).Select(t => h.Step((s, t, 1))[0][0]);
+            return first.Concat(rest).ToArray();
+        }
+        var naive = Run(AttentionMode.Naive);
+        var absorbed = Run(AttentionMode.Absorbed);
+        model.AttentionMode = AttentionMode.Auto;
+        for (var t = 0; t < naive.Length; t++) AssertClose(naive[t], absorbed[t], 1e-3);
+    }
+
+    [Fact]
+    public void BatchedStep_EqualsOneSequenceAtATime()
+    {
+        var model = TestModels.Load(TestModels.V3Dir);
+        int[][] prompts = [Prompt, [9, 8, 7], [100, 200, 30, 40, 50, 60, 7, 8]];
+
+        // One at a time: prefill each fully, then decode one extra token each.
+        var alone = prompts.Select(p =>
+        {
+            var h = new ModelHarness(model);
+            var s = h.NewSequence([.. p, 11]);
+            var pre = h.Step((s, 0, p.Length))[0];
+            return pre.Append(h.Step((s, p.Length, 1))[0][0]).ToArray();
+        }).ToArray();
+
+        // Together: sequence 0 prefilled first, then one step mixing its decode with the others' prefills.
+        var hb = new ModelHarness(model);
+        var seqs = prompts.Select(p => hb.NewSequence([.. p, 11])).ToArray();
+        var first = hb.Step((seqs[0], 0, prompts[0].Length))[0];
+        var mixed = hb.Step((seqs[0], prompts[0].Length, 1), (seqs[1], 0, prompts[1].Length), (seqs[2], 0, prompts[2].Length));
+        var decodes = hb.Step((seqs[1], prompts[1].Length, 1), (seqs[2], prompts[2].Length, 1));
+
+        AssertClose(alone[0][^1], mixed[0][0], 1e-3);
+        for (var t = 0; t < prompts[0].Length; t++) AssertClose(alone[0][t], first[t], 1e-3);
+        for (var i = 1; i < 3; i++)
+        {
+            for (var t = 0; t < prompts[i].Length; t++) AssertClose(alone[i][t], mixed[i][t], 1e-3);
+            AssertClose(alone[i][^1], decodes[i - 1][0], 1e-3);
+        }
+    }
+
+    [Fact]
+    public void PagedScatteredCache_EqualsContiguousCache()
+    {
+        var model = TestModels.Load(TestModels.V3Dir);
+        var contiguous = new ModelHarness(model, pageSize: 64, pages: 4);
+        var c = contiguous.NewSequence(Prompt);
+        var expected = contiguous.Step((c, 0, Prompt.Length))[0];
+
+        var paged = new ModelHarness(model, pageSize: 2, pages: 64);
+        // Scatter the free list: take pages for a decoy, then free every other one.
+        var decoy = new List<int>();
+        Assert.True(paged.Allocator.TryReserve(decoy, 40));
+        var keep = decoy.Where((_, i) => i % 2 == 0).ToList();
+        var release = decoy.Where((_, i) => i % 2 == 1).ToList();
+        paged.Allocator.Release([.. release]);
+        var s = paged.NewSequence(Prompt);
+        var chunked = paged.Step((s, 0, 5))[0].Concat(paged.Step((s, 5, Prompt.Length - 5))[0]).ToArray();
+        Assert.Contains(s.BlockTable[1], release);
+        for (var t = 0; t < Prompt.Length; t++) AssertClose(expected[t], chunked[t], 1e-3);
+        Assert.NotEmpty(keep);
+    }
+
+    [Fact]
+    public void Fp8Checkpoint_EqualsFloat32CheckpointOfDequantisedWeights()
+    {
+        var fp8Dir = TestModels.Generate("fp8", DemoShape.Tiny, DemoModel.WeightFormat.FP8, seed: 11);
+        // The same weights, dequantised by the test's own arithmetic and stored as F32.
+        var f32Dir = Path.Combine(Path.GetTempPath(), "moemesh-tests", $"fp8-as-f32-{Environment.ProcessId}");
+        Directory.CreateDirectory(f32Dir);
+        foreach (var f in new[] { "config.json", "tokenizer.json", "tokenizer_config.json" })
+            File.Copy(Path.Combine(fp8Dir, f), Path.Combine(f32Dir, f), overwrite: true);
+        var config = Engine.Config.ModelConfig.Load(Path.Combine(fp8Dir, "config.json"));
+        var tensors = DemoModel.Tensors(DemoShape.Tiny, config.VocabSize, 11).Select(t =>
+        {
+            if (!t.Name.EndsWith("_proj.weight")) return t;
+            var (codes, scales) = Fp8Quantiser.Quantise(t.Values, (int)t.Shape[0], (int)t.Shape[1]);
+            var values = codes.Select((code, i) =>
+                DecodeE4M3(code) * scales.Values[i / (int)t.Shape[1] / 128 * scales.Cols + i % (int)t.Shape[1] / 128]).ToArray();
+            return (t.Name, t.Shape, values);
+        });
+        Engine.Checkpoint.SafetensorsWriter.Write(Path.Combine(f32Dir, "model.safetensors"), DemoModel.Encode(tensors, DemoModel.WeightFormat.F32).ToList());
+
+        float[] Logits(string dir)
+        {
+            var h = new ModelHarness(TestModels.Load(dir));
+            return h.Step((h.NewSequence(Prompt), 0, Prompt.Length))[0][^1];
+        }
+        AssertClose(Logits(f32Dir), Logits(fp8Dir), 1e-4);
+    }
+
+    /// <summary>e4m3fn from its definition: 1 sign, 4 exponent (bias 7), 3 mantissa bits.</summary>
+    private static float DecodeE4M3(byte code)
+    {
+        var sign = (code & 0x80) != 0 ? -1.0 : 1.0;
+        int e = (code >> 3) & 0xF, m = code & 7;
+        return (float)(e == 0 ? sign * m / 8.0 * Math.Pow(2, -6) : sign * (1 + m / 8.0) * Math.Pow(2, e - 7));
+    }
+}

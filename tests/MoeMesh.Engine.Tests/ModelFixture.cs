@@ -1,0 +1,68 @@
+using MoeMesh.Engine.Checkpoint;
+using MoeMesh.Engine.Config;
+using MoeMesh.Engine.Demo;
+using MoeMesh.Engine.Experts;
+using MoeMesh.Engine.Kv;
+using MoeMesh.Engine.Model;
+using MoeMesh.Engine.Runtime;
+using MoeMesh.Engine.Scheduling;
+
+namespace MoeMesh.Engine.Tests;
+
+/// <summary>Generated tiny checkpoints shared by the tests of one run.</summary>
+public static class TestModels
+{
+    private static readonly Lazy<string> V3 = new(() => Generate("v3", DemoShape.Tiny, DemoModel.WeightFormat.BF16));
+    private static readonly Lazy<string> V2 = new(() => Generate("v2", DemoShape.TinyV2, DemoModel.WeightFormat.BF16));
+
+    public static string V3Dir => V3.Value;
+    public static string V2Dir => V2.Value;
+
+    public static string Generate(string name, DemoShape shape, DemoModel.WeightFormat format, long seed = 7)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "moemesh-tests", $"{name}-{Environment.ProcessId}");
+        if (!File.Exists(Path.Combine(dir, "model.safetensors"))) DemoModel.Write(dir, shape, seed, format);
+        return dir;
+    }
+
+    public static DeepSeekModel Load(string dir)
+    {
+        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        using var reader = new CheckpointReader(dir);
+        var experts = new LocalExpertBackend(config, reader, ComputeOptions.Cpu, ExpertSet.Parse("all", config.NRoutedExperts));
+        return new DeepSeekModel(config, reader, ComputeOptions.Cpu, experts);
+    }
+}
+
+/// <summary>Runs hand-made chunks through a model with its own cache, returning logits of every new token.</summary>
+public sealed class ModelHarness(DeepSeekModel model, int pageSize = 4, int pages = 256)
+{
+    public LatentKvCache Cache { get; } = new(model.Config, model.Options, (long)pages * pageSize * model.Config.NumHiddenLayers * model.Config.LatentCacheDim * 4, pageSize);
+    public BlockAllocator Allocator { get; } = new(pages, pageSize);
+    public DeepSeekModel Model => model;
+
+    public Sequence NewSequence(IReadOnlyList<int> tokens) => new(0, tokens, new SamplingParams());
+
+    /// <summary>Computes the given chunks in one step; returns per chunk the logits of each of its tokens.</summary>
+    public float[][][] Step(params (Sequence Seq, int Start, int Length)[] chunks)
+    {
+        var scheduled = chunks.Select(c =>
+        {
+            Assert.True(Allocator.TryReserve(c.Seq.BlockTable, c.Start + c.Length));
+            return new ScheduledChunk(c.Seq, c.Start, c.Length);
+        }).ToList();
+        using var batch = BatchBuilder.Build(scheduled, Allocator, model.Options.Device, model.AttentionMode != AttentionMode.Naive);
+        var rows = Enumerable.Range(0, chunks.Sum(c => c.Length)).Select(i => (long)i).ToArray();
+        using var logits = model.Forward(batch, Cache, TorchSharp.torch.tensor(rows));
+        var flat = logits.data<float>().ToArray();
+        var vocab = model.Config.VocabSize;
+        var result = new float[chunks.Length][][];
+        var row = 0;
+        for (var i = 0; i < chunks.Length; i++)
+        {
+            result[i] = new float[chunks[i].Length][];
+            for (var j = 0; j < chunks[i].Length; j++, row++) result[i][j] = flat.AsSpan(row * vocab, vocab).ToArray();
+        }
+        return result;
+    }
+}
