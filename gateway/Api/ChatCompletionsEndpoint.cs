@@ -1,0 +1,135 @@
+using System.Text.Json;
+using MoeMesh.Engine.Text;
+using MoeMesh.Gateway.Hosting;
+using MoeMesh.Gateway.Serving;
+
+namespace MoeMesh.Gateway.Api;
+
+/// <summary>POST /v1/chat/completions: messages rendered with the model's chat template.</summary>
+public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
+{
+    public async Task HandleAsync(HttpContext ctx)
+    {
+        var ct = ctx.RequestAborted;
+        var r = await RequestReader.ParseAsync(ctx.Request, ct);
+        Endpoints.CheckModel(r, host);
+        var messages = ParseMessages(r);
+        var wantLogprobs = r.Bool("logprobs") ?? false;
+        var top = r.Int("top_logprobs", 0, SamplingRequest.MaxLogprobs);
+        if (top is not null && !wantLogprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
+        string text;
+        try
+        {
+            text = host.ChatTemplate().Apply(messages);
+        }
+        catch (ChatTemplateException e)
+        {
+            throw ApiException.BadRequest(e.Message, "messages");
+        }
+        var prompt = host.Tokenizer.Encode(text);
+        var requested = r.Int("max_completion_tokens", 1) ?? r.Int("max_tokens", 1);
+        var maxTokens = requested ?? Math.Max(1, host.Engine.MaxModelLength - prompt.Count);
+        var sampling = SamplingRequest.Parse(r, maxTokens, wantLogprobs ? top ?? 0 : null, host.Engine.Model.Config.VocabSize);
+        Endpoints.CheckLength(prompt.Count, maxTokens, host, "messages");
+        var choices = Enumerable.Range(0, sampling.N).Select(j => new Choice(j, new GenerationHandle(prompt, sampling.ForChoice(j)))).ToList();
+        var run = new GenerationRun(loop, choices);
+        run.Submit();
+        var id = $"chatcmpl-{Guid.NewGuid():N}";
+        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var fmt = new LogprobsFormatter(host.Tokenizer, sampling.TokensAsIds);
+        var promptTokens = prompt.Count * sampling.N;
+
+        if (!sampling.Stream)
+        {
+            await run.CompleteAsync(ct);
+            var completionTokens = choices.Sum(c => c.CompletionTokens);
+            await Results.Json(new
+            {
+                id,
+                @object = "chat.completion",
+                created,
+                model = host.Name,
+                choices = choices.Select(c => new
+                {
+                    index = c.Index,
+                    message = new { role = "assistant", content = c.Text.ToString() },
+                    logprobs = wantLogprobs ? fmt.Chat(c.Logprobs) : null,
+                    finish_reason = Choice.ReasonText(c.Finish),
+                }),
+                usage = new { prompt_tokens = promptTokens, completion_tokens = completionTokens, total_tokens = promptTokens + completionTokens },
+            }).ExecuteAsync(ctx);
+            return;
+        }
+
+        Sse.Start(ctx.Response);
+        try
+        {
+            foreach (var c in choices)
+                await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { role = "assistant", content = "" }, null, null));
+            await foreach (var (c, e) in run.Events(ct))
+            {
+                var lp = wantLogprobs && e.Logprob is { } l ? fmt.Chat([l]) : null;
+                if (e.TextDelta.Length > 0 || lp is not null)
+                    await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { content = e.TextDelta }, lp, null));
+                if (e.Finish is not null)
+                    await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { }, null, Choice.ReasonText(e.Finish)));
+                if (e.Error is not null)
+                    await Sse.WriteAsync(ctx.Response, new { error = new { message = e.Error, type = "server_error", param = (string?)null, code = (string?)null } });
+            }
+            if (sampling.IncludeUsage)
+            {
+                var completionTokens = choices.Sum(c => c.CompletionTokens);
+                await Sse.WriteAsync(ctx.Response, new
+                {
+                    id, @object = "chat.completion.chunk", created, model = host.Name, choices = Array.Empty<object>(),
+                    usage = new { prompt_tokens = promptTokens, completion_tokens = completionTokens, total_tokens = promptTokens + completionTokens },
+                });
+            }
+            await Sse.DoneAsync(ctx.Response);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // The client went away; its sequences were aborted.
+        }
+
+        object Chunk(int index, object delta, object? lp, string? finish) => new
+        {
+            id, @object = "chat.completion.chunk", created, model = host.Name,
+            choices = new[] { new { index, delta, logprobs = lp, finish_reason = finish } },
+        };
+    }
+
+    private static List<ChatMessage> ParseMessages(RequestReader r)
+    {
+        if (r.Get("messages") is not { ValueKind: JsonValueKind.Array } array)
+            throw ApiException.BadRequest("'messages' must be a list of messages", "messages");
+        var messages = new List<ChatMessage>();
+        foreach (var m in array.EnumerateArray())
+        {
+            if (m.ValueKind != JsonValueKind.Object || !m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
+                throw ApiException.BadRequest("each message needs a string 'role'", "messages");
+            messages.Add(new ChatMessage(role.GetString()!, Content(m)));
+        }
+        if (messages.Count == 0) throw ApiException.BadRequest("'messages' is empty", "messages");
+        return messages;
+    }
+
+    private static string Content(JsonElement message)
+    {
+        if (!message.TryGetProperty("content", out var c) || c.ValueKind == JsonValueKind.Null) return "";
+        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind == JsonValueKind.Array)
+        {
+            var parts = new List<string>();
+            foreach (var part in c.EnumerateArray())
+            {
+                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var t) || t.GetString() != "text"
+                    || !part.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
+                    throw ApiException.BadRequest("only text content parts are supported", "messages");
+                parts.Add(text.GetString()!);
+            }
+            return string.Concat(parts);
+        }
+        throw ApiException.BadRequest("message 'content' must be a string or a list of text parts", "messages");
+    }
+}

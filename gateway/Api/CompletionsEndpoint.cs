@@ -1,0 +1,157 @@
+using System.Text.Json;
+using MoeMesh.Engine.Sampling;
+using MoeMesh.Gateway.Hosting;
+using MoeMesh.Gateway.Serving;
+
+namespace MoeMesh.Gateway.Api;
+
+/// <summary>POST /v1/completions: prompts as a string, strings, token ids or lists of token ids.</summary>
+public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
+{
+    private sealed record Prompt(string? Text, IReadOnlyList<int> Tokens);
+
+    public async Task HandleAsync(HttpContext ctx)
+    {
+        var ct = ctx.RequestAborted;
+        var r = await RequestReader.ParseAsync(ctx.Request, ct);
+        Endpoints.CheckModel(r, host);
+        var prompts = ParsePrompts(r);
+        var logprobs = r.Int("logprobs", 0, SamplingRequest.MaxLogprobs);
+        var echo = r.Bool("echo") ?? false;
+        var maxTokens = r.Int("max_tokens", 1) ?? 16;
+        var sampling = SamplingRequest.Parse(r, maxTokens, logprobs, host.Engine.Model.Config.VocabSize);
+        foreach (var p in prompts) Endpoints.CheckLength(p.Tokens.Count, maxTokens, host, "prompt");
+        var echoLogprobs = echo && logprobs is not null;
+        var choices = prompts.SelectMany((p, pi) => Enumerable.Range(0, sampling.N).Select(j =>
+        {
+            var sp = sampling.ForChoice(j);
+            if (echoLogprobs) sp = sp with { PromptLogprobs = logprobs };
+            return new Choice(pi * sampling.N + j, new GenerationHandle(p.Tokens, sp));
+        })).ToList();
+        var run = new GenerationRun(loop, choices);
+        run.Submit();
+        var id = $"cmpl-{Guid.NewGuid():N}";
+        var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var fmt = new LogprobsFormatter(host.Tokenizer, sampling.TokensAsIds);
+        string PromptText(Choice c) => prompts[c.Index / sampling.N].Text ?? host.Tokenizer.Decode(c.Handle.Prompt, skipSpecialTokens: false);
+        int promptTokens = prompts.Sum(p => p.Tokens.Count) * sampling.N;
+
+        if (!sampling.Stream)
+        {
+            await run.CompleteAsync(ct);
+            var completionTokens = choices.Sum(c => c.CompletionTokens);
+            await Results.Json(new
+            {
+                id,
+                @object = "text_completion",
+                created,
+                model = host.Name,
+                choices = choices.Select(c => new
+                {
+                    index = c.Index,
+                    text = (echo ? PromptText(c) : "") + c.Text,
+                    logprobs = logprobs is null ? null : fmt.Completions(LogprobTokens(c, echoLogprobs), 0),
+                    finish_reason = Choice.ReasonText(c.Finish),
+                }),
+                usage = new { prompt_tokens = promptTokens, completion_tokens = completionTokens, total_tokens = promptTokens + completionTokens },
+            }).ExecuteAsync(ctx);
+            return;
+        }
+
+        Sse.Start(ctx.Response);
+        var offsets = new Dictionary<int, int>();
+        if (echo)
+        {
+            foreach (var c in choices)
+            {
+                var text = PromptText(c);
+                offsets[c.Index] = text.Length;
+                await Sse.WriteAsync(ctx.Response, Chunk(c.Index, text, echoLogprobs ? fmt.Completions(PromptLogprobTokens(c), 0) : null, null));
+            }
+        }
+        try
+        {
+            await foreach (var (c, e) in run.Events(ct))
+            {
+                var offset = offsets.GetValueOrDefault(c.Index);
+                offsets[c.Index] = offset + e.TextDelta.Length;
+                object? lp = logprobs is not null && e.Logprob is { } l ? fmt.Completions([(l.TokenId, l)], offset) : null;
+                if (e.Finish is null && e.TextDelta.Length == 0 && lp is null) continue;
+                await Sse.WriteAsync(ctx.Response, Chunk(c.Index, e.TextDelta, lp, Choice.ReasonText(e.Finish)));
+                if (e.Error is not null) await Sse.WriteAsync(ctx.Response, new { error = new { message = e.Error, type = "server_error", param = (string?)null, code = (string?)null } });
+            }
+            if (sampling.IncludeUsage)
+            {
+                var completionTokens = choices.Sum(c => c.CompletionTokens);
+                await Sse.WriteAsync(ctx.Response, new
+                {
+                    id, @object = "text_completion", created, model = host.Name, choices = Array.Empty<object>(),
+                    usage = new { prompt_tokens = promptTokens, completion_tokens = completionTokens, total_tokens = promptTokens + completionTokens },
+                });
+            }
+            await Sse.DoneAsync(ctx.Response);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // The client went away; its sequences were aborted.
+        }
+
+        object Chunk(int index, string text, object? lp, string? finish) => new
+        {
+            id, @object = "text_completion", created, model = host.Name,
+            choices = new[] { new { index, text, logprobs = lp, finish_reason = finish } },
+        };
+    }
+
+    private static List<(int, TokenLogprob?)> PromptLogprobTokens(Choice c)
+    {
+        var seq = c.Handle.Sequence;
+        return c.Handle.Prompt.Select((t, i) => (t, i == 0 ? null : seq?.PromptLogprobs?[i])).ToList();
+    }
+
+    private static List<(int, TokenLogprob?)> LogprobTokens(Choice c, bool withPrompt)
+    {
+        var generated = c.Logprobs.Select(l => (l.TokenId, (TokenLogprob?)l));
+        return withPrompt ? [.. PromptLogprobTokens(c), .. generated] : generated.ToList();
+    }
+
+    private List<Prompt> ParsePrompts(RequestReader r)
+    {
+        if (r.Get("prompt") is not { } p) throw ApiException.BadRequest("'prompt' is required", "prompt");
+        var addBos = host.TokenizerConfig.AddBosToken && host.Engine.Model.Config.BosTokenId is not null;
+        Prompt FromText(string text)
+        {
+            if (text.Length == 0) throw ApiException.BadRequest("the prompt is empty", "prompt");
+            var tokens = host.Tokenizer.Encode(text);
+            if (addBos) tokens.Insert(0, host.Engine.Model.Config.BosTokenId!.Value);
+            return new Prompt(text, tokens);
+        }
+        Prompt FromIds(JsonElement array)
+        {
+            var ids = new List<int>();
+            foreach (var e in array.EnumerateArray())
+            {
+                if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out var id))
+                    throw ApiException.BadRequest("'prompt' token lists must hold integers", "prompt");
+                if (id < 0 || id >= host.Engine.Model.Config.VocabSize)
+                    throw ApiException.BadRequest($"token id {id} is outside the vocabulary (0..{host.Engine.Model.Config.VocabSize - 1})", "prompt");
+                ids.Add(id);
+            }
+            if (ids.Count == 0) throw ApiException.BadRequest("the prompt is empty", "prompt");
+            return new Prompt(null, ids);
+        }
+        switch (p.ValueKind)
+        {
+            case JsonValueKind.String:
+                return [FromText(p.GetString()!)];
+            case JsonValueKind.Array:
+                var items = p.EnumerateArray().ToList();
+                if (items.Count == 0) throw ApiException.BadRequest("the prompt is empty", "prompt");
+                if (items.All(i => i.ValueKind == JsonValueKind.String)) return items.Select(i => FromText(i.GetString()!)).ToList();
+                if (items.All(i => i.ValueKind == JsonValueKind.Number)) return [FromIds(p)];
+                if (items.All(i => i.ValueKind == JsonValueKind.Array)) return items.Select(FromIds).ToList();
+                break;
+        }
+        throw ApiException.BadRequest("'prompt' must be a string, a list of strings, a list of token ids or a list of such lists", "prompt");
+    }
+}

@@ -1,0 +1,56 @@
+using MoeMesh.Gateway.Hosting;
+using MoeMesh.Gateway.Serving;
+
+namespace MoeMesh.Gateway.Api;
+
+/// <summary>Maps the OpenAI-compatible routes and shared request checks.</summary>
+public static class Endpoints
+{
+    public static void MapOpenAiApi(this WebApplication app)
+    {
+        app.MapPost("/v1/completions", (HttpContext ctx, CompletionsEndpoint e) => Guard(ctx, () => e.HandleAsync(ctx)));
+        app.MapPost("/v1/chat/completions", (HttpContext ctx, ChatCompletionsEndpoint e) => Guard(ctx, () => e.HandleAsync(ctx)));
+        app.MapGet("/v1/models", (ModelHost host) => Results.Json(new
+        {
+            @object = "list",
+            data = new[] { new { id = host.Name, @object = "model", created = 0, owned_by = "moemesh", max_model_len = host.Engine.MaxModelLength } },
+        }));
+        app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapGet("/readyz", (EngineLoop loop) => loop.Accepting ? Results.Text("ready") : Results.Text("shutting down", statusCode: 503));
+    }
+
+    /// <summary>Turns refusals into OpenAI-shaped errors; nothing else escapes as a stack trace.</summary>
+    private static async Task Guard(HttpContext ctx, Func<Task> handler)
+    {
+        try
+        {
+            await handler();
+        }
+        catch (ApiException e) when (!ctx.Response.HasStarted)
+        {
+            if (e.Status == 429) ctx.Response.Headers.RetryAfter = "1";
+            ctx.RequestServices.GetRequiredService<Metrics.GatewayMetrics>().Rejected.WithLabels(e.Status.ToString()).Inc();
+            await OpenAiErrors.From(e).ExecuteAsync(ctx);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            // Client disconnected.
+        }
+    }
+
+    public static void CheckModel(RequestReader r, ModelHost host)
+    {
+        var model = r.String("model");
+        if (model is not null && model != host.Name)
+            throw new ApiException(404, $"The model '{model}' does not exist; this server serves '{host.Name}'", "model", code: "model_not_found");
+    }
+
+    public static void CheckLength(int promptTokens, int maxTokens, ModelHost host, string param)
+    {
+        var limit = host.Engine.MaxModelLength;
+        if (promptTokens >= limit)
+            throw ApiException.BadRequest($"the prompt has {promptTokens} tokens; this model's maximum context length is {limit} tokens", param);
+        if (promptTokens + maxTokens > limit)
+            throw ApiException.BadRequest($"the prompt ({promptTokens} tokens) plus max_tokens ({maxTokens}) exceeds the maximum context length of {limit} tokens", "max_tokens");
+    }
+}

@@ -1,0 +1,55 @@
+using System.Threading.Channels;
+using MoeMesh.Gateway.Serving;
+
+namespace MoeMesh.Gateway.Api;
+
+/// <summary>
+/// The choices of one request in flight: submits them, merges their events in arrival order and
+/// aborts them all if the client goes away.
+/// </summary>
+public sealed class GenerationRun(EngineLoop loop, IReadOnlyList<Choice> choices)
+{
+    public IReadOnlyList<Choice> Choices => choices;
+
+    /// <summary>Submits every choice; maps a full queue to 429 and shutdown to 503.</summary>
+    public void Submit()
+    {
+        try
+        {
+            loop.Submit(choices.Select(c => c.Handle).ToList());
+        }
+        catch (QueueFullException e)
+        {
+            throw new ApiException(429, e.Message, type: "rate_limit_error", code: "queue_full");
+        }
+        catch (ServiceStoppingException e)
+        {
+            throw new ApiException(503, e.Message, type: "server_error", code: "shutting_down");
+        }
+    }
+
+    /// <summary>Yields (choice, event) pairs until every choice has finished.</summary>
+    public async IAsyncEnumerable<(Choice Choice, GenerationEvent Event)> Events([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        var merged = Channel.CreateUnbounded<(Choice, GenerationEvent)>();
+        var pumps = choices.Select(async c =>
+        {
+            await foreach (var e in c.Handle.Events.ReadAllAsync(CancellationToken.None)) merged.Writer.TryWrite((c, e));
+        }).ToArray();
+        _ = Task.WhenAll(pumps).ContinueWith(_ => merged.Writer.TryComplete(), TaskScheduler.Default);
+        using var abort = ct.Register(() => { foreach (var c in choices) loop.Abort(c.Handle); });
+        await foreach (var item in merged.Reader.ReadAllAsync(CancellationToken.None))
+        {
+            item.Item1.Add(item.Item2);
+            yield return item;
+        }
+    }
+
+    /// <summary>Runs to the end; a choice that failed in the engine becomes a 500.</summary>
+    public async Task CompleteAsync(CancellationToken ct)
+    {
+        await foreach (var _ in Events(ct)) { }
+        if (choices.FirstOrDefault(c => c.Error is not null) is { } failed)
+            throw new ApiException(500, $"generation failed: {failed.Error}", type: "server_error");
+    }
+}

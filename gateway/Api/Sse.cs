@@ -1,0 +1,22 @@
+using System.Text.Json;
+
+namespace MoeMesh.Gateway.Api;
+
+/// <summary>Server-sent events in OpenAI's shape: "data: {json}" records ending with "data: [DONE]".</summary>
+public static class Sse
+{
+    public static void Start(HttpResponse response)
+    {
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+    }
+
+    public static async Task WriteAsync(HttpResponse response, object payload)
+    {
+        await response.WriteAsync("data: " + JsonSerializer.Serialize(payload) + "\n\n");
+        await response.Body.FlushAsync();
+    }
+
+    public static Task DoneAsync(HttpResponse response) => response.WriteAsync("data: [DONE]\n\n");
+}

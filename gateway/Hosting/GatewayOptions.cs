@@ -1,0 +1,73 @@
+namespace MoeMesh.Gateway.Hosting;
+
+/// <summary>The gateway's settings; each is a command-line option, a configuration key and a MOEMESH_ variable.</summary>
+public sealed record GatewayOptions
+{
+    /// <summary>Hugging Face checkpoint folder; null serves the built-in demo model.</summary>
+    public string? Model { get; init; }
+    public string ServedModelName { get; init; } = "";
+    public string? ExpertNodes { get; init; }
+    public string KvStore { get; init; } = "memory";
+    public string Device { get; init; } = "cpu";
+    public string? ApiKey { get; init; }
+    public long KvCacheBytes { get; init; } = 256L << 20;
+    public int MaxBatchTokens { get; init; } = 512;
+    public int MaxRunning { get; init; } = 64;
+    public int MaxQueue { get; init; } = 256;
+    public int? MaxModelLen { get; init; }
+    public string CacheDir { get; init; } = DefaultCacheDir();
+
+    /// <summary>Command-line options with their help text, in --help order.</summary>
+    public static readonly (string Option, string Key, string Help)[] Options =
+    [
+        ("--model DIR", "model", "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json). Without it, a demo model is generated into the cache folder."),
+        ("--urls URL", "urls", "Listen address (default http://127.0.0.1:8080)."),
+        ("--expert-nodes URL[,URL...]", "expert-nodes", "Expert-node endpoints; absent: all experts in-process. (Remote experts arrive with the expert-node release.)"),
+        ("--kv-store memory|redis://HOST:PORT[/DB]", "kv-store", "Where KV-cache pages are shared (default memory)."),
+        ("--device cpu|cuda[:N]", "device", "Compute device (default cpu; cuda computes in bfloat16)."),
+        ("--api-key KEY", "api-key", "Require 'Authorization: Bearer KEY' on /v1 endpoints."),
+        ("--served-model-name NAME", "served-model-name", "Model id reported by /v1/models (default: the folder name)."),
+        ("--kv-cache-bytes N", "kv-cache-bytes", "Bytes of memory for the latent KV cache (default 268435456)."),
+        ("--max-batch-tokens N", "max-batch-tokens", "Token budget of one engine step (default 512)."),
+        ("--max-running N", "max-running", "Most sequences generating at once (default 64)."),
+        ("--max-queue N", "max-queue", "Most sequences waiting; beyond it requests get 429 (default 256)."),
+        ("--max-model-len N", "max-model-len", "Cap on prompt plus output tokens (default: model and cache limit)."),
+        ("--cache-dir DIR", "cache-dir", "Folder for the generated demo model (default ~/.cache/moemesh)."),
+    ];
+
+    public static GatewayOptions FromConfiguration(IConfiguration configuration)
+    {
+        var c = new Lookup(configuration);
+        static long? Long(Lookup c, string key) =>
+            c[key] is { } v ? long.TryParse(v, out var l) && l > 0 ? l : throw new ArgumentException($"--{key} must be a positive integer, got '{v}'") : null;
+        var defaults = new GatewayOptions();
+        return new GatewayOptions
+        {
+            Model = c["model"],
+            ServedModelName = c["served-model-name"] ?? "",
+            ExpertNodes = c["expert-nodes"],
+            KvStore = c["kv-store"] ?? defaults.KvStore,
+            Device = c["device"] ?? defaults.Device,
+            ApiKey = c["api-key"],
+            KvCacheBytes = Long(c, "kv-cache-bytes") ?? defaults.KvCacheBytes,
+            MaxBatchTokens = (int)(Long(c, "max-batch-tokens") ?? defaults.MaxBatchTokens),
+            MaxRunning = (int)(Long(c, "max-running") ?? defaults.MaxRunning),
+            MaxQueue = (int)(Long(c, "max-queue") ?? defaults.MaxQueue),
+            MaxModelLen = (int?)Long(c, "max-model-len"),
+            CacheDir = c["cache-dir"] ?? defaults.CacheDir,
+        };
+    }
+
+    /// <summary>Reads "kv-store" also as KV_STORE, the spelling environment variables allow.</summary>
+    private readonly struct Lookup(IConfiguration c)
+    {
+        public string? this[string key] => c[key] ?? c[key.Replace('-', '_')];
+    }
+
+    private static string DefaultCacheDir()
+    {
+        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        var root = string.IsNullOrEmpty(xdg) ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache") : xdg;
+        return Path.Combine(root, "moemesh");
+    }
+}

@@ -1,0 +1,36 @@
+using Prometheus;
+
+namespace MoeMesh.Gateway.Metrics;
+
+/// <summary>The gateway's Prometheus metrics, in one registry per gateway instance.</summary>
+public sealed class GatewayMetrics
+{
+    private static readonly double[] LatencyBuckets = Histogram.ExponentialBuckets(0.001, 2, 16);
+
+    public CollectorRegistry Registry { get; } = Prometheus.Metrics.NewCustomRegistry();
+    public Gauge RequestsRunning { get; }
+    public Gauge RequestsWaiting { get; }
+    public Histogram TimeToFirstToken { get; }
+    public Histogram InterTokenLatency { get; }
+    public Histogram RequestLatency { get; }
+    public Counter PromptTokens { get; }
+    public Counter GenerationTokens { get; }
+    public Gauge KvCacheUsage { get; }
+    public Counter RequestsFinished { get; }
+    public Counter Rejected { get; }
+
+    public GatewayMetrics()
+    {
+        var f = Prometheus.Metrics.WithCustomRegistry(Registry);
+        RequestsRunning = f.CreateGauge("moemesh_requests_running", "Sequences being generated.");
+        RequestsWaiting = f.CreateGauge("moemesh_requests_waiting", "Sequences queued for their first step.");
+        TimeToFirstToken = f.CreateHistogram("moemesh_time_to_first_token_seconds", "Time from submission to the first generated token.", new HistogramConfiguration { Buckets = LatencyBuckets });
+        InterTokenLatency = f.CreateHistogram("moemesh_inter_token_latency_seconds", "Time between consecutive tokens of a sequence.", new HistogramConfiguration { Buckets = LatencyBuckets });
+        RequestLatency = f.CreateHistogram("moemesh_e2e_request_latency_seconds", "Time from submission to the last token of a sequence.", new HistogramConfiguration { Buckets = LatencyBuckets });
+        PromptTokens = f.CreateCounter("moemesh_prompt_tokens_total", "Prompt tokens accepted.");
+        GenerationTokens = f.CreateCounter("moemesh_generation_tokens_total", "Tokens generated.");
+        KvCacheUsage = f.CreateGauge("moemesh_kv_cache_usage_ratio", "Fraction of KV-cache pages in use.");
+        RequestsFinished = f.CreateCounter("moemesh_sequences_finished_total", "Sequences ended, by reason.", new CounterConfiguration { LabelNames = ["reason"] });
+        Rejected = f.CreateCounter("moemesh_requests_rejected_total", "Requests refused before generation, by HTTP status.", new CounterConfiguration { LabelNames = ["status"] });
+    }
+}
