@@ -1,0 +1,77 @@
+using System.ClientModel;
+using System.Text.Json;
+using MoeMesh.Engine.Text;
+using OpenAI;
+using OpenAI.Chat;
+
+namespace MoeMesh.Gateway.Tests.Api;
+
+public sealed class ChatCompletionsTests : IAsyncLifetime
+{
+    private GatewayServer _server = null!;
+
+    public async Task InitializeAsync() => _server = await GatewayServer.StartAsync();
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    private OpenAIClient Client() => new(new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = new Uri(_server.BaseAddress, "/v1") });
+
+    [Fact]
+    public async Task ChatPrompt_IsTheDeepSeekV3TemplateTokenised()
+    {
+        var tokenizer = HfTokenizer.Load(Path.Combine(GatewayServer.ModelDir, "tokenizer.json"));
+        var expected = tokenizer.Encode("<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi<｜Assistant｜>").Count;
+        var body = await _server.PostJsonAsync("/v1/chat/completions", new
+        {
+            messages = new object[] { new { role = "system", content = "Be brief." }, new { role = "user", content = "Hi" } },
+            max_tokens = 3,
+        });
+        Assert.Equal(expected, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal("assistant", body.GetProperty("choices")[0].GetProperty("message").GetProperty("role").GetString());
+    }
+
+    [Fact]
+    public async Task StreamingAndNonStreamingChat_Agree_WithLogprobs()
+    {
+        object Req(bool stream) => new
+        {
+            messages = new[] { new { role = "user", content = "Tell me a story" } },
+            max_tokens = 10, temperature = 0, logprobs = true, top_logprobs = 2, ignore_eos = true, stream,
+        };
+        var whole = await _server.PostJsonAsync("/v1/chat/completions", Req(false));
+        var chunks = await _server.PostStreamAsync("/v1/chat/completions", Req(true));
+        var choice = whole.GetProperty("choices")[0];
+        var text = string.Concat(chunks.Select(c => c.GetProperty("choices")[0].GetProperty("delta"))
+            .Where(d => d.TryGetProperty("content", out _)).Select(d => d.GetProperty("content").GetString()));
+        Assert.Equal(choice.GetProperty("message").GetProperty("content").GetString(), text);
+        var content = choice.GetProperty("logprobs").GetProperty("content");
+        Assert.Equal(10, content.GetArrayLength());
+        Assert.All(content.EnumerateArray(), t => Assert.Equal(2, t.GetProperty("top_logprobs").GetArrayLength()));
+        var streamedTokens = chunks.Select(c => c.GetProperty("choices")[0].GetProperty("logprobs"))
+            .Where(l => l.ValueKind == JsonValueKind.Object)
+            .SelectMany(l => l.GetProperty("content").EnumerateArray().Select(t => t.GetProperty("token").GetString())).ToList();
+        Assert.Equal(content.EnumerateArray().Select(t => t.GetProperty("token").GetString()), streamedTokens);
+        Assert.Equal("length", chunks[^1].GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
+    public async Task OpenAiClient_ChatCompletion()
+    {
+        var chat = Client().GetChatClient("demo");
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 8, Temperature = 0 };
+        ChatCompletion completion = await chat.CompleteChatAsync([new UserChatMessage("Hello!")], options);
+        Assert.Equal(ChatMessageRole.Assistant, completion.Role);
+        Assert.NotNull(completion.Content[0].Text);
+        Assert.True(completion.Usage.OutputTokenCount is > 0 and <= 8);
+        Assert.True(completion.FinishReason is ChatFinishReason.Length or ChatFinishReason.Stop);
+
+        var streamed = new System.Text.StringBuilder();
+        ChatFinishReason? finish = null;
+        await foreach (var update in chat.CompleteChatStreamingAsync([new UserChatMessage("Hello!")], options))
+        {
+            foreach (var part in update.ContentUpdate) streamed.Append(part.Text);
+            finish ??= update.FinishReason;
+        }
+        Assert.Equal(completion.Content[0].Text, streamed.ToString());
+        Assert.Equal(completion.FinishReason, finish);
+    }
+}

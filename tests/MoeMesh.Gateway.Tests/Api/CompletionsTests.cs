@@ -1,0 +1,154 @@
+using System.Text.Json;
+using MoeMesh.Engine.Checkpoint;
+using MoeMesh.Engine.Config;
+using MoeMesh.Engine.Experts;
+using MoeMesh.Engine.Model;
+using MoeMesh.Engine.Runtime;
+using MoeMesh.Engine.Scheduling;
+
+namespace MoeMesh.Gateway.Tests.Api;
+
+public sealed class CompletionsTests : IAsyncLifetime
+{
+    private GatewayServer _server = null!;
+    private static readonly int[] PromptIds = [5, 60, 7, 81, 9, 100, 11];
+
+    public async Task InitializeAsync() => _server = await GatewayServer.StartAsync();
+    public async Task DisposeAsync() => await _server.DisposeAsync();
+
+    /// <summary>Greedy tokens and their logprobs from an engine built directly on the same checkpoint.</summary>
+    private static (List<int> Tokens, List<float> Logprobs) EngineGreedy(int[] prompt, int count)
+    {
+        var dir = GatewayServer.ModelDir;
+        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        using var reader = new CheckpointReader(dir);
+        var model = new DeepSeekModel(config, reader, ComputeOptions.Cpu,
+            new LocalExpertBackend(config, reader, ComputeOptions.Cpu, ExpertSet.Parse("all", config.NRoutedExperts)));
+        var engine = new LlmEngine(model, new EngineOptions { KvCacheBytes = 8 << 20 }, null, null);
+        var seq = engine.Add(prompt, new SamplingParams { MaxTokens = count, Temperature = 0, Logprobs = 0 });
+        var logprobs = new List<float>();
+        while (!seq.IsFinished)
+            foreach (var u in engine.Step()) logprobs.Add(u.Logprob!.Logprob);
+        return (seq.OutputTokens.ToList(), logprobs);
+    }
+
+    private static List<int> Ids(JsonElement logprobs) =>
+        logprobs.GetProperty("tokens").EnumerateArray().Select(t => int.Parse(t.GetString()!["token_id:".Length..])).ToList();
+
+    [Fact]
+    public async Task GreedyCompletion_EqualsEngineOutput()
+    {
+        var (tokens, logprobs) = EngineGreedy(PromptIds, 12);
+        var body = await _server.PostJsonAsync("/v1/completions", new
+        {
+            prompt = PromptIds, max_tokens = 12, temperature = 0, logprobs = 1, return_tokens_as_token_ids = true, ignore_eos = true,
+        });
+        var choice = body.GetProperty("choices")[0];
+        var lp = choice.GetProperty("logprobs");
+        Assert.Equal(tokens, Ids(lp));
+        var apiLogprobs = lp.GetProperty("token_logprobs").EnumerateArray().Select(e => e.GetSingle()).ToList();
+        for (var i = 0; i < tokens.Count; i++) Assert.Equal(logprobs[i], apiLogprobs[i], 4);
+        Assert.Equal("length", choice.GetProperty("finish_reason").GetString());
+        Assert.Equal(PromptIds.Length, body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(12, body.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task StreamingAndNonStreaming_Agree()
+    {
+        var request = new { prompt = "The capital of France is", max_tokens = 10, temperature = 0, logprobs = 2, ignore_eos = true };
+        var whole = await _server.PostJsonAsync("/v1/completions", request);
+        var chunks = await _server.PostStreamAsync("/v1/completions", new
+        {
+            prompt = "The capital of France is", max_tokens = 10, temperature = 0, logprobs = 2, ignore_eos = true, stream = true,
+            stream_options = new { include_usage = true },
+        });
+        var choice = whole.GetProperty("choices")[0];
+        var streamed = string.Concat(chunks.Where(c => c.GetProperty("choices").GetArrayLength() > 0)
+            .Select(c => c.GetProperty("choices")[0].GetProperty("text").GetString()));
+        Assert.Equal(choice.GetProperty("text").GetString(), streamed);
+        var streamedTokens = chunks.Where(c => c.GetProperty("choices").GetArrayLength() > 0 && c.GetProperty("choices")[0].GetProperty("logprobs").ValueKind == JsonValueKind.Object)
+            .SelectMany(c => c.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("tokens").EnumerateArray().Select(t => t.GetString())).ToList();
+        Assert.Equal(choice.GetProperty("logprobs").GetProperty("tokens").EnumerateArray().Select(t => t.GetString()), streamedTokens);
+        Assert.Equal("length", chunks.Last(c => c.GetProperty("choices").GetArrayLength() > 0).GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.Equal(10, chunks[^1].GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task StopString_EndsTextBeforeIt()
+    {
+        var free = await _server.PostJsonAsync("/v1/completions", new { prompt = "Hello, world", max_tokens = 24, temperature = 0, ignore_eos = true });
+        var text = free.GetProperty("choices")[0].GetProperty("text").GetString()!;
+        var clean = text.Replace("\uFFFD", "");
+        Assert.True(clean.Length >= 6, $"need some text to cut: '{text}'");
+        var stop = clean.Substring(clean.Length / 2, 2);
+        var stopped = await _server.PostJsonAsync("/v1/completions", new { prompt = "Hello, world", max_tokens = 24, temperature = 0, ignore_eos = true, stop = new[] { stop } });
+        var choice = stopped.GetProperty("choices")[0];
+        Assert.Equal(text[..text.IndexOf(stop, StringComparison.Ordinal)], choice.GetProperty("text").GetString());
+        Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
+    public async Task SeededSampling_IsReproducible_AndNChoicesDiffer()
+    {
+        object Req() => new { prompt = "Once upon a time", max_tokens = 12, temperature = 1.0, top_p = 0.95, top_k = 50, seed = 1234, n = 3, ignore_eos = true };
+        var a = await _server.PostJsonAsync("/v1/completions", Req());
+        var b = await _server.PostJsonAsync("/v1/completions", Req());
+        var textsA = a.GetProperty("choices").EnumerateArray().Select(c => c.GetProperty("text").GetString()).ToList();
+        var textsB = b.GetProperty("choices").EnumerateArray().Select(c => c.GetProperty("text").GetString()).ToList();
+        Assert.Equal(3, textsA.Count);
+        Assert.Equal(textsA, textsB);
+        Assert.True(textsA.Distinct().Count() > 1, "choices with distinct seeds should differ");
+    }
+
+    [Fact]
+    public async Task Echo_PrependsPromptWithPromptLogprobs()
+    {
+        var body = await _server.PostJsonAsync("/v1/completions", new { prompt = "Hello there", max_tokens = 3, temperature = 0, echo = true, logprobs = 1, ignore_eos = true });
+        var choice = body.GetProperty("choices")[0];
+        Assert.StartsWith("Hello there", choice.GetProperty("text").GetString());
+        var lp = choice.GetProperty("logprobs").GetProperty("token_logprobs");
+        var promptTokens = body.GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        Assert.Equal(promptTokens + 3, lp.GetArrayLength());
+        Assert.Equal(JsonValueKind.Null, lp[0].ValueKind);
+        Assert.All(lp.EnumerateArray().Skip(1), e => Assert.True(e.GetSingle() <= 0));
+    }
+
+    [Fact]
+    public async Task ConcurrentRequests_GetTheirSequentialOutputs()
+    {
+        var prompts = new[] { "Hello", "The quick brown fox", "What is two plus two?", "Numbers: 1 2 3", "Code: def add(a, b):", "Once upon a time" };
+        var sequential = new List<string>();
+        foreach (var p in prompts)
+            sequential.Add((await _server.PostJsonAsync("/v1/completions", new { prompt = p, max_tokens = 8, temperature = 0, ignore_eos = true }))
+                .GetProperty("choices")[0].GetProperty("text").GetString()!);
+        var concurrent = await Task.WhenAll(prompts.Select(async p =>
+            (await _server.PostJsonAsync("/v1/completions", new { prompt = p, max_tokens = 8, temperature = 0, ignore_eos = true }))
+                .GetProperty("choices")[0].GetProperty("text").GetString()!));
+        Assert.Equal(sequential, concurrent);
+    }
+
+    [Fact]
+    public async Task PromptList_GivesOneChoicePerPrompt()
+    {
+        var body = await _server.PostJsonAsync("/v1/completions", new { prompt = new[] { "Hello", "World" }, max_tokens = 2, n = 2, temperature = 0 });
+        Assert.Equal([0, 1, 2, 3], body.GetProperty("choices").EnumerateArray().Select(c => c.GetProperty("index").GetInt32()));
+    }
+
+    [Fact]
+    public async Task Endpoints_ReportHealthModelsAndMetrics()
+    {
+        Assert.Equal("ok", await _server.Http.GetStringAsync("/healthz"));
+        Assert.Equal("ready", await _server.Http.GetStringAsync("/readyz"));
+        var models = JsonDocument.Parse(await _server.Http.GetStringAsync("/v1/models")).RootElement;
+        Assert.Equal("demo", models.GetProperty("data")[0].GetProperty("id").GetString());
+        await _server.PostJsonAsync("/v1/completions", new { prompt = "Hi", max_tokens = 2 });
+        var metrics = await _server.Http.GetStringAsync("/metrics");
+        foreach (var name in new[] { "moemesh_requests_running", "moemesh_requests_waiting", "moemesh_time_to_first_token_seconds_count",
+                     "moemesh_inter_token_latency_seconds_count", "moemesh_e2e_request_latency_seconds_count", "moemesh_prompt_tokens_total",
+                     "moemesh_generation_tokens_total", "moemesh_kv_cache_usage_ratio" })
+            Assert.Contains(name, metrics);
+        var generated = metrics.Split('\n').First(l => l.StartsWith("moemesh_generation_tokens_total "));
+        Assert.True(double.Parse(generated.Split(' ')[1]) >= 2);
+    }
+}

@@ -1,0 +1,66 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using MoeMesh.Engine.Demo;
+using MoeMesh.Gateway.Hosting;
+
+namespace MoeMesh.Gateway.Tests;
+
+/// <summary>A real gateway listening on a loopback port, serving a generated demo checkpoint.</summary>
+public sealed class GatewayServer : IAsyncDisposable
+{
+    private static readonly Lazy<string> DemoDir = new(() =>
+        DemoModel.EnsureCached(Path.Combine(Path.GetTempPath(), "moemesh-gateway-tests"), DemoShape.Tiny, seed: 3));
+
+    public WebApplication App { get; }
+    public Uri BaseAddress { get; }
+    public HttpClient Http { get; }
+    public static string ModelDir => DemoDir.Value;
+
+    private GatewayServer(WebApplication app, Uri address)
+    {
+        App = app;
+        BaseAddress = address;
+        Http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(120) };
+    }
+
+    public static async Task<GatewayServer> StartAsync(params string[] extraArgs)
+    {
+        string[] args = ["--model", ModelDir, "--urls", "http://127.0.0.1:0", "--served-model-name", "demo", .. extraArgs];
+        var app = GatewayApp.Build(args);
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new GatewayServer(app, new Uri(address));
+    }
+
+    public Task<HttpResponseMessage> PostAsync(string path, object body) => Http.PostAsJsonAsync(path, body);
+
+    public async Task<JsonElement> PostJsonAsync(string path, object body)
+    {
+        var response = await PostAsync(path, body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, $"{(int)response.StatusCode}: {text}");
+        return JsonDocument.Parse(text).RootElement;
+    }
+
+    /// <summary>Reads an SSE response into its JSON payloads; asserts it ends with [DONE].</summary>
+    public async Task<List<JsonElement>> PostStreamAsync(string path, object body)
+    {
+        var response = await PostAsync(path, body);
+        Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        var lines = (await response.Content.ReadAsStringAsync()).Split('\n').Where(l => l.StartsWith("data: ")).Select(l => l[6..]).ToList();
+        Assert.Equal("[DONE]", lines[^1]);
+        return lines.SkipLast(1).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        await App.StopAsync();
+        await App.DisposeAsync();
+    }
+}
