@@ -1,0 +1,45 @@
+using MoeMesh.Engine.Demo;
+using MoeMesh.Engine.Text;
+
+namespace MoeMesh.Engine.Tests.Text;
+
+public sealed class TokenizerTests
+{
+    private static readonly HfTokenizer Tokenizer = HfTokenizer.Load(Path.Combine(TestModels.V3Dir, "tokenizer.json"));
+
+    [Theory]
+    [InlineData("Hello, world! How are you today?")]
+    [InlineData("Numbers: 12345 and 3.14159\nnew line\ttab")]
+    [InlineData("你好，世界。こんにちは ünïcödé ✓ 🙂")]
+    public void Encode_ThenDecode_RoundTrips(string text) =>
+        Assert.Equal(text, Tokenizer.Decode(Tokenizer.Encode(text)));
+
+    [Fact]
+    public void AddedTokens_InTheText_MapToTheirIds()
+    {
+        var user = Tokenizer.TokenId("<｜User｜>")!.Value;
+        var bos = Tokenizer.TokenId(DemoModel.Bos)!.Value;
+        var ids = Tokenizer.Encode($"{DemoModel.Bos}<｜User｜>Hi<｜User｜>");
+        Assert.Equal(bos, ids[0]);
+        Assert.Equal(user, ids[1]);
+        Assert.Equal(user, ids[^1]);
+        Assert.Equal("<｜User｜>Hi<｜User｜>", Tokenizer.Decode(ids));
+        Assert.Equal($"{DemoModel.Bos}<｜User｜>Hi<｜User｜>", Tokenizer.Decode(ids, skipSpecialTokens: false));
+    }
+
+    [Fact]
+    public void PreTokenizer_SplitsDigitsInThreesAndCjkRuns()
+    {
+        var pre = new SplitSequencePreTokenizer(DemoModel.V3PreTokenizerPatterns.Select(SplitSequencePreTokenizer.Compile).ToList());
+        const string text = "abc 1234567 你好x";
+        var pieces = pre.PreTokenize(text).Select(p => text.Substring(p.Offset, p.Length)).ToList();
+        Assert.Equal(["abc", " ", "123", "456", "7", " ", "你好", "x"], pieces);
+    }
+
+    [Fact]
+    public void MergesLearnedFromTheCorpus_CompressCommonWords()
+    {
+        var ids = Tokenizer.Encode(" the experts");
+        Assert.True(ids.Count < " the experts".Length, $"{ids.Count} tokens");
+    }
+}
