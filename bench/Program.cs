@@ -1,4 +1,13 @@
-using TorchSharp;
-var a = torch.randn(1024, 1024);
-var b = torch.randn(1024, 256);
-Console.WriteLine(torch.mm(a, b).sum().item<float>());
+using MoeMesh.Bench;
+
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N]
+var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
+var tokens = int.Parse(ArgValue(args, "--tokens") ?? "48");
+await new EngineBenchmark(cache, tokens).RunAsync();
+return;
+
+static string? ArgValue(string[] args, string name)
+{
+    var i = Array.IndexOf(args, name);
+    return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+}

@@ -1,0 +1,153 @@
+using System.Diagnostics;
+using System.Net.Http.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using MoeMesh.Engine.Checkpoint;
+using MoeMesh.Engine.Config;
+using MoeMesh.Engine.Demo;
+using MoeMesh.Engine.Experts;
+using MoeMesh.Engine.Model;
+using MoeMesh.Engine.Runtime;
+using MoeMesh.Engine.Scheduling;
+using MoeMesh.Gateway.Hosting;
+using TorchSharp;
+
+namespace MoeMesh.Bench;
+
+/// <summary>
+/// The engine issue's benchmark, all figures from one run: matmul rate, prefill of a 1024-token prompt,
+/// decode throughput at 1, 8 and 32 sequences through the engine and through the HTTP API.
+/// </summary>
+public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
+{
+    private const long KvBytes = 1L << 30;
+    private const int PromptTokens = 16;
+
+    public async Task RunAsync()
+    {
+        Console.WriteLine($"threads: {torch.get_num_threads()}, cores: {Environment.ProcessorCount}");
+        var matmul = MatmulGflops();
+        Console.WriteLine($"matmul fp32 1024x1024x1024: {matmul:F1} GFLOP/s");
+
+        var sw = Stopwatch.StartNew();
+        var dir = DemoModel.EnsureCached(cacheDir, DemoShape.Benchmark, seed: 1);
+        Console.WriteLine($"model: {dir} (ready in {sw.Elapsed.TotalSeconds:F1} s)");
+        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        var engine = LoadEngine(dir, config);
+        Console.WriteLine($"KV cache: {engine.Cache.BytesPerToken} bytes per token ({config.NumHiddenLayers} layers x {config.LatentCacheDim} values x 4 bytes)");
+
+        var (prefillTps, prefillGflops) = Prefill(engine, config);
+        Console.WriteLine($"prefill 1024 tokens: {prefillTps:F0} tokens/s, {prefillGflops:F1} GFLOP/s = {prefillGflops / matmul:P0} of matmul rate");
+
+        var direct = new Dictionary<int, double>();
+        foreach (var c in new[] { 1, 8, 32 })
+        {
+            direct[c] = EngineDecode(engine, c);
+            Console.WriteLine($"engine decode, {c,2} sequences: {direct[c]:F1} tokens/s");
+        }
+        engine = null;
+        GC.Collect();
+
+        var http = await HttpDecode(dir);
+        foreach (var (c, tps) in http) Console.WriteLine($"HTTP   decode, {c,2} sequences: {tps:F1} tokens/s ({tps / direct[c]:P1} of engine)");
+        Console.WriteLine($"ratio decode 32 / 1 (engine): {direct[32] / direct[1]:F2}x");
+        Console.WriteLine($"ratio HTTP / engine at 32: {http[32] / direct[32]:F3}");
+    }
+
+    private static double MatmulGflops()
+    {
+        using var a = torch.randn(1024, 1024);
+        using var b = torch.randn(1024, 1024);
+        for (var i = 0; i < 3; i++) torch.mm(a, b).Dispose();
+        const int reps = 20;
+        var sw = Stopwatch.StartNew();
+        for (var i = 0; i < reps; i++) torch.mm(a, b).Dispose();
+        return 2.0 * 1024 * 1024 * 1024 * reps / sw.Elapsed.TotalSeconds / 1e9;
+    }
+
+    private static LlmEngine LoadEngine(string dir, ModelConfig config)
+    {
+        var sw = Stopwatch.StartNew();
+        using var reader = new CheckpointReader(dir);
+        var experts = new LocalExpertBackend(config, reader, ComputeOptions.Cpu, ExpertSet.Parse("all", config.NRoutedExperts));
+        var model = new DeepSeekModel(config, reader, ComputeOptions.Cpu, experts);
+        Console.WriteLine($"loaded in {sw.Elapsed.TotalSeconds:F1} s");
+        return new LlmEngine(model, new EngineOptions { KvCacheBytes = KvBytes, MaxBatchTokens = 1024, MaxRunningSequences = 64 }, null, null);
+    }
+
+    private static int[] RandomPrompt(int length, int vocab, int seed)
+    {
+        var r = new Random(seed);
+        return Enumerable.Range(0, length).Select(_ => r.Next(vocab)).ToArray();
+    }
+
+    /// <summary>Tokens/s of one 1024-token prefill step, and the GFLOP/s that implies (matmul FLOPs of the model's projections and attention).</summary>
+    private static (double TokensPerSecond, double Gflops) Prefill(LlmEngine engine, ModelConfig c)
+    {
+        const int n = 1024;
+        double best = double.MaxValue;
+        for (var rep = 0; rep < 3; rep++)
+        {
+            var seq = engine.Add(RandomPrompt(n, c.VocabSize, rep), new SamplingParams { MaxTokens = 1, Temperature = 0 });
+            var sw = Stopwatch.StartNew();
+            while (!seq.IsFinished) engine.Step();
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return (n / best, FlopsPerToken(c, n) * n / best / 1e9);
+    }
+
+    /// <summary>Matmul FLOPs per prompt token of a prefill of length n (naive MLA, top-k plus shared experts, LM head for one row).</summary>
+    private static double FlopsPerToken(ModelConfig c, int n)
+    {
+        double d = c.HiddenSize, h = c.NumAttentionHeads, q = c.QLoraRank ?? 0, r = c.KvLoraRank;
+        var attnProj = (q > 0 ? d * q + q * h * c.QkHeadDim : d * h * c.QkHeadDim) + d * c.LatentCacheDim
+                       + r * h * (c.QkNopeHeadDim + c.VHeadDim) + h * c.VHeadDim * d;
+        var attnScores = h * (c.QkHeadDim + c.VHeadDim) * (n + 1) / 2.0; // causal: average context n/2
+        var dense = 3 * d * c.IntermediateSize;
+        var moe = 3 * d * c.MoeIntermediateSize * (c.NumExpertsPerTok + c.NSharedExperts) + d * c.NRoutedExperts;
+        var moeLayers = Enumerable.Range(0, c.NumHiddenLayers).Count(c.IsMoeLayer);
+        return 2 * (c.NumHiddenLayers * (attnProj + attnScores) + (c.NumHiddenLayers - moeLayers) * dense + moeLayers * moe);
+    }
+
+    /// <summary>Generated tokens per second for <paramref name="concurrency"/> sequences, from submission to the last token.</summary>
+    private double EngineDecode(LlmEngine engine, int concurrency)
+    {
+        var seqs = Enumerable.Range(0, concurrency)
+            .Select(i => engine.Add(RandomPrompt(PromptTokens, engine.Model.Config.VocabSize, 100 + i),
+                new SamplingParams { MaxTokens = decodeTokens, Temperature = 0, IgnoreEos = true }))
+            .ToList();
+        var sw = Stopwatch.StartNew();
+        while (seqs.Any(s => !s.IsFinished)) engine.Step();
+        return concurrency * decodeTokens / sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>The same measurement through the gateway's HTTP API on loopback, with streaming clients.</summary>
+    private async Task<Dictionary<int, double>> HttpDecode(string dir)
+    {
+        var app = GatewayApp.Build(["--model", dir, "--urls", "http://127.0.0.1:0", "--kv-cache-bytes", KvBytes.ToString(), "--max-batch-tokens", "1024"]);
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        using var http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromMinutes(10) };
+        var vocab = ModelConfig.Load(Path.Combine(dir, "config.json")).VocabSize;
+        var results = new Dictionary<int, double>();
+        foreach (var c in new[] { 1, 8, 32 })
+        {
+            var sw = Stopwatch.StartNew();
+            await Task.WhenAll(Enumerable.Range(0, c).Select(async i =>
+            {
+                var response = await http.PostAsJsonAsync("/v1/completions", new
+                {
+                    prompt = RandomPrompt(PromptTokens, vocab, 100 + i), max_tokens = decodeTokens, temperature = 0, ignore_eos = true, stream = true,
+                }, cancellationToken: default);
+                response.EnsureSuccessStatusCode();
+                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+                while (await reader.ReadLineAsync() is { } line && line != "data: [DONE]") { }
+            }));
+            results[c] = c * decodeTokens / sw.Elapsed.TotalSeconds;
+        }
+        await app.StopAsync();
+        return results;
+    }
+}
