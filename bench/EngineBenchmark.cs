@@ -11,6 +11,7 @@ using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Model;
 using MoeMesh.Engine.Runtime;
 using MoeMesh.Engine.Scheduling;
+using MoeMesh.Engine.Text;
 using MoeMesh.Gateway.Hosting;
 using TorchSharp;
 
@@ -74,7 +75,9 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         var experts = new LocalExpertBackend(config, reader, ComputeOptions.Cpu, ExpertSet.Parse("all", config.NRoutedExperts));
         var model = new DeepSeekModel(config, reader, ComputeOptions.Cpu, experts);
         Console.WriteLine($"loaded in {sw.Elapsed.TotalSeconds:F1} s");
-        return new LlmEngine(model, new EngineOptions { KvCacheBytes = KvBytes, MaxBatchTokens = 1024, MaxRunningSequences = 64 }, null, null);
+        // With the tokenizer, the direct path detokenises as the gateway's engine loop does.
+        var tokenizer = HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));
+        return new LlmEngine(model, new EngineOptions { KvCacheBytes = KvBytes, MaxBatchTokens = 1024, MaxRunningSequences = 64 }, tokenizer, null);
     }
 
     private static int[] RandomPrompt(int length, int vocab, int seed)
