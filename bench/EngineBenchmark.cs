@@ -4,10 +4,8 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
-using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Demo;
-using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Model;
 using MoeMesh.Engine.Runtime;
 using MoeMesh.Engine.Scheduling;
@@ -36,7 +34,7 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         var dir = DemoModel.EnsureCached(cacheDir, DemoShape.Benchmark, seed: 1);
         Console.WriteLine($"model: {dir} (ready in {sw.Elapsed.TotalSeconds:F1} s)");
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
-        var engine = LoadEngine(dir, config);
+        var engine = LoadEngine(dir);
         Console.WriteLine($"KV cache: {engine.Cache.BytesPerToken} bytes per token ({config.NumHiddenLayers} layers x {config.LatentCacheDim} values x 4 bytes)");
 
         var (prefillTps, prefillGflops) = Prefill(engine, config);
@@ -68,12 +66,10 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         return 2.0 * 1024 * 1024 * 1024 * reps / sw.Elapsed.TotalSeconds / 1e9;
     }
 
-    private static LlmEngine LoadEngine(string dir, ModelConfig config)
+    private static LlmEngine LoadEngine(string dir)
     {
         var sw = Stopwatch.StartNew();
-        using var reader = new CheckpointReader(dir);
-        var experts = new LocalExpertBackend(config, reader, ComputeOptions.Cpu, ExpertSet.Parse("all", config.NRoutedExperts));
-        var model = new DeepSeekModel(config, reader, ComputeOptions.Cpu, experts);
+        var model = DeepSeekModel.Load(dir, ComputeOptions.Cpu);
         Console.WriteLine($"loaded in {sw.Elapsed.TotalSeconds:F1} s");
         // With the tokenizer, the direct path detokenises as the gateway's engine loop does.
         var tokenizer = HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));

@@ -40,6 +40,15 @@ public sealed class DeepSeekModel
             : Weights.Load(r, "lm_head.weight", o, c.VocabSize, c.HiddenSize);
     }
 
+    /// <summary>Loads a checkpoint folder with every routed expert held in-process.</summary>
+    public static DeepSeekModel Load(string directory, ComputeOptions options)
+    {
+        var config = ModelConfig.Load(Path.Combine(directory, "config.json"));
+        using var reader = new CheckpointReader(directory);
+        var experts = new LocalExpertBackend(config, reader, options, ExpertSet.Parse("all", config.NRoutedExperts));
+        return new DeepSeekModel(config, reader, options, experts);
+    }
+
     /// <summary>Runs the new tokens of a batch through every layer; returns float32 logits of the requested rows.</summary>
     public Tensor Forward(ForwardBatch batch, LatentKvCache cache, Tensor logitRows)
     {

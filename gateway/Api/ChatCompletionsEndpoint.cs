@@ -56,7 +56,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
                     logprobs = wantLogprobs ? fmt.Chat(c.Logprobs) : null,
                     finish_reason = Choice.ReasonText(c.Finish),
                 }),
-                usage = new { prompt_tokens = promptTokens, completion_tokens = completionTokens, total_tokens = promptTokens + completionTokens },
+                usage = Sse.Usage(promptTokens, completionTokens),
             }).ExecuteAsync(ctx);
             return;
         }
@@ -74,7 +74,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
                 if (e.Finish is not null)
                     await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { }, null, Choice.ReasonText(e.Finish)));
                 if (e.Error is not null)
-                    await Sse.WriteAsync(ctx.Response, new { error = new { message = e.Error, type = "server_error", param = (string?)null, code = (string?)null } });
+                    await Sse.ErrorAsync(ctx.Response, e.Error);
             }
             if (sampling.IncludeUsage)
             {
@@ -82,7 +82,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
                 await Sse.WriteAsync(ctx.Response, new
                 {
                     id, @object = "chat.completion.chunk", created, model = host.Name, choices = Array.Empty<object>(),
-                    usage = new { prompt_tokens = promptTokens, completion_tokens = completionTokens, total_tokens = promptTokens + completionTokens },
+                    usage = Sse.Usage(promptTokens, completionTokens),
                 });
             }
             await Sse.DoneAsync(ctx.Response);

@@ -53,7 +53,7 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
                     logprobs = logprobs is null ? null : fmt.Completions(LogprobTokens(c, echoLogprobs), 0),
                     finish_reason = Choice.ReasonText(c.Finish),
                 }),
-                usage = new { prompt_tokens = promptTokens, completion_tokens = completionTokens, total_tokens = promptTokens + completionTokens },
+                usage = Sse.Usage(promptTokens, completionTokens),
             }).ExecuteAsync(ctx);
             return;
         }
@@ -78,7 +78,7 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
                 object? lp = logprobs is not null && e.Logprob is { } l ? fmt.Completions([(l.TokenId, l)], offset) : null;
                 if (e.Finish is null && e.TextDelta.Length == 0 && lp is null) continue;
                 await Sse.WriteAsync(ctx.Response, Chunk(c.Index, e.TextDelta, lp, Choice.ReasonText(e.Finish)));
-                if (e.Error is not null) await Sse.WriteAsync(ctx.Response, new { error = new { message = e.Error, type = "server_error", param = (string?)null, code = (string?)null } });
+                if (e.Error is not null) await Sse.ErrorAsync(ctx.Response, e.Error);
             }
             if (sampling.IncludeUsage)
             {
@@ -86,7 +86,7 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
                 await Sse.WriteAsync(ctx.Response, new
                 {
                     id, @object = "text_completion", created, model = host.Name, choices = Array.Empty<object>(),
-                    usage = new { prompt_tokens = promptTokens, completion_tokens = completionTokens, total_tokens = promptTokens + completionTokens },
+                    usage = Sse.Usage(promptTokens, completionTokens),
                 });
             }
             await Sse.DoneAsync(ctx.Response);

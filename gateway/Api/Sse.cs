@@ -19,4 +19,12 @@ public static class Sse
     }
 
     public static Task DoneAsync(HttpResponse response) => response.WriteAsync("data: [DONE]\n\n");
+
+    /// <summary>An error after the stream started: OpenAI's error object as one event.</summary>
+    public static Task ErrorAsync(HttpResponse response, string message) =>
+        WriteAsync(response, new { error = new { message, type = "server_error", param = (string?)null, code = (string?)null } });
+
+    /// <summary>The usage object of a response.</summary>
+    public static object Usage(int promptTokens, int completionTokens) =>
+        new { prompt_tokens = promptTokens, completion_tokens = completionTokens, total_tokens = promptTokens + completionTokens };
 }

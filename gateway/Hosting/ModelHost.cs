@@ -1,7 +1,5 @@
-using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Demo;
-using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Model;
 using MoeMesh.Engine.Runtime;
 using MoeMesh.Engine.Text;
@@ -37,13 +35,8 @@ public sealed class ModelHost
         var tokenizer = HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));
         var tokConfig = TokenizerConfig.Load(Path.Combine(dir, "tokenizer_config.json"));
         var eos = config.EosTokenId ?? (tokConfig.EosToken is { } e ? tokenizer.TokenId(e) : null);
-        DeepSeekModel model;
-        using (var reader = new CheckpointReader(dir))
-        {
-            var experts = new LocalExpertBackend(config, reader, compute, ExpertSet.Parse("all", config.NRoutedExperts));
-            model = new DeepSeekModel(config, reader, compute, experts);
-            logger.LogInformation("Loaded {Model}: {Layers} layers, {Experts} routed experts, {Bytes} bytes read", dir, config.NumHiddenLayers, config.NRoutedExperts, reader.BytesRead);
-        }
+        var model = DeepSeekModel.Load(dir, compute);
+        logger.LogInformation("Loaded {Model}: {Layers} layers, {Experts} routed experts on {Device}", dir, config.NumHiddenLayers, config.NRoutedExperts, options.Device);
         var engine = new LlmEngine(model, new EngineOptions
         {
             KvCacheBytes = options.KvCacheBytes,

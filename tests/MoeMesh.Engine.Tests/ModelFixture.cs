@@ -1,7 +1,4 @@
-using MoeMesh.Engine.Checkpoint;
-using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Demo;
-using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Kv;
 using MoeMesh.Engine.Model;
 using MoeMesh.Engine.Runtime;
@@ -25,13 +22,7 @@ public static class TestModels
         return dir;
     }
 
-    public static DeepSeekModel Load(string dir)
-    {
-        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
-        using var reader = new CheckpointReader(dir);
-        var experts = new LocalExpertBackend(config, reader, ComputeOptions.Cpu, ExpertSet.Parse("all", config.NRoutedExperts));
-        return new DeepSeekModel(config, reader, ComputeOptions.Cpu, experts);
-    }
+    public static DeepSeekModel Load(string dir) => DeepSeekModel.Load(dir, ComputeOptions.Cpu);
 }
 
 /// <summary>Runs hand-made chunks through a model with its own cache, returning logits of every new token.</summary>

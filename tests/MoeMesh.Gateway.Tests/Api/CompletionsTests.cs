@@ -1,7 +1,4 @@
 using System.Text.Json;
-using MoeMesh.Engine.Checkpoint;
-using MoeMesh.Engine.Config;
-using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Model;
 using MoeMesh.Engine.Runtime;
 using MoeMesh.Engine.Scheduling;
@@ -19,11 +16,7 @@ public sealed class CompletionsTests : IAsyncLifetime
     /// <summary>Greedy tokens and their logprobs from an engine built directly on the same checkpoint.</summary>
     private static (List<int> Tokens, List<float> Logprobs) EngineGreedy(int[] prompt, int count)
     {
-        var dir = GatewayServer.ModelDir;
-        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
-        using var reader = new CheckpointReader(dir);
-        var model = new DeepSeekModel(config, reader, ComputeOptions.Cpu,
-            new LocalExpertBackend(config, reader, ComputeOptions.Cpu, ExpertSet.Parse("all", config.NRoutedExperts)));
+        var model = DeepSeekModel.Load(GatewayServer.ModelDir, ComputeOptions.Cpu);
         var engine = new LlmEngine(model, new EngineOptions { KvCacheBytes = 8 << 20 }, null, null);
         var seq = engine.Add(prompt, new SamplingParams { MaxTokens = count, Temperature = 0, Logprobs = 0 });
         var logprobs = new List<float>();
