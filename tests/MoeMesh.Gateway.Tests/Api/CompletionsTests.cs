@@ -135,7 +135,7 @@ public sealed class CompletionsTests : IAsyncLifetime
         Assert.Equal("ready", await _server.Http.GetStringAsync("/readyz"));
         var models = JsonDocument.Parse(await _server.Http.GetStringAsync("/v1/models")).RootElement;
         Assert.Equal("demo", models.GetProperty("data")[0].GetProperty("id").GetString());
-        await _server.PostJsonAsync("/v1/completions", new { prompt = "Hi", max_tokens = 2 });
+        await _server.PostJsonAsync("/v1/completions", new { prompt = "Hi", max_tokens = 2, ignore_eos = true });
         var metrics = await _server.Http.GetStringAsync("/metrics");
         foreach (var name in new[] { "moemesh_requests_running", "moemesh_requests_waiting", "moemesh_time_to_first_token_seconds_count",
                      "moemesh_inter_token_latency_seconds_count", "moemesh_e2e_request_latency_seconds_count", "moemesh_prompt_tokens_total",
