@@ -147,7 +147,7 @@ public sealed class LlmEngine
         var stopToken = (!p.IgnoreEos && token == EosTokenId) || p.StopTokenIds.Contains(token);
         var length = seq.OutputLength >= p.MaxTokens || seq.Length >= MaxModelLength;
         var text = _texts[seq.Id];
-        var (delta, stopString) = text.Update(stopToken ? seq.OutputTokens.SkipLast(1) : seq.OutputTokens, stopToken || length);
+        var (delta, stopString) = text.Update(seq.Tokens, seq.PromptLength, stopToken ? seq.Length - 1 : seq.Length, stopToken || length);
         if (stopString || stopToken || length)
         {
             _scheduler.Finish(seq, length && !stopString && !stopToken ? FinishReason.Length : FinishReason.Stop);

@@ -20,6 +20,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     private readonly Dictionary<long, GenerationHandle> _active = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Thread? _thread;
     private volatile bool _accepting = true;
     private int _queued;
@@ -58,14 +59,15 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         _accepting = false;
+        _wake.Release();
         // Grace period: in-flight sequences finish until the host's shutdown timeout fires.
         try
         {
-            while (_active.Count > 0 || !_submitted.IsEmpty) await Task.Delay(20, cancellationToken);
+            await _drained.Task.WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
         {
-            logger.LogWarning("Shutdown timeout reached; ending {Count} sequences", _active.Count);
+            logger.LogWarning("Shutdown timeout reached; ending the sequences still running");
         }
         _stop.Cancel();
         _wake.Release();
@@ -80,6 +82,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
             {
                 TakeSubmissions();
                 TakeAborts();
+                if (!_accepting && _active.Count == 0) _drained.TrySetResult();
                 if (!Engine.HasWork)
                 {
                     UpdateGauges();
@@ -93,7 +96,10 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
         catch (Exception e)
         {
             logger.LogCritical(e, "Engine loop failed");
+            _drained.TrySetResult();
         }
+        // Whatever is left ends now: running sequences and submissions that raced with the stop.
+        while (_submitted.TryDequeue(out var late)) late.Publish(new GenerationEvent(null, null, "", FinishReason.Abort, "the server is shutting down"));
         foreach (var handle in _active.Values.ToList())
         {
             if (handle.Sequence is { IsFinished: false } seq) Engine.Abort(seq);
@@ -166,9 +172,3 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
         metrics.KvCacheUsage.Set(Engine.CacheUsage);
     }
 }
-
-/// <summary>More sequences are waiting than --max-queue allows.</summary>
-public sealed class QueueFullException() : Exception("the server is at capacity; retry later");
-
-/// <summary>The server is shutting down and takes no new requests.</summary>
-public sealed class ServiceStoppingException() : Exception("the server is shutting down");

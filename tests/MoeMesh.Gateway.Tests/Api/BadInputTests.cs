@@ -149,6 +149,37 @@ public sealed class AdmissionTests
         Assert.Contains("moemesh_sequences_finished_total{reason=\"abort\"} 1", await server.Http.GetStringAsync("/metrics"));
     }
 
+    [Fact]
+    public async Task GracefulShutdown_FinishesInFlightStreams()
+    {
+        var server = await GatewayServer.StartAsync();
+        const int maxTokens = 24;
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = JsonContent.Create(new
+            {
+                prompt = "Hi", max_tokens = maxTokens, ignore_eos = true, stream = true, stream_options = new { include_usage = true },
+            }),
+        };
+        using var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var lines = new List<string> { (await reader.ReadLineAsync())! };
+        Assert.StartsWith("data: ", lines[0]);
+
+        // Stop while the stream is mid-generation; it must run to its natural end, then the host stops.
+        var stopping = server.App.StopAsync();
+        while (await reader.ReadLineAsync() is { } line) lines.Add(line);
+        await stopping;
+
+        var data = lines.Where(l => l.StartsWith("data: ")).Select(l => l[6..]).ToList();
+        Assert.Equal("[DONE]", data[^1]);
+        var payloads = data.SkipLast(1).Select(d => JsonDocument.Parse(d).RootElement).ToList();
+        Assert.Equal("length", payloads.Select(p => p.GetProperty("choices")).Where(c => c.GetArrayLength() > 0)
+            .Select(c => c[0].GetProperty("finish_reason")).Last(f => f.ValueKind == JsonValueKind.String).GetString());
+        Assert.Equal(maxTokens, payloads[^1].GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        await server.App.DisposeAsync();
+    }
+
     /// <summary>Polls the gauge until it reads <paramref name="value"/> or 30 s pass; returns the last reading.</summary>
     private static async Task<double> WaitForGauge(GatewayServer server, string name, double value)
     {

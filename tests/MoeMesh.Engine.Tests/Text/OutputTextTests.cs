@@ -1,0 +1,47 @@
+using MoeMesh.Engine.Runtime;
+using MoeMesh.Engine.Text;
+
+namespace MoeMesh.Engine.Tests.Text;
+
+public sealed class OutputTextTests
+{
+    private static readonly HfTokenizer Tokenizer = HfTokenizer.Load(Path.Combine(TestModels.V3Dir, "tokenizer.json"));
+
+    /// <summary>Feeds the tokens one at a time as the engine does and collects the released deltas.</summary>
+    private static (List<string> Deltas, bool Stopped) Stream(string text, params string[] stops)
+    {
+        var prompt = new[] { 1, 2 };
+        var tokens = new List<int>(prompt);
+        var output = new OutputText(Tokenizer, stops);
+        var deltas = new List<string>();
+        var ids = Tokenizer.Encode(text);
+        for (var i = 0; i < ids.Count; i++)
+        {
+            tokens.Add(ids[i]);
+            var (delta, stopped) = output.Update(tokens, prompt.Length, tokens.Count, final: i == ids.Count - 1);
+            if (delta.Length > 0) deltas.Add(delta);
+            if (stopped) return (deltas, true);
+        }
+        return (deltas, false);
+    }
+
+    [Theory]
+    [InlineData("plain ascii text with several words")]
+    [InlineData("你好，世界。こんにちは ünïcödé ✓ 🙂 and more 🙂🙂")]
+    public void Deltas_ConcatenateToTheText_WithoutBrokenCharacters(string text)
+    {
+        var (deltas, stopped) = Stream(text);
+        Assert.False(stopped);
+        Assert.Equal(text, string.Concat(deltas));
+        Assert.DoesNotContain(deltas, d => d.Contains('\uFFFD'));
+        Assert.True(Tokenizer.Encode(text).Count > 1);
+    }
+
+    [Fact]
+    public void StopString_EndsTheText_BeforeIt_AndIsNeverReleased()
+    {
+        var (deltas, stopped) = Stream("你好 the experts STOP here after", "STOP");
+        Assert.True(stopped);
+        Assert.Equal("你好 the experts ", string.Concat(deltas));
+    }
+}
