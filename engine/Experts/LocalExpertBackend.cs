@@ -29,17 +29,30 @@ public sealed class LocalExpertBackend : IExpertBackend
     public IExpertCall Begin(int layer, Tensor hidden, Tensor expertIds, Tensor weights) =>
         new CompletedCall(Compute(layer, hidden, expertIds, weights));
 
-    /// <summary>Sorts the (token, expert) pairs by expert and runs each expert once on its tokens.</summary>
+    /// <summary>Whether this backend holds the expert of the layer.</summary>
+    public bool Holds(int layer, int expert) => _experts.ContainsKey((layer, expert));
+
+    /// <summary>Runs each token's k chosen experts (<paramref name="expertIds"/> [N, k]) and sums them weighted.</summary>
     public Tensor Compute(int layer, Tensor hidden, Tensor expertIds, Tensor weights)
     {
         using var scope = NewDisposeScope();
         var k = expertIds.shape[1];
-        var flatIds = expertIds.flatten();
-        var order = flatIds.argsort();
-        var tokenOf = order.div(k, rounding_mode: RoundingMode.floor);
-        var sortedWeights = weights.flatten().index_select(0, order).to(hidden.dtype).unsqueeze(1);
+        var pairTokens = arange(hidden.shape[0], dtype: ScalarType.Int64, device: hidden.device).repeat_interleave(k);
+        return ComputePairs(layer, hidden, pairTokens, expertIds.flatten(), weights.flatten()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Runs (token, expert, weight) pairs: sorts them by expert, runs each expert once on its tokens and
+    /// adds the weighted outputs per token, in ascending expert order.
+    /// </summary>
+    public Tensor ComputePairs(int layer, Tensor hidden, Tensor pairTokens, Tensor pairExperts, Tensor pairWeights)
+    {
+        using var scope = NewDisposeScope();
+        var order = pairExperts.argsort();
+        var tokenOf = pairTokens.index_select(0, order);
+        var sortedWeights = pairWeights.index_select(0, order).to(hidden.dtype).unsqueeze(1);
         var sortedInput = hidden.index_select(0, tokenOf);
-        var counts = flatIds.bincount(null, _expertCount).cpu().data<long>().ToArray();
+        var counts = pairExperts.bincount(null, _expertCount).cpu().data<long>().ToArray();
         var outputs = new List<Tensor>();
         long offset = 0;
         for (var e = 0; e < counts.Length; e++)

@@ -49,6 +49,14 @@ public sealed class DeepSeekModel
         return new DeepSeekModel(config, reader, options, experts);
     }
 
+    /// <summary>Loads a checkpoint folder's dense part; the routed experts are <paramref name="experts"/> (none are read here).</summary>
+    public static DeepSeekModel Load(string directory, ComputeOptions options, IExpertBackend experts)
+    {
+        var config = ModelConfig.Load(Path.Combine(directory, "config.json"));
+        using var reader = new CheckpointReader(directory);
+        return new DeepSeekModel(config, reader, options, experts);
+    }
+
     /// <summary>Runs the new tokens of a batch through every layer; returns float32 logits of the requested rows.</summary>
     public Tensor Forward(ForwardBatch batch, LatentKvCache cache, Tensor logitRows)
     {

@@ -1,3 +1,4 @@
+using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Kv;
 using MoeMesh.Engine.Model;
 using MoeMesh.Engine.Sampling;
@@ -75,6 +76,12 @@ public sealed class LlmEngine
         {
             (logits, firstRow) = Forward(chunks);
         }
+        catch (ExpertsUnavailableException e)
+        {
+            // Only the sequences whose tokens chose the missing experts end; the rest are not advanced
+            // and run again next step (rewriting the same cache slots with the same values).
+            return AffectedChunks(chunks, e.TokenRows).Select(c => Fail(c.Sequence, e.Message, FinishReason.Unavailable)).ToList();
+        }
         catch (Exception e)
         {
             // A failed step (an expert backend error, out of device memory) ends its sequences, not the engine.
@@ -95,6 +102,20 @@ public sealed class LlmEngine
             updates.Add(Advance(seq, row));
         }
         return updates;
+    }
+
+    /// <summary>The chunks owning the given rows of the batch (rows are laid out chunk after chunk).</summary>
+    private static List<ScheduledChunk> AffectedChunks(IReadOnlyList<ScheduledChunk> chunks, IReadOnlyList<int> rows)
+    {
+        var affected = new List<ScheduledChunk>();
+        var start = 0;
+        foreach (var c in chunks)
+        {
+            var end = start + c.Length;
+            if (rows.Any(r => r >= start && r < end)) affected.Add(c);
+            start = end;
+        }
+        return affected;
     }
 
     /// <summary>Runs the model; returns the logits rows on the CPU and, per chunk, its first row.</summary>
@@ -156,9 +177,9 @@ public sealed class LlmEngine
         return new SequenceUpdate(seq, token, logprob, delta, seq.IsFinished);
     }
 
-    private SequenceUpdate Fail(Sequence seq, string error)
+    private SequenceUpdate Fail(Sequence seq, string error, FinishReason reason = FinishReason.Error)
     {
-        _scheduler.Finish(seq, FinishReason.Error, error);
+        _scheduler.Finish(seq, reason, error);
         _texts.Remove(seq.Id);
         return new SequenceUpdate(seq, null, null, "", true);
     }

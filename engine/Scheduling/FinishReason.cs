@@ -11,4 +11,6 @@ public enum FinishReason
     Abort,
     /// <summary>The engine could not serve it (see the sequence's error).</summary>
     Error,
+    /// <summary>A dependency it needs is down (no expert node holds an expert it chose); retrying later may work.</summary>
+    Unavailable,
 }

@@ -74,7 +74,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
                 if (e.Finish is not null)
                     await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { }, null, Choice.ReasonText(e.Finish)));
                 if (e.Error is not null)
-                    await Sse.ErrorAsync(ctx.Response, e.Error);
+                    await Sse.ErrorAsync(ctx.Response, e);
             }
             if (sampling.IncludeUsage)
             {

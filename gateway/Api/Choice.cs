@@ -32,7 +32,7 @@ public sealed class Choice(int index, GenerationHandle handle)
         FinishReason.Stop => "stop",
         FinishReason.Length => "length",
         FinishReason.Abort => "abort",
-        FinishReason.Error => "error",
+        FinishReason.Error or FinishReason.Unavailable => "error",
         _ => null,
     };
 }

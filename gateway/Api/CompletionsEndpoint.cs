@@ -78,7 +78,7 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
                 object? lp = logprobs is not null && e.Logprob is { } l ? fmt.Completions([(l.TokenId, l)], offset) : null;
                 if (e.Finish is null && e.TextDelta.Length == 0 && lp is null) continue;
                 await Sse.WriteAsync(ctx.Response, Chunk(c.Index, e.TextDelta, lp, Choice.ReasonText(e.Finish)));
-                if (e.Error is not null) await Sse.ErrorAsync(ctx.Response, e.Error);
+                if (e.Error is not null) await Sse.ErrorAsync(ctx.Response, e);
             }
             if (sampling.IncludeUsage)
             {

@@ -16,7 +16,15 @@ public static class Endpoints
             data = new[] { new { id = host.Name, @object = "model", created = 0, owned_by = "moemesh", max_model_len = host.Engine.MaxModelLength } },
         }));
         app.MapGet("/healthz", () => Results.Text("ok"));
-        app.MapGet("/readyz", (EngineLoop loop) => loop.Accepting ? Results.Text("ready") : Results.Text("shutting down", statusCode: 503));
+        app.MapGet("/readyz", (EngineLoop loop, ModelHost host, IServiceProvider sp) =>
+        {
+            if (!loop.Accepting) return Results.Text("shutting down", statusCode: 503);
+            if (sp.GetService<Routing.ExpertTier>() is not { } tier) return Results.Text("ready");
+            var coverage = tier.Coverage(host.Engine.Model.Config);
+            if (coverage.Uncovered.Count == 0) return Results.Text($"ready: every expert held by an available node ({coverage.AvailableNodes} nodes)");
+            var missing = string.Join(", ", coverage.Uncovered.Take(8).Select(u => $"layer {u.Layer} expert {u.Expert}"));
+            return Results.Text($"not ready: {coverage.Uncovered.Count} experts have no available node ({missing}{(coverage.Uncovered.Count > 8 ? ", ..." : "")})", statusCode: 503);
+        });
     }
 
     /// <summary>Turns refusals into OpenAI-shaped errors; nothing else escapes as a stack trace.</summary>

@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using MoeMesh.Engine.Scheduling;
 using MoeMesh.Gateway.Serving;
 
 namespace MoeMesh.Gateway.Api;
@@ -49,6 +50,8 @@ public sealed class GenerationRun(EngineLoop loop, IReadOnlyList<Choice> choices
     public async Task CompleteAsync(CancellationToken ct)
     {
         await foreach (var _ in Events(ct)) { }
+        if (choices.FirstOrDefault(c => c.Finish == FinishReason.Unavailable) is { } unavailable)
+            throw new ApiException(503, $"generation failed: {unavailable.Error}", type: "server_error", code: "experts_unavailable");
         if (choices.FirstOrDefault(c => c.Error is not null) is { } failed)
             throw new ApiException(500, $"generation failed: {failed.Error}", type: "server_error");
     }

@@ -1,4 +1,6 @@
 using System.Text.Json;
+using MoeMesh.Engine.Scheduling;
+using MoeMesh.Gateway.Serving;
 
 namespace MoeMesh.Gateway.Api;
 
@@ -21,8 +23,8 @@ public static class Sse
     public static Task DoneAsync(HttpResponse response) => response.WriteAsync("data: [DONE]\n\n");
 
     /// <summary>An error after the stream started: OpenAI's error object as one event.</summary>
-    public static Task ErrorAsync(HttpResponse response, string message) =>
-        WriteAsync(response, new { error = new { message, type = "server_error", param = (string?)null, code = (string?)null } });
+    public static Task ErrorAsync(HttpResponse response, GenerationEvent e) =>
+        WriteAsync(response, new { error = new { message = e.Error, type = "server_error", param = (string?)null, code = e.Finish == FinishReason.Unavailable ? "experts_unavailable" : null } });
 
     /// <summary>The usage object of a response.</summary>
     public static object Usage(int promptTokens, int completionTokens) =>

@@ -1,6 +1,9 @@
+using MoeMesh.Engine.Dispatch;
 using MoeMesh.Gateway.Api;
 using MoeMesh.Gateway.Metrics;
+using MoeMesh.Gateway.Routing;
 using MoeMesh.Gateway.Serving;
+using Yarp.ReverseProxy.LoadBalancing;
 using Prometheus;
 
 namespace MoeMesh.Gateway.Hosting;
@@ -19,11 +22,13 @@ public static class GatewayApp
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
         var options = GatewayOptions.FromConfiguration(builder.Configuration);
-        using (var loggerFactory = LoggerFactory.Create(l => l.AddConsole()))
-        {
-            var host = ModelHost.Load(options, loggerFactory.CreateLogger("MoeMesh.Gateway"));
-            builder.Services.AddSingleton(host);
-        }
+        if (options.KvStore != "memory")
+            throw new ArgumentException($"--kv-store '{options.KvStore}': only 'memory' is available in this build");
+        string dir;
+        using (var loggerFactory = LoggerFactory.Create(l => l.AddConsole())) dir = ModelHost.ResolveDirectory(options, loggerFactory.CreateLogger("MoeMesh.Gateway"));
+        var nodes = string.IsNullOrEmpty(options.ExpertNodes) ? null : ExpertNode.ParseList(options.ExpertNodes);
+        if (nodes is not null) AddExpertTier(builder.Services, nodes, ModelFingerprint.Of(dir), options);
+        builder.Services.AddSingleton(sp => ModelHost.Load(options, dir, sp.GetRequiredService<ILoggerFactory>().CreateLogger("MoeMesh.Gateway"), sp.GetService<YarpExpertRouter>()));
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<GatewayMetrics>();
         builder.Services.AddSingleton<EngineLoop>();
@@ -32,10 +37,40 @@ public static class GatewayApp
         builder.Services.AddSingleton<ChatCompletionsEndpoint>();
 
         var app = builder.Build();
+        app.Services.GetService<YarpExpertRouter>()?.Bind(app.Services);
+        // Load now: a bad checkpoint or option fails the start, not the first request.
+        var host = app.Services.GetRequiredService<ModelHost>();
         if (!string.IsNullOrEmpty(options.ApiKey)) app.UseMiddleware<ApiKeyMiddleware>(options.ApiKey);
         app.MapOpenAiApi();
-        app.MapMetrics("/metrics", app.Services.GetRequiredService<GatewayMetrics>().Registry);
+        var metrics = app.Services.GetRequiredService<GatewayMetrics>();
+        if (app.Services.GetService<ExpertTier>() is { } tier)
+        {
+            app.MapReverseProxy();
+            metrics.Registry.AddBeforeCollectCallback(() =>
+            {
+                var coverage = tier.Coverage(host.Engine.Model.Config);
+                metrics.ExpertCoverage.Set(coverage.Ratio);
+                metrics.ExpertNodesAvailable.Set(coverage.AvailableNodes);
+            });
+        }
+        else
+        {
+            metrics.ExpertCoverage.Set(1);
+        }
+        app.MapMetrics("/metrics", metrics.Registry);
         return app;
+    }
+
+    /// <summary>Remote experts: the holdings directory, YARP (health, balancing, admin routes) and the router the engine dispatches through.</summary>
+    private static void AddExpertTier(IServiceCollection services, IReadOnlyList<ExpertNode> nodes, string fingerprint, GatewayOptions options)
+    {
+        services.AddSingleton(sp => new ExpertNodeDirectory(nodes, fingerprint, sp.GetRequiredService<ILogger<ExpertNodeDirectory>>()));
+        services.AddHostedService(sp => sp.GetRequiredService<ExpertNodeDirectory>());
+        services.AddSingleton(sp => new YarpExpertRouter(sp.GetRequiredService<ExpertNodeDirectory>(), fingerprint,
+            TimeSpan.FromMilliseconds(options.ExpertTimeoutMs), sp.GetRequiredService<GatewayMetrics>(), sp.GetRequiredService<ILogger<YarpExpertRouter>>()));
+        services.AddSingleton<ExpertTier>();
+        services.AddSingleton<ILoadBalancingPolicy, LeastOutstandingWorkPolicy>();
+        services.AddReverseProxy().LoadFromMemory(ExpertProxyConfig.Routes(nodes), ExpertProxyConfig.Clusters(nodes));
     }
 
     public static string Usage()

@@ -7,6 +7,7 @@ public sealed record GatewayOptions
     public string? Model { get; init; }
     public string ServedModelName { get; init; } = "";
     public string? ExpertNodes { get; init; }
+    public int ExpertTimeoutMs { get; init; } = 10_000;
     public string KvStore { get; init; } = "memory";
     public string Device { get; init; } = "cpu";
     public string? ApiKey { get; init; }
@@ -22,7 +23,8 @@ public sealed record GatewayOptions
     [
         ("--model DIR", "model", "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json). Without it, a demo model is generated into the cache folder."),
         ("--urls URL", "urls", "Listen address (default http://127.0.0.1:8080)."),
-        ("--expert-nodes URL[,URL...]", "expert-nodes", "Expert-node endpoints; absent: all experts in-process. (Remote experts arrive with the expert-node release.)"),
+        ("--expert-nodes URL[,URL...]", "expert-nodes", "Expert-node base URLs; absent: all experts in-process."),
+        ("--expert-timeout-ms N", "expert-timeout-ms", "Deadline of one dispatch to an expert node before it is retried elsewhere (default 10000)."),
         ("--kv-store memory|redis://HOST:PORT[/DB]", "kv-store", "Where KV-cache pages are shared (default memory)."),
         ("--device cpu|cuda[:N]", "device", "Compute device (default cpu; cuda computes in bfloat16)."),
         ("--api-key KEY", "api-key", "Require 'Authorization: Bearer KEY' on /v1 endpoints."),
@@ -46,6 +48,7 @@ public sealed record GatewayOptions
             Model = c["model"],
             ServedModelName = c["served-model-name"] ?? "",
             ExpertNodes = c["expert-nodes"],
+            ExpertTimeoutMs = (int)(Long(c, "expert-timeout-ms") ?? defaults.ExpertTimeoutMs),
             KvStore = c["kv-store"] ?? defaults.KvStore,
             Device = c["device"] ?? defaults.Device,
             ApiKey = c["api-key"],

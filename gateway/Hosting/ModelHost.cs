@@ -1,5 +1,6 @@
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Demo;
+using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Model;
 using MoeMesh.Engine.Runtime;
 using MoeMesh.Engine.Text;
@@ -18,25 +19,25 @@ public sealed class ModelHost
     /// <summary>The chat template, or the reason it cannot be applied.</summary>
     public required Func<ChatTemplate> ChatTemplate { get; init; }
 
-    public static ModelHost Load(GatewayOptions options, ILogger logger)
+    /// <summary>The checkpoint folder to serve: --model, or the demo model generated into the cache folder.</summary>
+    public static string ResolveDirectory(GatewayOptions options, ILogger logger)
     {
-        if (!string.IsNullOrEmpty(options.ExpertNodes))
-            throw new ArgumentException("--expert-nodes: remote expert nodes are not available in this build; omit it to run all experts in-process");
-        if (options.KvStore != "memory")
-            throw new ArgumentException($"--kv-store '{options.KvStore}': only 'memory' is available in this build");
+        if (!string.IsNullOrEmpty(options.Model)) return options.Model;
+        logger.LogInformation("No --model given; using the demo model in {CacheDir}", options.CacheDir);
+        return DemoModel.EnsureCached(options.CacheDir, DemoShape.Tiny, seed: 1);
+    }
+
+    /// <summary>Loads the model; routed experts go through <paramref name="router"/> when given, else all are loaded here.</summary>
+    public static ModelHost Load(GatewayOptions options, string dir, ILogger logger, IExpertRouter? router)
+    {
         var compute = ComputeOptions.Parse(options.Device);
-        var dir = options.Model;
-        if (string.IsNullOrEmpty(dir))
-        {
-            logger.LogInformation("No --model given; using the demo model in {CacheDir}", options.CacheDir);
-            dir = DemoModel.EnsureCached(options.CacheDir, DemoShape.Tiny, seed: 1);
-        }
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
         var tokenizer = HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));
         var tokConfig = TokenizerConfig.Load(Path.Combine(dir, "tokenizer_config.json"));
         var eos = config.EosTokenId ?? (tokConfig.EosToken is { } e ? tokenizer.TokenId(e) : null);
-        var model = DeepSeekModel.Load(dir, compute);
-        logger.LogInformation("Loaded {Model}: {Layers} layers, {Experts} routed experts on {Device}", dir, config.NumHiddenLayers, config.NRoutedExperts, options.Device);
+        var model = router is null ? DeepSeekModel.Load(dir, compute) : DeepSeekModel.Load(dir, compute, new RemoteExpertBackend(router, compute));
+        logger.LogInformation("Loaded {Model}: {Layers} layers, {Experts} routed experts {Where} on {Device}", dir, config.NumHiddenLayers, config.NRoutedExperts,
+            router is null ? "in-process" : "on expert nodes", options.Device);
         var engine = new LlmEngine(model, new EngineOptions
         {
             KvCacheBytes = options.KvCacheBytes,

@@ -18,6 +18,11 @@ public sealed class GatewayMetrics
     public Gauge KvCacheUsage { get; }
     public Counter RequestsFinished { get; }
     public Counter Rejected { get; }
+    public Histogram DispatchSeconds { get; }
+    public Counter DispatchErrors { get; }
+    public Counter DispatchBytes { get; }
+    public Gauge ExpertCoverage { get; }
+    public Gauge ExpertNodesAvailable { get; }
 
     public GatewayMetrics()
     {
@@ -31,6 +36,11 @@ public sealed class GatewayMetrics
         GenerationTokens = f.CreateCounter("moemesh_generation_tokens_total", "Tokens generated.");
         KvCacheUsage = f.CreateGauge("moemesh_kv_cache_usage_ratio", "Fraction of KV-cache pages in use.");
         RequestsFinished = f.CreateCounter("moemesh_sequences_finished_total", "Sequences ended, by reason.", new CounterConfiguration { LabelNames = ["reason"] });
+        DispatchSeconds = f.CreateHistogram("moemesh_expert_dispatch_seconds", "Round trip of one dispatch to an expert node, by node.", new HistogramConfiguration { LabelNames = ["node"], Buckets = Histogram.ExponentialBuckets(0.0001, 2, 18) });
+        DispatchErrors = f.CreateCounter("moemesh_expert_dispatch_errors_total", "Failed dispatches, by node and reason (timeout, transport or the HTTP status of a refusal).", new CounterConfiguration { LabelNames = ["node", "reason"] });
+        DispatchBytes = f.CreateCounter("moemesh_expert_dispatch_bytes_total", "Dispatch payload bytes, by direction.", new CounterConfiguration { LabelNames = ["direction"] });
+        ExpertCoverage = f.CreateGauge("moemesh_expert_coverage_ratio", "Fraction of (MoE layer, expert) pairs held by at least one available node; 1 with experts in-process.");
+        ExpertNodesAvailable = f.CreateGauge("moemesh_expert_nodes_available", "Expert nodes that pass their health checks.");
         Rejected = f.CreateCounter("moemesh_requests_rejected_total", "Requests refused before generation, by HTTP status.", new CounterConfiguration { LabelNames = ["status"] });
     }
 }

@@ -18,7 +18,13 @@ public sealed class GatewayServer : IAsyncDisposable
     public WebApplication App { get; }
     public Uri BaseAddress { get; }
     public HttpClient Http { get; }
+    private static readonly Lazy<string> V2Dir = new(() =>
+        DemoModel.EnsureCached(Path.Combine(Path.GetTempPath(), "moemesh-gateway-tests"), DemoShape.TinyV2, seed: 5));
+
     public static string ModelDir => DemoDir.Value;
+
+    /// <summary>A DeepSeek-V2-shaped demo checkpoint.</summary>
+    public static string V2ModelDir => V2Dir.Value;
 
     private GatewayServer(WebApplication app, Uri address)
     {
@@ -27,13 +33,30 @@ public sealed class GatewayServer : IAsyncDisposable
         Http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(120) };
     }
 
-    public static async Task<GatewayServer> StartAsync(params string[] extraArgs)
+    public static Task<GatewayServer> StartAsync(params string[] extraArgs) => StartForAsync(ModelDir, extraArgs);
+
+    public static async Task<GatewayServer> StartForAsync(string modelDir, params string[] extraArgs)
     {
-        string[] args = ["--model", ModelDir, "--urls", "http://127.0.0.1:0", "--served-model-name", "demo", .. extraArgs];
+        string[] args = ["--model", modelDir, "--urls", "http://127.0.0.1:0", "--served-model-name", "demo", .. extraArgs];
         var app = GatewayApp.Build(args);
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new GatewayServer(app, new Uri(address));
+    }
+
+    /// <summary>Polls /readyz until it answers <paramref name="ready"/> (or 60 s pass, which fails the test).</summary>
+    public async Task WaitReadyAsync(bool ready = true)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        string last = "";
+        while (DateTime.UtcNow < deadline)
+        {
+            var response = await Http.GetAsync("/readyz");
+            last = await response.Content.ReadAsStringAsync();
+            if (response.IsSuccessStatusCode == ready) return;
+            await Task.Delay(50);
+        }
+        Assert.Fail($"/readyz did not become {(ready ? "ready" : "unready")}: {last}");
     }
 
     public Task<HttpResponseMessage> PostAsync(string path, object body) => Http.PostAsJsonAsync(path, body);

@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using Microsoft.AspNetCore.Http.Features;
+using MoeMesh.Engine.Dispatch;
+using static TorchSharp.torch;
+
+namespace MoeMesh.ExpertNode.Serving;
+
+/// <summary>
+/// POST /v1/dispatch: one layer's tokens for this node's experts, in the binary wire format; replies
+/// with one combined vector per token. Refusals are JSON errors whose code tells the gateway what to
+/// do: model_mismatch (409, wrong checkpoint), expert_not_held (421, refresh holdings and go
+/// elsewhere), malformed_dispatch (400), loading (503).
+/// </summary>
+public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeMetrics metrics)
+{
+    // One dispatch computes at a time: libtorch already spreads each one over the cores.
+    private readonly SemaphoreSlim _compute = new(1, 1);
+
+    public async Task HandleAsync(HttpContext ctx)
+    {
+        if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = null;
+        var body = await ReadBodyAsync(ctx.Request, ctx.RequestAborted);
+        if (holdings.Backend is not { } backend)
+        {
+            await RefuseAsync(ctx, 503, "loading", "the node is still loading its experts");
+            return;
+        }
+        DispatchRequest request;
+        try
+        {
+            request = DispatchCodec.Decode(body);
+        }
+        catch (DispatchFormatException e)
+        {
+            await RefuseAsync(ctx, 400, "malformed_dispatch", e.Message);
+            return;
+        }
+        if (Check(request) is { } refusal)
+        {
+            await RefuseAsync(ctx, refusal.Status, refusal.Code, refusal.Message);
+            return;
+        }
+
+        var queued = Stopwatch.GetTimestamp();
+        await _compute.WaitAsync(ctx.RequestAborted);
+        byte[] reply;
+        try
+        {
+            var started = Stopwatch.GetTimestamp();
+            metrics.QueueSeconds.Observe(Stopwatch.GetElapsedTime(queued, started).TotalSeconds);
+            reply = Compute(backend, request);
+            metrics.ComputeSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+        finally
+        {
+            _compute.Release();
+        }
+        metrics.BatchTokens.Observe(request.TokenCount);
+        foreach (var e in request.PairExperts) metrics.ExpertTokens.WithLabels(request.Layer.ToString(), e.ToString()).Inc();
+        ctx.Response.ContentType = DispatchCodec.ContentType;
+        ctx.Response.ContentLength = reply.Length;
+        await ctx.Response.Body.WriteAsync(reply, ctx.RequestAborted);
+    }
+
+    private (int Status, string Code, string Message)? Check(DispatchRequest r)
+    {
+        if (r.Fingerprint != holdings.Fingerprint)
+            return (409, "model_mismatch", $"this node serves model {holdings.Fingerprint}, the message is for {r.Fingerprint}");
+        if (r.Hidden != holdings.Config.HiddenSize)
+            return (400, "malformed_dispatch", $"hidden size {r.Hidden} does not match the model's {holdings.Config.HiddenSize}");
+        foreach (var e in r.PairExperts.Distinct())
+        {
+            if (!holdings.Backend!.Holds(r.Layer, e))
+                return (421, "expert_not_held", $"expert {e} of layer {r.Layer} is not held by this node");
+        }
+        var seen = new HashSet<(int, int)>();
+        for (var i = 0; i < r.PairCount; i++)
+        {
+            if (!seen.Add((r.PairTokens[i], r.PairExperts[i])))
+                return (400, "malformed_dispatch", $"token {r.PairTokens[i]} names expert {r.PairExperts[i]} twice");
+        }
+        return null;
+    }
+
+    private byte[] Compute(Engine.Experts.LocalExpertBackend backend, DispatchRequest r)
+    {
+        using var scope = NewDisposeScope();
+        var device = holdings.Compute.Device;
+        var states = WireTensors.FromBytes(r.States.Span, r.TokenCount, r.Hidden, r.DType, device).to(holdings.Compute.DType);
+        var tokens = tensor(r.PairTokens.Select(t => (long)t).ToArray(), device: device);
+        var experts = tensor(r.PairExperts.Select(e => (long)e).ToArray(), device: device);
+        var weights = tensor(r.PairWeights, device: device);
+        var output = backend.ComputePairs(r.Layer, states, tokens, experts, weights);
+        return WireTensors.ToBytes(output.to(WireTensors.ScalarTypeOf(r.DType)));
+    }
+
+    private static async Task<byte[]> ReadBodyAsync(HttpRequest request, CancellationToken ct)
+    {
+        if (request.ContentLength is { } length and <= int.MaxValue)
+        {
+            var buffer = GC.AllocateUninitializedArray<byte>((int)length);
+            await request.Body.ReadExactlyAsync(buffer, ct);
+            return buffer;
+        }
+        using var copy = new MemoryStream();
+        await request.Body.CopyToAsync(copy, ct);
+        return copy.ToArray();
+    }
+
+    private async Task RefuseAsync(HttpContext ctx, int status, string code, string message)
+    {
+        metrics.Rejected.WithLabels(code).Inc();
+        ctx.Response.StatusCode = status;
+        await ctx.Response.WriteAsJsonAsync(new { error = new { message, type = "dispatch_error", param = (string?)null, code } }, ctx.RequestAborted);
+    }
+}

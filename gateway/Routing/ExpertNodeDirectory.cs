@@ -1,0 +1,91 @@
+using System.Net.Http.Json;
+using System.Text.Json.Serialization;
+
+namespace MoeMesh.Gateway.Routing;
+
+/// <summary>
+/// Asks every configured node what it holds (GET /v1/experts) at start and then every second, and
+/// swaps in a new <see cref="ExpertRoutingTable"/> when holdings change. A node serving another model
+/// is left out. An unreachable node keeps its last known holdings: health decides whether it is used.
+/// </summary>
+public sealed class ExpertNodeDirectory(IReadOnlyList<ExpertNode> nodes, string fingerprint, ILogger<ExpertNodeDirectory> logger) : BackgroundService
+{
+    private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(2) };
+    private volatile ExpertRoutingTable _table = ExpertRoutingTable.Empty;
+
+    public IReadOnlyList<ExpertNode> Nodes => nodes;
+    public ExpertRoutingTable Table => _table;
+
+    private sealed record LayerHoldings([property: JsonPropertyName("layer")] int Layer, [property: JsonPropertyName("experts")] int[] Experts);
+
+    private sealed record NodeReport(
+        [property: JsonPropertyName("model_fingerprint")] string Fingerprint,
+        [property: JsonPropertyName("ready")] bool Ready,
+        [property: JsonPropertyName("layers")] LayerHoldings[] Layers);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(RefreshInterval);
+        try
+        {
+            do await RefreshAsync(stoppingToken);
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Polls every node once and swaps the table if anything changed.</summary>
+    public async Task RefreshAsync(CancellationToken ct)
+    {
+        var current = _table.Holdings;
+        var reports = await Task.WhenAll(nodes.Select(n => ReportAsync(n, ct)));
+        var next = new Dictionary<string, IReadOnlyDictionary<int, IReadOnlyList<int>>>();
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            var node = nodes[i];
+            var report = reports[i];
+            if (report is null)
+            {
+                if (current.TryGetValue(node.Id, out var known)) next[node.Id] = known;
+                continue;
+            }
+            if (report.Fingerprint != fingerprint)
+            {
+                logger.LogError("Expert node {Node} at {Address} serves model {Theirs}, not {Ours}; it is not used", node.Id, node.Address, report.Fingerprint, fingerprint);
+                continue;
+            }
+            if (report.Ready) next[node.Id] = report.Layers.ToDictionary(l => l.Layer, l => (IReadOnlyList<int>)l.Experts.Order().ToArray());
+        }
+        if (!Same(current, next))
+        {
+            _table = new ExpertRoutingTable(next);
+            logger.LogInformation("Expert routing table: {Nodes}", string.Join("; ", next.Select(n => $"{n.Key} holds {n.Value.Values.Sum(e => e.Count)} layer-experts")));
+        }
+    }
+
+    private async Task<NodeReport?> ReportAsync(ExpertNode node, CancellationToken ct)
+    {
+        try
+        {
+            return await _http.GetFromJsonAsync<NodeReport>(new Uri(node.Address, "v1/experts"), ct);
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException && !ct.IsCancellationRequested)
+        {
+            logger.LogDebug("Expert node {Node} did not report its holdings: {Error}", node.Id, e.Message);
+            return null;
+        }
+    }
+
+    private static bool Same(IReadOnlyDictionary<string, IReadOnlyDictionary<int, IReadOnlyList<int>>> a, IReadOnlyDictionary<string, IReadOnlyDictionary<int, IReadOnlyList<int>>> b) =>
+        a.Count == b.Count && a.All(n => b.TryGetValue(n.Key, out var other) && n.Value.Count == other.Count
+            && n.Value.All(l => other.TryGetValue(l.Key, out var experts) && experts.SequenceEqual(l.Value)));
+
+    public override void Dispose()
+    {
+        _http.Dispose();
+        base.Dispose();
+    }
+}

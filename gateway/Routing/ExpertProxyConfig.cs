@@ -1,0 +1,55 @@
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Health;
+
+namespace MoeMesh.Gateway.Routing;
+
+/// <summary>
+/// The YARP configuration for the expert tier: one cluster of all nodes (active health checks on
+/// /healthz, passive health fed by failed dispatches, least-outstanding-work balancing) and, per node,
+/// an admin route /admin/nodes/{id}/{**path} proxying its /metrics and /v1/experts.
+/// </summary>
+public static class ExpertProxyConfig
+{
+    public const string ClusterId = "expert-nodes";
+    public const string AdminPrefix = "/admin/nodes";
+    public static readonly TimeSpan HealthInterval = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan ReactivationPeriod = TimeSpan.FromSeconds(2);
+
+    public static IReadOnlyList<ClusterConfig> Clusters(IReadOnlyList<ExpertNode> nodes) =>
+    [
+        new ClusterConfig
+        {
+            ClusterId = ClusterId,
+            LoadBalancingPolicy = LeastOutstandingWorkPolicy.PolicyName,
+            HealthCheck = new HealthCheckConfig
+            {
+                Active = new ActiveHealthCheckConfig
+                {
+                    Enabled = true, Interval = HealthInterval, Timeout = HealthInterval,
+                    Policy = HealthCheckConstants.ActivePolicy.ConsecutiveFailures, Path = "/healthz",
+                },
+                Passive = new PassiveHealthCheckConfig
+                {
+                    Enabled = true, Policy = HealthCheckConstants.PassivePolicy.TransportFailureRate, ReactivationPeriod = ReactivationPeriod,
+                },
+            },
+            Destinations = nodes.ToDictionary(n => n.Id, n => new DestinationConfig { Address = n.Address.ToString() }),
+        },
+        .. nodes.Select(n => new ClusterConfig
+        {
+            ClusterId = AdminCluster(n),
+            Destinations = new Dictionary<string, DestinationConfig> { [n.Id] = new() { Address = n.Address.ToString() } },
+        }),
+    ];
+
+    public static IReadOnlyList<RouteConfig> Routes(IReadOnlyList<ExpertNode> nodes) =>
+        nodes.SelectMany(n => new[] { "metrics", "v1/experts" }.Select(path => new RouteConfig
+        {
+            RouteId = $"{AdminCluster(n)}-{path.Replace('/', '-')}",
+            ClusterId = AdminCluster(n),
+            Match = new RouteMatch { Path = $"{AdminPrefix}/{n.Id}/{path}", Methods = ["GET"] },
+            Transforms = [new Dictionary<string, string> { ["PathRemovePrefix"] = $"{AdminPrefix}/{n.Id}" }],
+        })).ToList();
+
+    private static string AdminCluster(ExpertNode n) => $"admin-{n.Id}";
+}

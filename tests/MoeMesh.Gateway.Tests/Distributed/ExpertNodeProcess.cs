@@ -1,0 +1,90 @@
+using System.Diagnostics;
+
+namespace MoeMesh.Gateway.Tests.Distributed;
+
+/// <summary>A real moemesh-expert-node process on a loopback port, built alongside the tests.</summary>
+public sealed class ExpertNodeProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+
+    public Uri Address { get; }
+    public string Experts { get; }
+
+    private ExpertNodeProcess(Process process, Uri address, string experts)
+    {
+        _process = process;
+        Address = address;
+        Experts = experts;
+    }
+
+    /// <summary>The node's entry assembly, from the same configuration as the test assembly.</summary>
+    private static string NodeDll()
+    {
+        var testBin = AppContext.BaseDirectory; // .../tests/MoeMesh.Gateway.Tests/bin/<Configuration>/<tfm>/
+        var tfm = new DirectoryInfo(testBin).Name;
+        var configuration = new DirectoryInfo(testBin).Parent!.Name;
+        var root = new DirectoryInfo(testBin).Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
+        var dll = Path.Combine(root, "expert-node", "bin", configuration, tfm, "moemesh-expert-node.dll");
+        return File.Exists(dll) ? dll : throw new FileNotFoundException("build the expert node first", dll);
+    }
+
+    /// <summary>Starts a node (port 0 picks a free one) and waits until it listens and has loaded its experts.</summary>
+    public static async Task<ExpertNodeProcess> StartAsync(string modelDir, string experts, int port = 0)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[] { NodeDll(), "--model", modelDir, "--experts", experts, "--urls", $"http://127.0.0.1:{port}" }) info.ArgumentList.Add(a);
+        var process = Process.Start(info)!;
+        var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            output.Enqueue(e.Data);
+            const string marker = "Now listening on: ";
+            var at = e.Data.IndexOf(marker, StringComparison.Ordinal);
+            if (at >= 0) listening.TrySetResult(new Uri(e.Data[(at + marker.Length)..].Trim()));
+        };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) output.Enqueue(e.Data); };
+        process.Exited += (_, _) => listening.TrySetException(new InvalidOperationException($"expert node exited: {string.Join('\n', output)}"));
+        process.EnableRaisingEvents = true;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var address = await listening.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        var node = new ExpertNodeProcess(process, address, experts);
+        await node.WaitReadyAsync();
+        return node;
+    }
+
+    private async Task WaitReadyAsync()
+    {
+        using var http = new HttpClient { BaseAddress = Address };
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_process.HasExited) throw new InvalidOperationException("expert node exited while loading");
+            var response = await http.GetAsync("/readyz");
+            if (response.IsSuccessStatusCode) return;
+            await Task.Delay(50);
+        }
+        throw new TimeoutException($"expert node {Address} did not become ready");
+    }
+
+    public void Kill()
+    {
+        if (_process.HasExited) return;
+        _process.Kill(entireProcessTree: true);
+        _process.WaitForExit();
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Kill();
+        _process.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,96 @@
+using System.Net;
+using System.Text.Json;
+
+namespace MoeMesh.Gateway.Tests.Distributed;
+
+/// <summary>Expert nodes dying under a serving gateway: replicas take over, lone holders fail cleanly and come back.</summary>
+public sealed class FailoverTests
+{
+    private static readonly string[] Prompts = ["The experts of a mixture", "Once upon a time", "Numbers 1 2 3 and", "A gateway routes"];
+
+    [Fact]
+    public async Task KillingANodeWithAReplica_DuringGeneration_EveryRequestCompletesWithTheSameOutput()
+    {
+        var dir = GatewayServer.ModelDir;
+        var request = DistributedGenerationTests.Request(160, Prompts);
+        JsonElement expected;
+        await using (var local = await GatewayServer.StartForAsync(dir)) expected = await local.PostJsonAsync("/v1/completions", request);
+
+        await using var a = await ExpertNodeProcess.StartAsync(dir, "all");
+        await using var b = await ExpertNodeProcess.StartAsync(dir, "all");
+        await using var gateway = await GatewayServer.StartForAsync(dir, "--expert-nodes", $"{a.Address},{b.Address}");
+        await gateway.WaitReadyAsync();
+        var running = gateway.PostJsonAsync("/v1/completions", request);
+        // Kill node-0 once generation is under way and both nodes have taken dispatches.
+        await WaitForMetricAsync(gateway, "moemesh_generation_tokens_total", 8);
+        a.Kill();
+        var actual = await running;
+
+        DistributedGenerationTests.AssertSameCompletions(expected, actual);
+        Assert.All(actual.GetProperty("choices").EnumerateArray(), c => Assert.Equal("length", c.GetProperty("finish_reason").GetString()));
+        var metrics = await gateway.Http.GetStringAsync("/metrics");
+        Assert.Matches("moemesh_expert_dispatch_errors_total\\{node=\"node-0\",reason=\"transport\"\\} [1-9]", metrics);
+    }
+
+    [Fact]
+    public async Task KillingTheOnlyHolder_FailsRequestsCleanly_AndTheGatewayRecoversWhenItReturns()
+    {
+        var dir = GatewayServer.ModelDir;
+        var request = DistributedGenerationTests.Request(8, Prompts[0]);
+        JsonElement expected;
+        await using (var local = await GatewayServer.StartForAsync(dir)) expected = await local.PostJsonAsync("/v1/completions", request);
+
+        await using var low = await ExpertNodeProcess.StartAsync(dir, "0-7");
+        var high = await ExpertNodeProcess.StartAsync(dir, "8-15");
+        var highPort = high.Address.Port;
+        await using var gateway = await GatewayServer.StartForAsync(dir, "--expert-nodes", $"{low.Address},{high.Address}");
+        await gateway.WaitReadyAsync();
+        await high.DisposeAsync();
+
+        var failed = await gateway.PostAsync("/v1/completions", request);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, failed.StatusCode);
+        var error = JsonDocument.Parse(await failed.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+        Assert.Equal("experts_unavailable", error.GetProperty("code").GetString());
+        Assert.Contains("unavailable", error.GetProperty("message").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await gateway.Http.GetAsync("/healthz")).StatusCode);
+        await gateway.WaitReadyAsync(ready: false);
+
+        // A node with those experts comes back on the same address: coverage returns and so does service.
+        await using var back = await ExpertNodeProcess.StartAsync(dir, "8-15", highPort);
+        await gateway.WaitReadyAsync();
+        var actual = await gateway.PostJsonAsync("/v1/completions", request);
+        DistributedGenerationTests.AssertSameCompletions(expected, actual);
+    }
+
+    [Fact]
+    public async Task StreamingRequest_WhenItsExpertsVanish_EndsWithAnErrorEventAndDone()
+    {
+        var dir = GatewayServer.ModelDir;
+        await using var node = await ExpertNodeProcess.StartAsync(dir, "all");
+        await using var gateway = await GatewayServer.StartForAsync(dir, "--expert-nodes", node.Address.ToString());
+        await gateway.WaitReadyAsync();
+        var message = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = System.Net.Http.Json.JsonContent.Create(new { prompt = "Hi", max_tokens = 2000, ignore_eos = true, stream = true }),
+        };
+        using var response = await gateway.Http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead);
+        var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        Assert.StartsWith("data: ", await reader.ReadLineAsync());
+        node.Kill();
+        var rest = await reader.ReadToEndAsync();
+        Assert.Contains("\"code\":\"experts_unavailable\"", rest);
+        Assert.EndsWith("data: [DONE]", rest.TrimEnd());
+    }
+
+    internal static async Task WaitForMetricAsync(GatewayServer server, string name, double atLeast)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (DateTime.UtcNow < deadline)
+        {
+            var line = (await server.Http.GetStringAsync("/metrics")).Split('\n').FirstOrDefault(l => l.StartsWith(name + " "));
+            if (line is not null && double.Parse(line.Split(' ')[1]) >= atLeast) return;
+            await Task.Delay(10);
+        }
+        Assert.Fail($"{name} did not reach {atLeast}");
+    }
+}
