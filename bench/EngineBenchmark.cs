@@ -1,16 +1,10 @@
 using System.Diagnostics;
-using System.Net.Http.Json;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.DependencyInjection;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Demo;
 using MoeMesh.Engine.Model;
 using MoeMesh.Engine.Runtime;
 using MoeMesh.Engine.Scheduling;
 using MoeMesh.Engine.Text;
-using MoeMesh.Gateway.Hosting;
 using TorchSharp;
 
 namespace MoeMesh.Bench;
@@ -76,11 +70,7 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         return new LlmEngine(model, new EngineOptions { KvCacheBytes = KvBytes, MaxBatchTokens = 1024, MaxRunningSequences = 64 }, tokenizer, null);
     }
 
-    private static int[] RandomPrompt(int length, int vocab, int seed)
-    {
-        var r = new Random(seed);
-        return Enumerable.Range(0, length).Select(_ => r.Next(vocab)).ToArray();
-    }
+    private static int[] RandomPrompt(int length, int vocab, int seed) => GatewayLoad.RandomPrompt(length, vocab, seed);
 
     /// <summary>Tokens/s of one 1024-token prefill step, and the GFLOP/s that implies (matmul FLOPs of the model's projections and attention).</summary>
     private static (double TokensPerSecond, double Gflops) Prefill(LlmEngine engine, ModelConfig c)
@@ -125,28 +115,10 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
     /// <summary>The same measurement through the gateway's HTTP API on loopback, with streaming clients.</summary>
     private async Task<Dictionary<int, double>> HttpDecode(string dir)
     {
-        var app = GatewayApp.Build(["--model", dir, "--urls", "http://127.0.0.1:0", "--kv-cache-bytes", KvBytes.ToString(), "--max-batch-tokens", "1024"]);
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        using var http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromMinutes(10) };
         var vocab = ModelConfig.Load(Path.Combine(dir, "config.json")).VocabSize;
+        await using var gateway = await GatewayLoad.StartAsync(dir, vocab);
         var results = new Dictionary<int, double>();
-        foreach (var c in new[] { 1, 8, 32 })
-        {
-            var sw = Stopwatch.StartNew();
-            await Task.WhenAll(Enumerable.Range(0, c).Select(async i =>
-            {
-                var response = await http.PostAsJsonAsync("/v1/completions", new
-                {
-                    prompt = RandomPrompt(PromptTokens, vocab, 100 + i), max_tokens = decodeTokens, temperature = 0, ignore_eos = true, stream = true,
-                }, cancellationToken: default);
-                response.EnsureSuccessStatusCode();
-                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-                while (await reader.ReadLineAsync() is { } line && line != "data: [DONE]") { }
-            }));
-            results[c] = c * decodeTokens / sw.Elapsed.TotalSeconds;
-        }
-        await app.StopAsync();
+        foreach (var c in new[] { 1, 8, 32 }) results[c] = await gateway.DecodeAsync(c, decodeTokens);
         return results;
     }
 }

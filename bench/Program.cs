@@ -1,9 +1,11 @@
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding]
+//   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark.
 var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
 var tokens = int.Parse(ArgValue(args, "--tokens") ?? "48");
-await new EngineBenchmark(cache, tokens).RunAsync();
+if (args.Contains("--sharding")) await new ShardingBenchmark(cache, tokens).RunAsync();
+else await new EngineBenchmark(cache, tokens).RunAsync();
 return;
 
 static string? ArgValue(string[] args, string name)

@@ -12,4 +12,9 @@ public sealed class ExpertsUnavailableException(int layer, IReadOnlyList<int> ex
 
     /// <summary>Rows of the batch whose tokens chose an unavailable expert.</summary>
     public IReadOnlyList<int> TokenRows { get; } = tokenRows;
+
+    private readonly string _detail = detail;
+
+    /// <summary>The same failure with rows numbered from <paramref name="offset"/> (a micro-batch inside a larger batch).</summary>
+    public ExpertsUnavailableException Shifted(int offset) => new(Layer, Experts, TokenRows.Select(r => r + offset).ToList(), _detail);
 }

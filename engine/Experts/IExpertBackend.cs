@@ -12,6 +12,7 @@ public interface IExpertBackend
     /// <summary>
     /// Starts computing, for each of the N tokens of <paramref name="hidden"/> [N, D], the sum over its
     /// chosen experts <paramref name="expertIds"/> [N, k] of weight [N, k] times the expert's output.
+    /// The three tensors stay alive until the call is completed.
     /// </summary>
     IExpertCall Begin(int layer, Tensor hidden, Tensor expertIds, Tensor weights);
 }

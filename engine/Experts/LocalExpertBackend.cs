@@ -26,8 +26,9 @@ public sealed class LocalExpertBackend : IExpertBackend
     /// <summary>Bytes of expert weights held.</summary>
     public long ByteSize => _experts.Values.Sum(e => e.ByteSize);
 
+    /// <summary>Computes when completed, so that a caller overlapping micro-batches keeps one order of work for both backends.</summary>
     public IExpertCall Begin(int layer, Tensor hidden, Tensor expertIds, Tensor weights) =>
-        new CompletedCall(Compute(layer, hidden, expertIds, weights));
+        new DeferredCall(() => Compute(layer, hidden, expertIds, weights));
 
     /// <summary>Whether this backend holds the expert of the layer.</summary>
     public bool Holds(int layer, int expert) => _experts.ContainsKey((layer, expert));
@@ -69,8 +70,8 @@ public sealed class LocalExpertBackend : IExpertBackend
         return combined.MoveToOuterDisposeScope();
     }
 
-    private sealed class CompletedCall(Tensor result) : IExpertCall
+    private sealed class DeferredCall(Func<Tensor> compute) : IExpertCall
     {
-        public Tensor Complete() => result;
+        public Tensor Complete() => compute();
     }
 }

@@ -5,7 +5,10 @@ using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Model;
 
-/// <summary>One transformer block: x + attn(norm(x)), then + ffn(norm(x)) with a dense MLP or MoE.</summary>
+/// <summary>
+/// One transformer block: x + attn(norm(x)), then + ffn(norm(x)) with a dense MLP or MoE. It runs in two
+/// halves so that a step split into micro-batches can overlap one's expert dispatch with the other's attention.
+/// </summary>
 public sealed class DecoderLayer
 {
     private readonly RmsNorm _inputNorm;
@@ -13,6 +16,9 @@ public sealed class DecoderLayer
     private readonly RmsNorm _postNorm;
     private readonly SwiGluMlp? _dense;
     private readonly MoeLayer? _moe;
+
+    /// <summary>The first half's results the second half needs.</summary>
+    public sealed record Step(Tensor H, Tensor Normed, MoeLayer.Step? Moe);
 
     public int Index { get; }
 
@@ -27,12 +33,32 @@ public sealed class DecoderLayer
         else _dense = new SwiGluMlp(r, $"{p}.mlp", o, c.HiddenSize, c.IntermediateSize);
     }
 
-    public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionMode mode)
+    /// <summary>Attention, post-attention norm and, on MoE layers, routing plus the start of the expert call.</summary>
+    public Step Begin(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionMode mode)
     {
         using var scope = NewDisposeScope();
         var h = x + _attention.Forward(_inputNorm.Forward(x), batch, cos, sin, cache, mode);
         var normed = _postNorm.Forward(h);
-        var ffn = _moe is not null ? _moe.Forward(normed) : _dense!.Forward(normed);
-        return (h + ffn).MoveToOuterDisposeScope();
+        var moe = _moe?.Begin(normed);
+        // Only what the second half reads outlives this scope; attention's intermediates go now.
+        h.MoveToOuterDisposeScope();
+        normed.MoveToOuterDisposeScope();
+        moe?.Ids.MoveToOuterDisposeScope();
+        moe?.Weights.MoveToOuterDisposeScope();
+        return new Step(h, normed, moe);
+    }
+
+    /// <summary>The feed-forward half: dense MLP, or shared experts plus the routed experts' result.</summary>
+    public Tensor Finish(Step step)
+    {
+        using var scope = NewDisposeScope();
+        var ffn = step.Moe is { } moe ? _moe!.Finish(moe) : _dense!.Forward(step.Normed);
+        return (step.H + ffn).MoveToOuterDisposeScope();
+    }
+
+    public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionMode mode)
+    {
+        using var scope = NewDisposeScope();
+        return Finish(Begin(x, batch, cos, sin, cache, mode)).MoveToOuterDisposeScope();
     }
 }

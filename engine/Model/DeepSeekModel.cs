@@ -65,7 +65,54 @@ public sealed class DeepSeekModel
         var x = _embed.index_select(0, batch.TokenIds);
         foreach (var layer in _layers)
             x = layer.Forward(x, batch, cos, sin, cache.Layer(layer.Index), AttentionMode);
+        return Logits(x, logitRows).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Runs a step split into two micro-batches (disjoint sequences; rows of the second follow the
+    /// first's) as a two-stage pipeline, so that each one's expert dispatch is in flight while the
+    /// other runs its attention and shared experts:
+    /// A.begin(L), B.finish(L-1), B.begin(L), A.finish(L). Same math as one batch, in another order.
+    /// </summary>
+    public Tensor Forward(ForwardBatch a, ForwardBatch b, LatentKvCache cache, Tensor logitRows)
+    {
+        using var scope = NewDisposeScope();
+        var rowsA = (int)a.TokenIds.shape[0];
+        var (cosA, sinA) = Rope.Angles(a.Positions);
+        var (cosB, sinB) = Rope.Angles(b.Positions);
+        var xA = _embed.index_select(0, a.TokenIds);
+        var xB = _embed.index_select(0, b.TokenIds);
+        DecoderLayer.Step? pendingB = null;
+        DecoderLayer? previous = null;
+        foreach (var layer in _layers)
+        {
+            var kv = cache.Layer(layer.Index);
+            var stepA = layer.Begin(xA, a, cosA, sinA, kv, AttentionMode);
+            if (pendingB is not null) xB = OnRows(rowsA, () => previous!.Finish(pendingB));
+            pendingB = OnRows(rowsA, () => layer.Begin(xB, b, cosB, sinB, kv, AttentionMode));
+            xA = layer.Finish(stepA);
+            previous = layer;
+        }
+        if (pendingB is not null) xB = OnRows(rowsA, () => previous!.Finish(pendingB));
+        return Logits(cat([xA, xB], 0), logitRows).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Runs work of the second micro-batch; rows of unavailable experts are reported in batch numbering.</summary>
+    private static T OnRows<T>(int offset, Func<T> work)
+    {
+        try
+        {
+            return work();
+        }
+        catch (ExpertsUnavailableException e)
+        {
+            throw e.Shifted(offset);
+        }
+    }
+
+    private Tensor Logits(Tensor x, Tensor logitRows)
+    {
         var last = _norm.Forward(x.index_select(0, logitRows));
-        return Weights.Linear(last, _lmHead).to(ScalarType.Float32).MoveToOuterDisposeScope();
+        return Weights.Linear(last, _lmHead).to(ScalarType.Float32);
     }
 }

@@ -13,6 +13,9 @@ public sealed class MoeLayer
     private readonly SwiGluMlp? _shared;
     private readonly IExpertBackend _experts;
 
+    /// <summary>A routed-expert call in flight and the tensors it needs until it completes.</summary>
+    public sealed record Step(Tensor X, Tensor Ids, Tensor Weights, IExpertCall Call);
+
     public MoeLayer(ModelConfig c, CheckpointReader r, string prefix, ComputeOptions o, int layer, IExpertBackend experts)
     {
         _layer = layer;
@@ -22,15 +25,26 @@ public sealed class MoeLayer
             _shared = new SwiGluMlp(r, $"{prefix}.shared_experts", o, c.HiddenSize, c.MoeIntermediateSize * c.NSharedExperts);
     }
 
+    /// <summary>Routes the tokens and starts the routed experts; the caller keeps the step's tensors alive.</summary>
+    public Step Begin(Tensor x)
+    {
+        var (ids, weights) = _gate.Route(x);
+        return new Step(x, ids, weights, _experts.Begin(_layer, x, ids, weights));
+    }
+
+    /// <summary>Runs the shared experts (while a remote dispatch is in flight), then adds the routed output.</summary>
+    public Tensor Finish(Step step)
+    {
+        using var scope = NewDisposeScope();
+        var shared = _shared?.Forward(step.X);
+        var routed = step.Call.Complete();
+        var y = shared is null ? routed : routed + shared;
+        return y.MoveToOuterDisposeScope();
+    }
+
     public Tensor Forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var (ids, weights) = _gate.Route(x);
-        var call = _experts.Begin(_layer, x, ids, weights);
-        // The shared experts run while a remote dispatch is in flight.
-        var shared = _shared?.Forward(x);
-        var routed = call.Complete();
-        var y = shared is null ? routed : routed + shared;
-        return y.MoveToOuterDisposeScope();
+        return Finish(Begin(x)).MoveToOuterDisposeScope();
     }
 }

@@ -15,6 +15,12 @@ public sealed record EngineOptions
     /// <summary>Most sequences decoding at once.</summary>
     public int MaxRunningSequences { get; init; } = 64;
 
+    /// <summary>
+    /// 2 splits a step of several sequences into two micro-batches whose expert dispatches overlap the
+    /// other's attention (worth it with remote experts); 1 runs the step as one batch.
+    /// </summary>
+    public int MicroBatches { get; init; } = 1;
+
     /// <summary>Upper bound on prompt plus output tokens; null for the model's and cache's limit.</summary>
     public int? MaxModelLength { get; init; }
 }

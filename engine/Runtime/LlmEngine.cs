@@ -20,6 +20,7 @@ public sealed class LlmEngine
     private readonly Scheduler _scheduler;
     private readonly HfTokenizer? _tokenizer;
     private readonly Dictionary<long, OutputText> _texts = new();
+    private readonly int _microBatches;
     private long _nextId;
 
     public int? EosTokenId { get; }
@@ -36,6 +37,7 @@ public sealed class LlmEngine
         _model = model;
         _tokenizer = tokenizer;
         EosTokenId = eosTokenId;
+        _microBatches = options.MicroBatches;
         _cache = new LatentKvCache(model.Config, model.Options, options.KvCacheBytes, options.PageSize);
         var allocator = new BlockAllocator(_cache.PageCount, _cache.PageSize);
         _scheduler = new Scheduler(allocator, options.MaxBatchTokens, options.MaxRunningSequences);
@@ -124,7 +126,6 @@ public sealed class LlmEngine
         using var scope = NewDisposeScope();
         var device = _model.Options.Device;
         var batchDecodes = _model.AttentionMode != AttentionMode.Naive;
-        using var batch = BatchBuilder.Build(chunks, _scheduler.Allocator, device, batchDecodes);
         var rows = new List<long>();
         var firstRow = new int[chunks.Count + 1];
         var offset = 0;
@@ -138,13 +139,39 @@ public sealed class LlmEngine
             offset += c.Length;
         }
         firstRow[chunks.Count] = rows.Count;
-        if (rows.Count == 0)
+        var logitRows = tensor(rows.Count == 0 ? [0L] : rows.ToArray(), device: device);
+        Tensor logits;
+        if (_microBatches >= 2 && chunks.Count >= 2)
         {
-            _model.Forward(batch, _cache, tensor(new long[] { 0 }, device: device));
-            return ([], firstRow);
+            var split = BalancedSplit(chunks);
+            using var a = BatchBuilder.Build(chunks.Take(split).ToList(), _scheduler.Allocator, device, batchDecodes);
+            using var b = BatchBuilder.Build(chunks.Skip(split).ToList(), _scheduler.Allocator, device, batchDecodes);
+            logits = _model.Forward(a, b, _cache, logitRows);
         }
-        var logits = _model.Forward(batch, _cache, tensor(rows.ToArray(), device: device));
-        return (logits.cpu().data<float>().ToArray(), firstRow);
+        else
+        {
+            using var batch = BatchBuilder.Build(chunks, _scheduler.Allocator, device, batchDecodes);
+            logits = _model.Forward(batch, _cache, logitRows);
+        }
+        return rows.Count == 0 ? ([], firstRow) : (logits.cpu().data<float>().ToArray(), firstRow);
+    }
+
+    /// <summary>Where to cut the chunks into two micro-batches of about the same number of tokens (at least one chunk each).</summary>
+    internal static int BalancedSplit(IReadOnlyList<ScheduledChunk> chunks)
+    {
+        var total = chunks.Sum(c => c.Length);
+        int best = 1, bestGap = int.MaxValue, before = 0;
+        for (var i = 1; i < chunks.Count; i++)
+        {
+            before += chunks[i - 1].Length;
+            var gap = Math.Abs(total - 2 * before);
+            if (gap < bestGap)
+            {
+                best = i;
+                bestGap = gap;
+            }
+        }
+        return best;
     }
 
     private void RecordPromptLogprobs(Sequence seq, ScheduledChunk chunk, ReadOnlySpan<float> logits)

@@ -8,6 +8,9 @@ public sealed record GatewayOptions
     public string ServedModelName { get; init; } = "";
     public string? ExpertNodes { get; init; }
     public int ExpertTimeoutMs { get; init; } = 10_000;
+
+    /// <summary>Micro-batches per step; null: 2 with expert nodes (dispatch overlaps attention), 1 in-process.</summary>
+    public int? MicroBatches { get; init; }
     public string KvStore { get; init; } = "memory";
     public string Device { get; init; } = "cpu";
     public string? ApiKey { get; init; }
@@ -25,9 +28,10 @@ public sealed record GatewayOptions
         ("--urls URL", "urls", "Listen address (default http://127.0.0.1:8080)."),
         ("--expert-nodes URL[,URL...]", "expert-nodes", "Expert-node base URLs; absent: all experts in-process."),
         ("--expert-timeout-ms N", "expert-timeout-ms", "Deadline of one dispatch to an expert node before it is retried elsewhere (default 10000)."),
+        ("--micro-batches 1|2", "micro-batches", "Split each step into two micro-batches whose expert dispatches overlap the other's attention (default: 2 with --expert-nodes, else 1)."),
         ("--kv-store memory|redis://HOST:PORT[/DB]", "kv-store", "Where KV-cache pages are shared (default memory)."),
         ("--device cpu|cuda[:N]", "device", "Compute device (default cpu; cuda computes in bfloat16)."),
-        ("--api-key KEY", "api-key", "Require 'Authorization: Bearer KEY' on /v1 endpoints."),
+        ("--api-key KEY", "api-key", "Require 'Authorization: Bearer KEY' on /v1 and /admin endpoints."),
         ("--served-model-name NAME", "served-model-name", "Model id reported by /v1/models (default: the folder name)."),
         ("--kv-cache-bytes N", "kv-cache-bytes", "Bytes of memory for the latent KV cache (default 268435456)."),
         ("--max-batch-tokens N", "max-batch-tokens", "Token budget of one engine step (default 512)."),
@@ -49,6 +53,7 @@ public sealed record GatewayOptions
             ServedModelName = c["served-model-name"] ?? "",
             ExpertNodes = c["expert-nodes"],
             ExpertTimeoutMs = (int)(Long(c, "expert-timeout-ms") ?? defaults.ExpertTimeoutMs),
+            MicroBatches = (int?)Long(c, "micro-batches") is { } m and not (1 or 2) ? throw new ArgumentException($"--micro-batches must be 1 or 2, got {m}") : (int?)Long(c, "micro-batches"),
             KvStore = c["kv-store"] ?? defaults.KvStore,
             Device = c["device"] ?? defaults.Device,
             ApiKey = c["api-key"],

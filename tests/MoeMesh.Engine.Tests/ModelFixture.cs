@@ -35,17 +35,32 @@ public sealed class ModelHarness(DeepSeekModel model, int pageSize = 4, int page
     public Sequence NewSequence(IReadOnlyList<int> tokens) => new(0, tokens, new SamplingParams());
 
     /// <summary>Computes the given chunks in one step; returns per chunk the logits of each of its tokens.</summary>
-    public float[][][] Step(params (Sequence Seq, int Start, int Length)[] chunks)
+    public float[][][] Step(params (Sequence Seq, int Start, int Length)[] chunks) => Step(0, chunks);
+
+    /// <summary>As <see cref="Step(ValueTuple{Sequence, int, int}[])"/>, split into two micro-batches before chunk <paramref name="split"/> (0: one batch).</summary>
+    public float[][][] Step(int split, params (Sequence Seq, int Start, int Length)[] chunks)
     {
         var scheduled = chunks.Select(c =>
         {
             Assert.True(Allocator.TryReserve(c.Seq.BlockTable, c.Start + c.Length));
             return new ScheduledChunk(c.Seq, c.Start, c.Length);
         }).ToList();
-        using var batch = BatchBuilder.Build(scheduled, Allocator, model.Options.Device, model.AttentionMode != AttentionMode.Naive);
-        var rows = Enumerable.Range(0, chunks.Sum(c => c.Length)).Select(i => (long)i).ToArray();
-        using var logits = model.Forward(batch, Cache, TorchSharp.torch.tensor(rows));
+        var decodes = model.AttentionMode != AttentionMode.Naive;
+        var rows = TorchSharp.torch.tensor(Enumerable.Range(0, chunks.Sum(c => c.Length)).Select(i => (long)i).ToArray());
+        using var logits = split == 0 ? Forward(BatchBuilder.Build(scheduled, Allocator, model.Options.Device, decodes)) : ForwardSplit();
         var flat = logits.data<float>().ToArray();
+
+        TorchSharp.torch.Tensor Forward(ForwardBatch batch)
+        {
+            using (batch) return model.Forward(batch, Cache, rows);
+        }
+
+        TorchSharp.torch.Tensor ForwardSplit()
+        {
+            using var a = BatchBuilder.Build(scheduled.Take(split).ToList(), Allocator, model.Options.Device, decodes);
+            using var b = BatchBuilder.Build(scheduled.Skip(split).ToList(), Allocator, model.Options.Device, decodes);
+            return model.Forward(a, b, Cache, rows);
+        }
         var vocab = model.Config.VocabSize;
         var result = new float[chunks.Length][][];
         var row = 0;

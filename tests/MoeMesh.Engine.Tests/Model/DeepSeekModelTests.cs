@@ -95,6 +95,30 @@ public sealed class DeepSeekModelTests
         }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void MicroBatchedStep_EqualsOneBatch(int split)
+    {
+        var model = TestModels.Load(TestModels.V3Dir);
+        int[][] prompts = [Prompt, [9, 8, 7], [100, 200, 30, 40, 50, 60, 7, 8]];
+        float[][][] Run(int cut)
+        {
+            var h = new ModelHarness(model);
+            var seqs = prompts.Select(p => h.NewSequence([.. p, 11])).ToArray();
+            h.Step((seqs[0], 0, prompts[0].Length));
+            // A decode and two prefills, then two decodes, each step cut into two micro-batches.
+            var mixed = h.Step(cut, (seqs[0], prompts[0].Length, 1), (seqs[1], 0, prompts[1].Length), (seqs[2], 0, prompts[2].Length));
+            var decodes = h.Step(Math.Min(cut, 1), (seqs[1], prompts[1].Length, 1), (seqs[2], prompts[2].Length, 1));
+            return [.. mixed, .. decodes];
+        }
+        var whole = Run(0);
+        var micro = Run(split);
+        Assert.Equal(whole.Length, micro.Length);
+        for (var c = 0; c < whole.Length; c++)
+            for (var t = 0; t < whole[c].Length; t++) AssertClose(whole[c][t], micro[c][t], 1e-4);
+    }
+
     [Fact]
     public void PagedScatteredCache_EqualsContiguousCache()
     {

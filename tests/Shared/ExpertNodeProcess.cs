@@ -1,8 +1,8 @@
 using System.Diagnostics;
 
-namespace MoeMesh.Gateway.Tests.Distributed;
+namespace MoeMesh.Testing;
 
-/// <summary>A real moemesh-expert-node process on a loopback port, built alongside the tests.</summary>
+/// <summary>A real moemesh-expert-node process on a loopback port (shared by the tests and the benchmark).</summary>
 public sealed class ExpertNodeProcess : IAsyncDisposable
 {
     private readonly Process _process;
@@ -17,19 +17,21 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
         Experts = experts;
     }
 
-    /// <summary>The node's entry assembly, from the same configuration as the test assembly.</summary>
+    /// <summary>The node's entry assembly, built in the same configuration as the calling assembly.</summary>
     private static string NodeDll()
     {
-        var testBin = AppContext.BaseDirectory; // .../tests/MoeMesh.Gateway.Tests/bin/<Configuration>/<tfm>/
-        var tfm = new DirectoryInfo(testBin).Name;
-        var configuration = new DirectoryInfo(testBin).Parent!.Name;
-        var root = new DirectoryInfo(testBin).Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
-        var dll = Path.Combine(root, "expert-node", "bin", configuration, tfm, "moemesh-expert-node.dll");
+        var bin = new DirectoryInfo(AppContext.BaseDirectory); // .../bin/<Configuration>/<tfm>/
+        var tfm = bin.Name;
+        var configuration = bin.Parent!.Name;
+        var root = bin;
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Platform.sln"))) root = root.Parent;
+        if (root is null) throw new DirectoryNotFoundException($"no Platform.sln above {bin.FullName}");
+        var dll = Path.Combine(root.FullName, "expert-node", "bin", configuration, tfm, "moemesh-expert-node.dll");
         return File.Exists(dll) ? dll : throw new FileNotFoundException("build the expert node first", dll);
     }
 
     /// <summary>Starts a node (port 0 picks a free one) and waits until it listens and has loaded its experts.</summary>
-    public static async Task<ExpertNodeProcess> StartAsync(string modelDir, string experts, int port = 0)
+    public static async Task<ExpertNodeProcess> StartAsync(string modelDir, string experts, int port = 0, IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -37,6 +39,7 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>()) info.Environment[k] = v;
         foreach (var a in new[] { NodeDll(), "--model", modelDir, "--experts", experts, "--urls", $"http://127.0.0.1:{port}" }) info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
         var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -1,0 +1,74 @@
+using System.Net.Http.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using MoeMesh.Gateway.Hosting;
+
+namespace MoeMesh.Bench;
+
+/// <summary>A gateway started in this process and streaming clients decoding through its HTTP API on loopback.</summary>
+internal sealed class GatewayLoad : IAsyncDisposable
+{
+    private const int PromptTokens = 16;
+    private readonly WebApplication _app;
+    private readonly HttpClient _http;
+    private readonly int _vocab;
+
+    private GatewayLoad(WebApplication app, HttpClient http, int vocab)
+    {
+        _app = app;
+        _http = http;
+        _vocab = vocab;
+    }
+
+    public static async Task<GatewayLoad> StartAsync(string dir, int vocab, params string[] extraArgs)
+    {
+        var app = GatewayApp.Build(["--model", dir, "--urls", "http://127.0.0.1:0", "--kv-cache-bytes", (1L << 30).ToString(), "--max-batch-tokens", "1024", .. extraArgs]);
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromMinutes(10) };
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (!(await http.GetAsync("/readyz")).IsSuccessStatusCode)
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("the gateway did not become ready");
+            await Task.Delay(100);
+        }
+        return new GatewayLoad(app, http, vocab);
+    }
+
+    /// <summary>Generated tokens per second of <paramref name="concurrency"/> streaming clients, each generating <paramref name="tokens"/> tokens greedily.</summary>
+    public async Task<double> DecodeAsync(int concurrency, int tokens)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async i =>
+        {
+            var response = await _http.PostAsJsonAsync("/v1/completions", new
+            {
+                prompt = RandomPrompt(PromptTokens, _vocab, 100 + i), max_tokens = tokens, temperature = 0, ignore_eos = true, stream = true,
+            });
+            response.EnsureSuccessStatusCode();
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            while (await reader.ReadLineAsync() is { } line && line != "data: [DONE]") { }
+        }));
+        return concurrency * tokens / sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>The sum of a Prometheus metric's samples whose line starts with <paramref name="prefix"/>.</summary>
+    public async Task<double> MetricAsync(string prefix) =>
+        (await _http.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith(prefix, StringComparison.Ordinal))
+            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+
+    public static int[] RandomPrompt(int length, int vocab, int seed)
+    {
+        var r = new Random(seed);
+        return Enumerable.Range(0, length).Select(_ => r.Next(vocab)).ToArray();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _http.Dispose();
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}
