@@ -1,10 +1,11 @@
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding]
-//   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark.
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N]]
+//   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
+//   (--node-threads: libtorch threads of each expert-node process).
 var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
 var tokens = int.Parse(ArgValue(args, "--tokens") ?? "48");
-if (args.Contains("--sharding")) await new ShardingBenchmark(cache, tokens).RunAsync();
+if (args.Contains("--sharding")) await new ShardingBenchmark(cache, tokens, ArgValue(args, "--node-threads") is { } t ? int.Parse(t) : null).RunAsync();
 else await new EngineBenchmark(cache, tokens).RunAsync();
 return;
 

@@ -11,9 +11,11 @@ namespace MoeMesh.Bench;
 /// sequences through the gateway's HTTP API with the experts in-process and spread over 2 and 4
 /// expert-node processes on loopback; dispatch bytes per token per MoE layer; dispatch round trip.
 /// </summary>
-public sealed class ShardingBenchmark(string cacheDir, int decodeTokens)
+public sealed class ShardingBenchmark(string cacheDir, int decodeTokens, int? nodeThreads)
 {
-    private sealed record Layout(string Name, string[] Nodes);
+    private sealed record Layout(string Name, string[] Nodes, string[] GatewayArgs);
+
+    private string[] NodeArgs => nodeThreads is { } t ? ["--threads", t.ToString()] : [];
 
     /// <summary>Median round trip of one-token dispatches (top-k pairs) to an idle node, sent one after another.</summary>
     private static async Task IdleRoundTripAsync(string dir, ModelConfig config, ExpertNodeProcess node)
@@ -35,7 +37,10 @@ public sealed class ShardingBenchmark(string cacheDir, int decodeTokens)
             if (i >= 20) times.Add(sw.Elapsed.TotalMilliseconds);
         }
         times.Sort();
-        Console.WriteLine($"idle node, 1 token x {held.Length} experts: median round trip {times[times.Count / 2]:F2} ms, p90 {times[times.Count * 9 / 10]:F2} ms ({message.Length} bytes)");
+        var metrics = (await http.GetStringAsync("/metrics")).Split('\n');
+        double Metric(string name) => metrics.Where(l => l.StartsWith(name + " ", StringComparison.Ordinal)).Select(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture)).Sum();
+        var compute = Metric("moemesh_expert_compute_seconds_sum") / Metric("moemesh_expert_compute_seconds_count");
+        Console.WriteLine($"idle node, 1 token x {held.Length} experts: median round trip {times[times.Count / 2]:F2} ms, p90 {times[times.Count * 9 / 10]:F2} ms ({message.Length} bytes); node compute mean {compute * 1e3:F2} ms");
     }
 
     public async Task RunAsync()
@@ -44,11 +49,13 @@ public sealed class ShardingBenchmark(string cacheDir, int decodeTokens)
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
         var moeLayers = Enumerable.Range(0, config.NumHiddenLayers).Count(config.IsMoeLayer);
         var e = config.NRoutedExperts;
+        var quarters = Enumerable.Range(0, 4).Select(i => $"{i * e / 4}-{(i + 1) * e / 4 - 1}").ToArray();
         Layout[] layouts =
         [
-            new("in-process", []),
-            new("2 nodes", [$"0-{e / 2 - 1}", $"{e / 2}-{e - 1}"]),
-            new("4 nodes", Enumerable.Range(0, 4).Select(i => $"{i * e / 4}-{(i + 1) * e / 4 - 1}").ToArray()),
+            new("in-process", [], []),
+            new("2 nodes", [$"0-{e / 2 - 1}", $"{e / 2}-{e - 1}"], []),
+            new("4 nodes", quarters, []),
+            new("4 nodes, no overlap", quarters, ["--micro-batches", "1"]),
         ];
         Console.WriteLine($"model: {dir}; {moeLayers} MoE layers, {e} experts; {Environment.ProcessorCount} cores shared by the gateway, its clients and every node");
         var rates = new Dictionary<(string, int), double>();
@@ -57,9 +64,9 @@ public sealed class ShardingBenchmark(string cacheDir, int decodeTokens)
             var nodes = new List<ExpertNodeProcess>();
             try
             {
-                foreach (var spec in layout.Nodes) nodes.Add(await ExpertNodeProcess.StartAsync(dir, spec));
+                foreach (var spec in layout.Nodes) nodes.Add(await ExpertNodeProcess.StartAsync(dir, spec, 0, NodeArgs));
                 if (nodes.Count > 0) await IdleRoundTripAsync(dir, config, nodes[0]);
-                string[] args = nodes.Count == 0 ? [] : ["--expert-nodes", string.Join(",", nodes.Select(n => n.Address))];
+                string[] args = nodes.Count == 0 ? [] : ["--expert-nodes", string.Join(",", nodes.Select(n => n.Address)), .. layout.GatewayArgs];
                 await using var gateway = await GatewayLoad.StartAsync(dir, config.VocabSize, args);
                 await gateway.DecodeAsync(2, 4); // warm-up: connections, first-call costs
                 var bytesBefore = await gateway.MetricAsync("moemesh_expert_dispatch_bytes_total{direction=\"sent\"}");
@@ -70,14 +77,14 @@ public sealed class ShardingBenchmark(string cacheDir, int decodeTokens)
                 foreach (var c in new[] { 1, 32 })
                 {
                     rates[(layout.Name, c)] = await gateway.DecodeAsync(c, decodeTokens);
-                    Console.WriteLine($"{layout.Name,-10} decode, {c,2} sequences: {rates[(layout.Name, c)]:F1} tokens/s");
+                    Console.WriteLine($"{layout.Name,-19} decode, {c,2} sequences: {rates[(layout.Name, c)]:F1} tokens/s");
                 }
                 if (nodes.Count == 0) continue;
                 var tokens = await gateway.MetricAsync("moemesh_prompt_tokens_total ") - promptBefore + await gateway.MetricAsync("moemesh_generation_tokens_total ") - genBefore;
                 var bytes = await gateway.MetricAsync("moemesh_expert_dispatch_bytes_total{direction=\"sent\"}") - bytesBefore;
                 var count = await gateway.MetricAsync("moemesh_expert_dispatch_seconds_count") - rttCountBefore;
                 var rtt = (await gateway.MetricAsync("moemesh_expert_dispatch_seconds_sum") - rttSumBefore) / count;
-                Console.WriteLine($"{layout.Name,-10} dispatch: {bytes / tokens / moeLayers:F0} bytes sent per token per MoE layer; {count:F0} dispatches, mean round trip {rtt * 1e3:F2} ms");
+                Console.WriteLine($"{layout.Name,-19} dispatch: {bytes / tokens / moeLayers:F0} bytes sent per token per MoE layer; {count:F0} dispatches, mean round trip {rtt * 1e3:F2} ms");
             }
             finally
             {

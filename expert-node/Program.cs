@@ -1,4 +1,5 @@
 using MoeMesh.Engine.Config;
+using MoeMesh.Engine.Experts;
 using MoeMesh.ExpertNode.Serving;
 using Prometheus;
 
@@ -21,6 +22,7 @@ catch (Exception e) when (e is ArgumentException or ModelConfigException or IOEx
     Console.Error.WriteLine($"moemesh-expert-node: {e.Message}");
     return 2;
 }
+if (options.Threads is { } threads) TorchSharp.torch.set_num_threads(threads);
 builder.Services.AddSingleton(options);
 builder.Services.AddSingleton<NodeMetrics>();
 builder.Services.AddSingleton<ExpertHoldings>();
@@ -30,15 +32,32 @@ builder.Services.AddSingleton<DispatchEndpoint>();
 var app = builder.Build();
 var holdings = app.Services.GetRequiredService<ExpertHoldings>();
 app.MapGet("/healthz", () => holdings.LoadError is null ? Results.Text("ok") : Results.Text(holdings.LoadError, statusCode: 500));
-app.MapGet("/readyz", () => holdings.Backend is not null ? Results.Text("ready") : Results.Text("loading", statusCode: 503));
+app.MapGet("/readyz", () => holdings.Advertised is not null ? Results.Text("ready") : Results.Text("loading", statusCode: 503));
 app.MapGet("/v1/experts", () => Results.Json(new
 {
     model_fingerprint = holdings.Fingerprint,
-    ready = holdings.Backend is not null,
-    layers = holdings.Backend is null ? [] : holdings.Layers.Select(l => new { layer = l, experts = holdings.Experts }).ToArray(),
-    expert_bytes = holdings.Backend?.ByteSize ?? 0,
+    ready = holdings.Advertised is not null,
+    layers = holdings.Advertised?.Layers.Select(l => new { layer = l.Key, experts = l.Value }).ToArray() ?? [],
+    expert_bytes = holdings.ExpertBytes,
     checkpoint_bytes_read = holdings.CheckpointBytesRead,
 }));
+app.MapPost("/v1/placement", async (HttpContext ctx) =>
+{
+    // Accepted at once; loading runs in the background and /v1/experts shows the new holdings when it is done.
+    var text = await new StreamReader(ctx.Request.Body).ReadToEndAsync(ctx.RequestAborted);
+    ExpertPlacement placement;
+    try
+    {
+        placement = ExpertPlacement.Parse(holdings.Config, text);
+    }
+    catch (ArgumentException e)
+    {
+        return Results.Json(new { error = new { message = e.Message, type = "invalid_request_error", param = "layers", code = "bad_placement" } }, statusCode: 400);
+    }
+    if (holdings.Advertised is null) return Results.Json(new { error = new { message = "the node is still loading its experts", type = "server_error", param = (string?)null, code = "loading" } }, statusCode: 503);
+    _ = Task.Run(() => holdings.ApplyAsync(placement, app.Lifetime.ApplicationStopping));
+    return Results.Accepted("/v1/experts", new { layers = placement.Layers.Select(l => new { layer = l.Key, experts = l.Value }) });
+});
 app.MapPost("/v1/dispatch", app.Services.GetRequiredService<DispatchEndpoint>().HandleAsync);
 app.MapMetrics("/metrics", app.Services.GetRequiredService<NodeMetrics>().Registry);
 app.Run();

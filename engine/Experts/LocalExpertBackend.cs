@@ -8,18 +8,43 @@ namespace MoeMesh.Engine.Experts;
 /// <summary>Routed experts held in this process, computed with tokens grouped per expert.</summary>
 public sealed class LocalExpertBackend : IExpertBackend
 {
-    private readonly Dictionary<(int Layer, int Expert), SwiGluMlp> _experts = new();
+    private readonly Dictionary<(int Layer, int Expert), SwiGluMlp> _experts;
     private readonly int _expertCount;
 
     /// <summary>Loads the given experts of every MoE layer; nothing else is read from the checkpoint.</summary>
     public LocalExpertBackend(ModelConfig c, CheckpointReader r, ComputeOptions o, IReadOnlyList<int> experts)
+        : this(c, r, o, ExpertPlacement.Uniform(c, experts))
     {
-        _expertCount = c.NRoutedExperts;
-        for (var layer = 0; layer < c.NumHiddenLayers; layer++)
+    }
+
+    /// <summary>Loads the experts of a placement; nothing else is read from the checkpoint.</summary>
+    public LocalExpertBackend(ModelConfig c, CheckpointReader r, ComputeOptions o, ExpertPlacement placement)
+        : this(c.NRoutedExperts, placement, placement.Pairs.ToDictionary(p => p, p => LoadExpert(c, r, o, p)))
+    {
+    }
+
+    private LocalExpertBackend(int expertCount, ExpertPlacement placement, Dictionary<(int, int), SwiGluMlp> experts)
+    {
+        _expertCount = expertCount;
+        Placement = placement;
+        _experts = experts;
+    }
+
+    public ExpertPlacement Placement { get; }
+
+    private static SwiGluMlp LoadExpert(ModelConfig c, CheckpointReader r, ComputeOptions o, (int Layer, int Expert) p) =>
+        new(r, $"model.layers.{p.Layer}.mlp.experts.{p.Expert}", o, c.HiddenSize, c.MoeIntermediateSize);
+
+    /// <summary>A backend holding <paramref name="placement"/>: experts held here are shared, only the others are read from the checkpoint.</summary>
+    public LocalExpertBackend Reshape(ModelConfig c, CheckpointReader r, ComputeOptions o, ExpertPlacement placement) =>
+        new(_expertCount, placement, placement.Pairs.ToDictionary(p => p, p => _experts.TryGetValue(p, out var held) ? held : LoadExpert(c, r, o, p)));
+
+    /// <summary>Frees the weights of the experts held here that <paramref name="successor"/> does not share.</summary>
+    public void DisposeExcept(LocalExpertBackend successor)
+    {
+        foreach (var (key, expert) in _experts)
         {
-            if (!c.IsMoeLayer(layer)) continue;
-            foreach (var e in experts)
-                _experts[(layer, e)] = new SwiGluMlp(r, $"model.layers.{layer}.mlp.experts.{e}", o, c.HiddenSize, c.MoeIntermediateSize);
+            if (!successor._experts.TryGetValue(key, out var kept) || !ReferenceEquals(kept, expert)) expert.Dispose();
         }
     }
 

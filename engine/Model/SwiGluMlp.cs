@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace MoeMesh.Engine.Model;
 
 /// <summary>SwiGLU feed-forward: down(silu(gate(x)) * up(x)), with gate and up fused into one matmul.</summary>
-public sealed class SwiGluMlp
+public sealed class SwiGluMlp : IDisposable
 {
     private readonly Tensor _gateUp;
     private readonly Tensor _down;
@@ -22,6 +22,12 @@ public sealed class SwiGluMlp
 
     /// <summary>Bytes this MLP's weights occupy.</summary>
     public long ByteSize => (_gateUp.NumberOfElements + _down.NumberOfElements) * _down.ElementSize;
+
+    public void Dispose()
+    {
+        _gateUp.Dispose();
+        _down.Dispose();
+    }
 
     public Tensor Forward(Tensor x)
     {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.AspNetCore.Http.Features;
 using MoeMesh.Engine.Dispatch;
+using MoeMesh.Engine.Experts;
 using static TorchSharp.torch;
 
 namespace MoeMesh.ExpertNode.Serving;
@@ -11,7 +12,7 @@ namespace MoeMesh.ExpertNode.Serving;
 /// do: model_mismatch (409, wrong checkpoint), expert_not_held (421, refresh holdings and go
 /// elsewhere), malformed_dispatch (400), loading (503).
 /// </summary>
-public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeMetrics metrics)
+public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions options, NodeMetrics metrics)
 {
     // One dispatch computes at a time: libtorch already spreads each one over the cores.
     private readonly SemaphoreSlim _compute = new(1, 1);
@@ -20,11 +21,23 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeMetrics metric
     {
         if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = null;
         var body = await ReadBodyAsync(ctx.Request, ctx.RequestAborted);
-        if (holdings.Backend is not { } backend)
+        if (holdings.Acquire() is not { } served)
         {
             await RefuseAsync(ctx, 503, "loading", "the node is still loading its experts");
             return;
         }
+        try
+        {
+            await ServeAsync(ctx, body, served.Backend);
+        }
+        finally
+        {
+            holdings.Release(served);
+        }
+    }
+
+    private async Task ServeAsync(HttpContext ctx, byte[] body, LocalExpertBackend backend)
+    {
         DispatchRequest request;
         try
         {
@@ -35,7 +48,7 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeMetrics metric
             await RefuseAsync(ctx, 400, "malformed_dispatch", e.Message);
             return;
         }
-        if (Check(request) is { } refusal)
+        if (Check(request, backend) is { } refusal)
         {
             await RefuseAsync(ctx, refusal.Status, refusal.Code, refusal.Message);
             return;
@@ -62,7 +75,7 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeMetrics metric
         await ctx.Response.Body.WriteAsync(reply, ctx.RequestAborted);
     }
 
-    private (int Status, string Code, string Message)? Check(DispatchRequest r)
+    private (int Status, string Code, string Message)? Check(DispatchRequest r, LocalExpertBackend backend)
     {
         if (r.Fingerprint != holdings.Fingerprint)
             return (409, "model_mismatch", $"this node serves model {holdings.Fingerprint}, the message is for {r.Fingerprint}");
@@ -70,7 +83,7 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeMetrics metric
             return (400, "malformed_dispatch", $"hidden size {r.Hidden} does not match the model's {holdings.Config.HiddenSize}");
         foreach (var e in r.PairExperts.Distinct())
         {
-            if (!holdings.Backend!.Holds(r.Layer, e))
+            if (!backend.Holds(r.Layer, e))
                 return (421, "expert_not_held", $"expert {e} of layer {r.Layer} is not held by this node");
         }
         var seen = new HashSet<(int, int)>();
@@ -82,11 +95,11 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeMetrics metric
         return null;
     }
 
-    private byte[] Compute(Engine.Experts.LocalExpertBackend backend, DispatchRequest r)
+    private byte[] Compute(LocalExpertBackend backend, DispatchRequest r)
     {
         using var scope = NewDisposeScope();
-        var device = holdings.Compute.Device;
-        var states = WireTensors.FromBytes(r.States.Span, r.TokenCount, r.Hidden, r.DType, device).to(holdings.Compute.DType);
+        var device = options.Compute.Device;
+        var states = WireTensors.FromBytes(r.States.Span, r.TokenCount, r.Hidden, r.DType, device).to(options.Compute.DType);
         var tokens = tensor(r.PairTokens.Select(t => (long)t).ToArray(), device: device);
         var experts = tensor(r.PairExperts.Select(e => (long)e).ToArray(), device: device);
         var weights = tensor(r.PairWeights, device: device);

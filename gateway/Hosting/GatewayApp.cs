@@ -46,6 +46,7 @@ public static class GatewayApp
         if (app.Services.GetService<ExpertTier>() is { } tier)
         {
             app.MapReverseProxy();
+            app.MapGet("/admin/routing", () => Results.Json(tier.Describe()));
             metrics.Registry.AddBeforeCollectCallback(() =>
             {
                 var coverage = tier.Coverage(host.Engine.Model.Config);

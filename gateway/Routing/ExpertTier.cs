@@ -7,6 +7,24 @@ public sealed class ExpertTier(ExpertNodeDirectory directory, YarpExpertRouter r
 {
     public ExpertNodeDirectory Directory => directory;
 
+    /// <summary>The routing table as operators see it at /admin/routing: each node, its health and its holdings.</summary>
+    public object Describe()
+    {
+        var available = router.AvailableNodes();
+        return new
+        {
+            nodes = directory.Nodes.Select(n => new
+            {
+                id = n.Id,
+                address = n.Address.ToString(),
+                available = available.Contains(n.Id),
+                layers = directory.Table.Holdings.TryGetValue(n.Id, out var layers)
+                    ? layers.Select(l => new { layer = l.Key, experts = l.Value }).ToArray()
+                    : [],
+            }),
+        };
+    }
+
     /// <summary>The pairs no available node holds, and the fraction of all pairs that are covered.</summary>
     public (IReadOnlyList<(int Layer, int Expert)> Uncovered, double Ratio, int AvailableNodes) Coverage(ModelConfig c)
     {

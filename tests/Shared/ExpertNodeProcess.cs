@@ -31,7 +31,7 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
     }
 
     /// <summary>Starts a node (port 0 picks a free one) and waits until it listens and has loaded its experts.</summary>
-    public static async Task<ExpertNodeProcess> StartAsync(string modelDir, string experts, int port = 0, IReadOnlyDictionary<string, string>? environment = null)
+    public static async Task<ExpertNodeProcess> StartAsync(string modelDir, string experts, int port = 0, params string[] extraArgs)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -39,8 +39,7 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var (k, v) in environment ?? new Dictionary<string, string>()) info.Environment[k] = v;
-        foreach (var a in new[] { NodeDll(), "--model", modelDir, "--experts", experts, "--urls", $"http://127.0.0.1:{port}" }) info.ArgumentList.Add(a);
+        foreach (var a in new[] { NodeDll(), "--model", modelDir, "--experts", experts, "--urls", $"http://127.0.0.1:{port}" }.Concat(extraArgs)) info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
         var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
