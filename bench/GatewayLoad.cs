@@ -54,6 +54,22 @@ internal sealed class GatewayLoad : IAsyncDisposable
         return concurrency * tokens / sw.Elapsed.TotalSeconds;
     }
 
+    /// <summary>Prompt tokens per second of <paramref name="concurrency"/> requests of <paramref name="promptTokens"/> random tokens each, generating one token.</summary>
+    public async Task<double> PrefillAsync(int concurrency, int promptTokens, int seed)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async i =>
+        {
+            var response = await _http.PostAsJsonAsync("/v1/completions", new
+            {
+                prompt = RandomPrompt(promptTokens, _vocab, seed + i), max_tokens = 1, temperature = 0, ignore_eos = true,
+            });
+            response.EnsureSuccessStatusCode();
+            await response.Content.ReadAsStringAsync();
+        }));
+        return concurrency * promptTokens / sw.Elapsed.TotalSeconds;
+    }
+
     /// <summary>The sum of a Prometheus metric's samples whose line starts with <paramref name="prefix"/>.</summary>
     public async Task<double> MetricAsync(string prefix) =>
         (await _http.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith(prefix, StringComparison.Ordinal))

@@ -1,13 +1,17 @@
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N]]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N]]
 //   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
-//   (--node-threads: libtorch threads of each expert-node process).
+//   (--node-threads: libtorch threads of each expert-node process; --gateway-threads: of the gateway
+//   when its experts are on nodes, the in-process baseline keeps one per core).
 var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
 var tokens = int.Parse(ArgValue(args, "--tokens") ?? "48");
-if (args.Contains("--sharding")) await new ShardingBenchmark(cache, tokens, ArgValue(args, "--node-threads") is { } t ? int.Parse(t) : null).RunAsync();
+if (args.Contains("--sharding"))
+    await new ShardingBenchmark(cache, tokens, IntArg("--node-threads"), IntArg("--gateway-threads")).RunAsync();
 else await new EngineBenchmark(cache, tokens).RunAsync();
 return;
+
+int? IntArg(string name) => ArgValue(args, name) is { } v ? int.Parse(v) : null;
 
 static string? ArgValue(string[] args, string name)
 {

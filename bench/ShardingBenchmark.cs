@@ -11,8 +11,11 @@ namespace MoeMesh.Bench;
 /// sequences through the gateway's HTTP API with the experts in-process and spread over 2 and 4
 /// expert-node processes on loopback; dispatch bytes per token per MoE layer; dispatch round trip.
 /// </summary>
-public sealed class ShardingBenchmark(string cacheDir, int decodeTokens, int? nodeThreads)
+public sealed class ShardingBenchmark(string cacheDir, int decodeTokens, int? nodeThreads, int? gatewayThreads)
 {
+    private const int PrefillRequests = 8;
+    private const int PrefillPromptTokens = 128;
+
     private sealed record Layout(string Name, string[] Nodes, string[] GatewayArgs);
 
     private string[] NodeArgs => nodeThreads is { } t ? ["--threads", t.ToString()] : [];
@@ -59,11 +62,14 @@ public sealed class ShardingBenchmark(string cacheDir, int decodeTokens, int? no
         ];
         Console.WriteLine($"model: {dir}; {moeLayers} MoE layers, {e} experts; {Environment.ProcessorCount} cores shared by the gateway, its clients and every node");
         var rates = new Dictionary<(string, int), double>();
+        var defaultThreads = TorchSharp.torch.get_num_threads();
+        Console.WriteLine($"libtorch threads: in-process gateway {defaultThreads}, gateway with nodes {gatewayThreads ?? defaultThreads}, each node {nodeThreads?.ToString() ?? "one per core"}");
         foreach (var layout in layouts)
         {
             var nodes = new List<ExpertNodeProcess>();
             try
             {
+                TorchSharp.torch.set_num_threads(layout.Nodes.Length > 0 ? gatewayThreads ?? defaultThreads : defaultThreads);
                 foreach (var spec in layout.Nodes) nodes.Add(await ExpertNodeProcess.StartAsync(dir, spec, 0, NodeArgs));
                 if (nodes.Count > 0) await IdleRoundTripAsync(dir, config, nodes[0]);
                 string[] args = nodes.Count == 0 ? [] : ["--expert-nodes", string.Join(",", nodes.Select(n => n.Address)), .. layout.GatewayArgs];
@@ -79,6 +85,10 @@ public sealed class ShardingBenchmark(string cacheDir, int decodeTokens, int? no
                     rates[(layout.Name, c)] = await gateway.DecodeAsync(c, decodeTokens);
                     Console.WriteLine($"{layout.Name,-19} decode, {c,2} sequences: {rates[(layout.Name, c)]:F1} tokens/s");
                 }
+                var prefill = new List<double>();
+                for (var round = 0; round < 3; round++) prefill.Add(await gateway.PrefillAsync(PrefillRequests, PrefillPromptTokens, 1000 * round));
+                rates[(layout.Name, 0)] = prefill.Average();
+                Console.WriteLine($"{layout.Name,-19} prefill, {PrefillRequests} x {PrefillPromptTokens} tokens: {prefill.Average():F1} tokens/s [{string.Join(", ", prefill.Select(p => p.ToString("F1")))}]");
                 if (nodes.Count == 0) continue;
                 var tokens = await gateway.MetricAsync("moemesh_prompt_tokens_total ") - promptBefore + await gateway.MetricAsync("moemesh_generation_tokens_total ") - genBefore;
                 var bytes = await gateway.MetricAsync("moemesh_expert_dispatch_bytes_total{direction=\"sent\"}") - bytesBefore;
@@ -92,6 +102,9 @@ public sealed class ShardingBenchmark(string cacheDir, int decodeTokens, int? no
             }
         }
         foreach (var layout in layouts.Skip(1))
-            Console.WriteLine($"ratio {layout.Name} / in-process: 1 seq {rates[(layout.Name, 1)] / rates[("in-process", 1)]:F3}, 32 seqs {rates[(layout.Name, 32)] / rates[("in-process", 32)]:F3}");
+            Console.WriteLine($"ratio {layout.Name} / in-process: decode 1 seq {rates[(layout.Name, 1)] / rates[("in-process", 1)]:F3}, " +
+                $"32 seqs {rates[(layout.Name, 32)] / rates[("in-process", 32)]:F3}; prefill {rates[(layout.Name, 0)] / rates[("in-process", 0)]:F3}");
+        Console.WriteLine($"overlap gain, 4 nodes (micro-batches 2 / 1): decode 32 seqs {rates[("4 nodes", 32)] / rates[("4 nodes, no overlap", 32)]:F3}, " +
+            $"prefill {rates[("4 nodes", 0)] / rates[("4 nodes, no overlap", 0)]:F3}");
     }
 }

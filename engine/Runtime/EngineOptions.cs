@@ -21,6 +21,12 @@ public sealed record EngineOptions
     /// </summary>
     public int MicroBatches { get; init; } = 1;
 
+    /// <summary>
+    /// Fewest tokens each micro-batch must get for a step to be split: a smaller micro-batch touches nearly
+    /// as many experts as the whole step, so splitting it would read the expert weights twice for little overlap.
+    /// </summary>
+    public int MicroBatchMinTokens { get; init; } = 64;
+
     /// <summary>Upper bound on prompt plus output tokens; null for the model's and cache's limit.</summary>
     public int? MaxModelLength { get; init; }
 }

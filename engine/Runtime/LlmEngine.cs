@@ -21,6 +21,7 @@ public sealed class LlmEngine
     private readonly HfTokenizer? _tokenizer;
     private readonly Dictionary<long, OutputText> _texts = new();
     private readonly int _microBatches;
+    private readonly int _microBatchMinTokens;
     private long _nextId;
 
     public int? EosTokenId { get; }
@@ -38,6 +39,7 @@ public sealed class LlmEngine
         _tokenizer = tokenizer;
         EosTokenId = eosTokenId;
         _microBatches = options.MicroBatches;
+        _microBatchMinTokens = options.MicroBatchMinTokens;
         _cache = new LatentKvCache(model.Config, model.Options, options.KvCacheBytes, options.PageSize);
         var allocator = new BlockAllocator(_cache.PageCount, _cache.PageSize);
         _scheduler = new Scheduler(allocator, options.MaxBatchTokens, options.MaxRunningSequences);
@@ -141,9 +143,9 @@ public sealed class LlmEngine
         firstRow[chunks.Count] = rows.Count;
         var logitRows = tensor(rows.Count == 0 ? [0L] : rows.ToArray(), device: device);
         Tensor logits;
-        if (_microBatches >= 2 && chunks.Count >= 2)
+        var split = _microBatches >= 2 && chunks.Count >= 2 ? BalancedSplit(chunks) : 0;
+        if (split > 0 && Math.Min(chunks.Take(split).Sum(c => c.Length), chunks.Skip(split).Sum(c => c.Length)) >= _microBatchMinTokens)
         {
-            var split = BalancedSplit(chunks);
             using var a = BatchBuilder.Build(chunks.Take(split).ToList(), _scheduler.Allocator, device, batchDecodes);
             using var b = BatchBuilder.Build(chunks.Skip(split).ToList(), _scheduler.Allocator, device, batchDecodes);
             logits = _model.Forward(a, b, _cache, logitRows);

@@ -11,6 +11,7 @@ public sealed record GatewayOptions
 
     /// <summary>Micro-batches per step; null: 2 with expert nodes (dispatch overlaps attention), 1 in-process.</summary>
     public int? MicroBatches { get; init; }
+    public int MicroBatchMinTokens { get; init; } = 64;
     public string KvStore { get; init; } = "memory";
     public string Device { get; init; } = "cpu";
     public string? ApiKey { get; init; }
@@ -29,6 +30,7 @@ public sealed record GatewayOptions
         ("--expert-nodes URL[,URL...]", "expert-nodes", "Expert-node base URLs; absent: all experts in-process."),
         ("--expert-timeout-ms N", "expert-timeout-ms", "Deadline of one dispatch to an expert node before it is retried elsewhere (default 10000)."),
         ("--micro-batches 1|2", "micro-batches", "Split each step into two micro-batches whose expert dispatches overlap the other's attention (default: 2 with --expert-nodes, else 1)."),
+        ("--micro-batch-min-tokens N", "micro-batch-min-tokens", "Split a step only when each micro-batch gets at least N tokens (default 64)."),
         ("--kv-store memory|redis://HOST:PORT[/DB]", "kv-store", "Where KV-cache pages are shared (default memory)."),
         ("--device cpu|cuda[:N]", "device", "Compute device (default cpu; cuda computes in bfloat16)."),
         ("--api-key KEY", "api-key", "Require 'Authorization: Bearer KEY' on /v1 and /admin endpoints."),
@@ -53,6 +55,7 @@ public sealed record GatewayOptions
             ServedModelName = c["served-model-name"] ?? "",
             ExpertNodes = c["expert-nodes"],
             ExpertTimeoutMs = (int)(Long(c, "expert-timeout-ms") ?? defaults.ExpertTimeoutMs),
+            MicroBatchMinTokens = (int)(Long(c, "micro-batch-min-tokens") ?? defaults.MicroBatchMinTokens),
             MicroBatches = (int?)Long(c, "micro-batches") is { } m and not (1 or 2) ? throw new ArgumentException($"--micro-batches must be 1 or 2, got {m}") : (int?)Long(c, "micro-batches"),
             KvStore = c["kv-store"] ?? defaults.KvStore,
             Device = c["device"] ?? defaults.Device,

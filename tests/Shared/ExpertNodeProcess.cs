@@ -76,6 +76,17 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
         throw new TimeoutException($"expert node {Address} did not become ready");
     }
 
+    /// <summary>Freezes the process (SIGSTOP): connections are accepted by the kernel but nothing answers.</summary>
+    public void Pause() => Signal("STOP");
+
+    public void Resume() => Signal("CONT");
+
+    private void Signal(string name)
+    {
+        using var kill = Process.Start("kill", [$"-{name}", _process.Id.ToString()]);
+        kill.WaitForExit();
+    }
+
     public void Kill()
     {
         if (_process.HasExited) return;

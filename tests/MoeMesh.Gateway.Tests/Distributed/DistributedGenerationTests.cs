@@ -19,11 +19,11 @@ public sealed class DistributedGenerationTests
     };
 
     [Theory]
-    [InlineData("v3", "0-7|8-15")]
-    [InlineData("v3", "0-9|6-15|0-3,12-15")]
-    [InlineData("v2", "0-4|5-15")]
-    [InlineData("v2", "0-11|4-15")]
-    public async Task Greedy_TokensAndTopLogprobs_EqualTheInProcessGateway(string shape, string holdings)
+    [InlineData("v3", "0-7|8-15", false)]
+    [InlineData("v3", "0-9|6-15|0-3,12-15", true)]
+    [InlineData("v2", "0-4|5-15", true)]
+    [InlineData("v2", "0-11|4-15", false)]
+    public async Task Greedy_TokensAndTopLogprobs_EqualTheInProcessGateway(string shape, string holdings, bool microBatches)
     {
         var dir = shape == "v3" ? GatewayServer.ModelDir : GatewayServer.V2ModelDir;
         var request = Request(10, Prompts);
@@ -33,7 +33,9 @@ public sealed class DistributedGenerationTests
         var nodes = await Task.WhenAll(holdings.Split('|').Select(h => ExpertNodeProcess.StartAsync(dir, h)));
         try
         {
-            await using var gateway = await GatewayServer.StartForAsync(dir, "--expert-nodes", string.Join(",", nodes.Select(n => n.Address)));
+            // Micro-batches on: every step of more than one sequence is split in two and pipelined.
+            string[] split = microBatches ? ["--micro-batches", "2", "--micro-batch-min-tokens", "1"] : ["--micro-batches", "1"];
+            await using var gateway = await GatewayServer.StartForAsync(dir, ["--expert-nodes", string.Join(",", nodes.Select(n => n.Address)), .. split]);
             await gateway.WaitReadyAsync();
             var actual = await gateway.PostJsonAsync("/v1/completions", request);
             AssertSameCompletions(expected, actual);

@@ -33,6 +33,33 @@ public sealed class FailoverTests
     }
 
     [Fact]
+    public async Task StalledNode_PastTheDeadline_IsRetriedOnAReplica_WithTheSameOutput()
+    {
+        var dir = GatewayServer.ModelDir;
+        var request = DistributedGenerationTests.Request(48, Prompts);
+        JsonElement expected;
+        await using (var local = await GatewayServer.StartForAsync(dir)) expected = await local.PostJsonAsync("/v1/completions", request);
+
+        await using var a = await ExpertNodeProcess.StartAsync(dir, "all");
+        await using var b = await ExpertNodeProcess.StartAsync(dir, "all");
+        await using var gateway = await GatewayServer.StartForAsync(dir, "--expert-nodes", $"{a.Address},{b.Address}", "--expert-timeout-ms", "1000");
+        await gateway.WaitReadyAsync();
+        var running = gateway.PostJsonAsync("/v1/completions", request);
+        await WaitForMetricAsync(gateway, "moemesh_generation_tokens_total", 8);
+        a.Pause();
+        try
+        {
+            DistributedGenerationTests.AssertSameCompletions(expected, await running);
+        }
+        finally
+        {
+            a.Resume();
+        }
+        var metrics = await gateway.Http.GetStringAsync("/metrics");
+        Assert.Matches("moemesh_expert_dispatch_errors_total\\{node=\"node-0\",reason=\"timeout\"\\} [1-9]", metrics);
+    }
+
+    [Fact]
     public async Task KillingTheOnlyHolder_FailsRequestsCleanly_AndTheGatewayRecoversWhenItReturns()
     {
         var dir = GatewayServer.ModelDir;
