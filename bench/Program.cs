@@ -1,13 +1,14 @@
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N]]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]]
 //   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
 //   (--node-threads: libtorch threads of each expert-node process; --gateway-threads: of the gateway
-//   when its experts are on nodes, the in-process baseline keeps one per core).
+//   when its experts are on nodes, the in-process baseline keeps one per core; --node-cpus: run the
+//   nodes under taskset -c LIST, e.g. with the benchmark itself under taskset -c 0 and nodes on 1).
 var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
 var tokens = int.Parse(ArgValue(args, "--tokens") ?? "48");
 if (args.Contains("--sharding"))
-    await new ShardingBenchmark(cache, tokens, IntArg("--node-threads"), IntArg("--gateway-threads")).RunAsync();
+    await new ShardingBenchmark(cache, tokens, IntArg("--node-threads"), IntArg("--gateway-threads"), ArgValue(args, "--node-cpus")).RunAsync();
 else await new EngineBenchmark(cache, tokens).RunAsync();
 return;
 

@@ -9,6 +9,13 @@ namespace MoeMesh.Engine.Experts;
 /// </summary>
 public sealed class RemoteExpertBackend(IExpertRouter router, ComputeOptions options) : IExpertBackend
 {
+    private long _waitTicks;
+
+    /// <summary>Time the model spent blocked on replies: the dispatch latency that overlap did not hide.</summary>
+    public TimeSpan WaitTime => TimeSpan.FromTicks(Interlocked.Read(ref _waitTicks));
+
     public IExpertCall Begin(int layer, Tensor hidden, Tensor expertIds, Tensor weights) =>
-        RemoteExpertCall.Start(router, options, layer, hidden, expertIds, weights);
+        RemoteExpertCall.Start(router, options, layer, hidden, expertIds, weights, AddWait);
+
+    private void AddWait(TimeSpan waited) => Interlocked.Add(ref _waitTicks, waited.Ticks);
 }

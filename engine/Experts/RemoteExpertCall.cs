@@ -14,6 +14,7 @@ internal sealed class RemoteExpertCall : IExpertCall
     private sealed record NodeCall(string Node, int[] Pairs, int[] Rows, Task<byte[]> Reply);
 
     private readonly IExpertRouter _router;
+    private readonly Action<TimeSpan> _waited;
     private readonly ComputeOptions _options;
     private readonly int _layer;
     private readonly int _tokens;
@@ -27,9 +28,10 @@ internal sealed class RemoteExpertCall : IExpertCall
     private List<NodeCall> _inFlight = [];
     private string _lastError = "";
 
-    private RemoteExpertCall(IExpertRouter router, ComputeOptions options, int layer, Tensor hidden, Tensor expertIds, Tensor weights)
+    private RemoteExpertCall(IExpertRouter router, ComputeOptions options, int layer, Tensor hidden, Tensor expertIds, Tensor weights, Action<TimeSpan> waited)
     {
         _router = router;
+        _waited = waited;
         _options = options;
         _layer = layer;
         _tokens = (int)hidden.shape[0];
@@ -43,9 +45,9 @@ internal sealed class RemoteExpertCall : IExpertCall
         _weights = w.data<float>().ToArray();
     }
 
-    public static RemoteExpertCall Start(IExpertRouter router, ComputeOptions options, int layer, Tensor hidden, Tensor expertIds, Tensor weights)
+    public static RemoteExpertCall Start(IExpertRouter router, ComputeOptions options, int layer, Tensor hidden, Tensor expertIds, Tensor weights, Action<TimeSpan> waited)
     {
-        var call = new RemoteExpertCall(router, options, layer, hidden, expertIds, weights);
+        var call = new RemoteExpertCall(router, options, layer, hidden, expertIds, weights, waited);
         call._inFlight = call.Send(Enumerable.Range(0, call._experts.Length));
         return call;
     }
@@ -56,6 +58,10 @@ internal sealed class RemoteExpertCall : IExpertCall
         while (_inFlight.Count > 0)
         {
             var retry = new List<int>();
+            var waitStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+            // Failures surface below, call by call; this only waits for every reply to land.
+            Task.WhenAll(_inFlight.Select(c => c.Reply)).ContinueWith(_ => { }, TaskScheduler.Default).Wait();
+            _waited(System.Diagnostics.Stopwatch.GetElapsedTime(waitStarted));
             foreach (var call in _inFlight)
             {
                 try

@@ -52,6 +52,7 @@ public static class GatewayApp
                 var coverage = tier.Coverage(host.Engine.Model.Config);
                 metrics.ExpertCoverage.Set(coverage.Ratio);
                 metrics.ExpertNodesAvailable.Set(coverage.AvailableNodes);
+                if (host.RemoteExperts is { } remote) metrics.ExpertWait.IncTo(remote.WaitTime.TotalSeconds);
             });
         }
         else

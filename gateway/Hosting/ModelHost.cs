@@ -16,6 +16,9 @@ public sealed class ModelHost
     public required HfTokenizer Tokenizer { get; init; }
     public required TokenizerConfig TokenizerConfig { get; init; }
 
+    /// <summary>The remote expert backend when the experts are on nodes; null in-process.</summary>
+    public RemoteExpertBackend? RemoteExperts { get; init; }
+
     /// <summary>The chat template, or the reason it cannot be applied.</summary>
     public required Func<ChatTemplate> ChatTemplate { get; init; }
 
@@ -35,7 +38,8 @@ public sealed class ModelHost
         var tokenizer = HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));
         var tokConfig = TokenizerConfig.Load(Path.Combine(dir, "tokenizer_config.json"));
         var eos = config.EosTokenId ?? (tokConfig.EosToken is { } e ? tokenizer.TokenId(e) : null);
-        var model = router is null ? DeepSeekModel.Load(dir, compute) : DeepSeekModel.Load(dir, compute, new RemoteExpertBackend(router, compute));
+        var remote = router is null ? null : new RemoteExpertBackend(router, compute);
+        var model = remote is null ? DeepSeekModel.Load(dir, compute) : DeepSeekModel.Load(dir, compute, remote);
         logger.LogInformation("Loaded {Model}: {Layers} layers, {Experts} routed experts {Where} on {Device}", dir, config.NumHiddenLayers, config.NRoutedExperts,
             router is null ? "in-process" : "on expert nodes", options.Device);
         var engine = new LlmEngine(model, new EngineOptions
@@ -59,6 +63,7 @@ public sealed class ModelHost
             Engine = engine,
             Tokenizer = tokenizer,
             TokenizerConfig = tokConfig,
+            RemoteExperts = remote,
             ChatTemplate = () => MoeMesh.Engine.Text.ChatTemplate.FromJinja(tokConfig.ChatTemplate, tokConfig.BosToken ?? "", tokConfig.EosToken ?? ""),
         };
     }

@@ -21,6 +21,7 @@ public sealed class GatewayMetrics
     public Histogram DispatchSeconds { get; }
     public Counter DispatchErrors { get; }
     public Counter DispatchBytes { get; }
+    public Counter ExpertWait { get; }
     public Gauge ExpertCoverage { get; }
     public Gauge ExpertNodesAvailable { get; }
 
@@ -39,6 +40,7 @@ public sealed class GatewayMetrics
         DispatchSeconds = f.CreateHistogram("moemesh_expert_dispatch_seconds", "Round trip of one dispatch to an expert node, by node.", new HistogramConfiguration { LabelNames = ["node"], Buckets = Histogram.ExponentialBuckets(0.0001, 2, 18) });
         DispatchErrors = f.CreateCounter("moemesh_expert_dispatch_errors_total", "Failed dispatches, by node and reason (timeout, transport or the HTTP status of a refusal).", new CounterConfiguration { LabelNames = ["node", "reason"] });
         DispatchBytes = f.CreateCounter("moemesh_expert_dispatch_bytes_total", "Dispatch payload bytes, by direction.", new CounterConfiguration { LabelNames = ["direction"] });
+        ExpertWait = f.CreateCounter("moemesh_expert_wait_seconds_total", "Time the engine was blocked waiting for expert-node replies (dispatch latency not hidden by overlap).");
         ExpertCoverage = f.CreateGauge("moemesh_expert_coverage_ratio", "Fraction of (MoE layer, expert) pairs held by at least one available node; 1 with experts in-process.");
         ExpertNodesAvailable = f.CreateGauge("moemesh_expert_nodes_available", "Expert nodes that pass their health checks.");
         Rejected = f.CreateCounter("moemesh_requests_rejected_total", "Requests refused before generation, by HTTP status.", new CounterConfiguration { LabelNames = ["status"] });

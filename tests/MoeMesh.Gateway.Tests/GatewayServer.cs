@@ -44,6 +44,21 @@ public sealed class GatewayServer : IAsyncDisposable
         return new GatewayServer(app, new Uri(address));
     }
 
+    /// <summary>POSTs one request to a fresh in-process gateway (all experts local): the reference output.</summary>
+    public static async Task<JsonElement> InProcessJsonAsync(string modelDir, string path, object body)
+    {
+        await using var local = await StartForAsync(modelDir);
+        return await local.PostJsonAsync(path, body);
+    }
+
+    /// <summary>A gateway whose experts are on the given nodes, once /readyz says every expert is covered.</summary>
+    public static async Task<GatewayServer> StartWithNodesAsync(string modelDir, IEnumerable<ExpertNodeProcess> nodes, params string[] extraArgs)
+    {
+        var server = await StartForAsync(modelDir, ["--expert-nodes", string.Join(",", nodes.Select(n => n.Address)), .. extraArgs]);
+        await server.WaitReadyAsync();
+        return server;
+    }
+
     /// <summary>Polls /readyz until it answers <paramref name="ready"/> (or 60 s pass, which fails the test).</summary>
     public async Task WaitReadyAsync(bool ready = true)
     {

@@ -31,14 +31,19 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
     }
 
     /// <summary>Starts a node (port 0 picks a free one) and waits until it listens and has loaded its experts.</summary>
-    public static async Task<ExpertNodeProcess> StartAsync(string modelDir, string experts, int port = 0, params string[] extraArgs)
+    public static Task<ExpertNodeProcess> StartAsync(string modelDir, string experts, int port = 0, params string[] extraArgs) =>
+        StartPinnedAsync(null, modelDir, experts, port, extraArgs);
+
+    /// <summary>As <see cref="StartAsync"/>, confined to the CPUs in <paramref name="cpus"/> (taskset syntax) when given.</summary>
+    public static async Task<ExpertNodeProcess> StartPinnedAsync(string? cpus, string modelDir, string experts, int port = 0, params string[] extraArgs)
     {
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo(cpus is null ? "dotnet" : "taskset")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (cpus is not null) foreach (var a in new[] { "-c", cpus, "dotnet" }) info.ArgumentList.Add(a);
         foreach (var a in new[] { NodeDll(), "--model", modelDir, "--experts", experts, "--urls", $"http://127.0.0.1:{port}" }.Concat(extraArgs)) info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
         var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -27,16 +27,14 @@ public sealed class DistributedGenerationTests
     {
         var dir = shape == "v3" ? GatewayServer.ModelDir : GatewayServer.V2ModelDir;
         var request = Request(10, Prompts);
-        JsonElement expected;
-        await using (var local = await GatewayServer.StartForAsync(dir)) expected = await local.PostJsonAsync("/v1/completions", request);
+        var expected = await GatewayServer.InProcessJsonAsync(dir, "/v1/completions", request);
 
         var nodes = await Task.WhenAll(holdings.Split('|').Select(h => ExpertNodeProcess.StartAsync(dir, h)));
         try
         {
             // Micro-batches on: every step of more than one sequence is split in two and pipelined.
             string[] split = microBatches ? ["--micro-batches", "2", "--micro-batch-min-tokens", "1"] : ["--micro-batches", "1"];
-            await using var gateway = await GatewayServer.StartForAsync(dir, ["--expert-nodes", string.Join(",", nodes.Select(n => n.Address)), .. split]);
-            await gateway.WaitReadyAsync();
+            await using var gateway = await GatewayServer.StartWithNodesAsync(dir, nodes, split);
             var actual = await gateway.PostJsonAsync("/v1/completions", request);
             AssertSameCompletions(expected, actual);
             var metrics = await gateway.Http.GetStringAsync("/metrics");

@@ -13,13 +13,11 @@ public sealed class FailoverTests
     {
         var dir = GatewayServer.ModelDir;
         var request = DistributedGenerationTests.Request(160, Prompts);
-        JsonElement expected;
-        await using (var local = await GatewayServer.StartForAsync(dir)) expected = await local.PostJsonAsync("/v1/completions", request);
+        var expected = await GatewayServer.InProcessJsonAsync(dir, "/v1/completions", request);
 
         await using var a = await ExpertNodeProcess.StartAsync(dir, "all");
         await using var b = await ExpertNodeProcess.StartAsync(dir, "all");
-        await using var gateway = await GatewayServer.StartForAsync(dir, "--expert-nodes", $"{a.Address},{b.Address}");
-        await gateway.WaitReadyAsync();
+        await using var gateway = await GatewayServer.StartWithNodesAsync(dir, [a, b]);
         var running = gateway.PostJsonAsync("/v1/completions", request);
         // Kill node-0 once generation is under way and both nodes have taken dispatches.
         await WaitForMetricAsync(gateway, "moemesh_generation_tokens_total", 8);
@@ -37,13 +35,11 @@ public sealed class FailoverTests
     {
         var dir = GatewayServer.ModelDir;
         var request = DistributedGenerationTests.Request(48, Prompts);
-        JsonElement expected;
-        await using (var local = await GatewayServer.StartForAsync(dir)) expected = await local.PostJsonAsync("/v1/completions", request);
+        var expected = await GatewayServer.InProcessJsonAsync(dir, "/v1/completions", request);
 
         await using var a = await ExpertNodeProcess.StartAsync(dir, "all");
         await using var b = await ExpertNodeProcess.StartAsync(dir, "all");
-        await using var gateway = await GatewayServer.StartForAsync(dir, "--expert-nodes", $"{a.Address},{b.Address}", "--expert-timeout-ms", "1000");
-        await gateway.WaitReadyAsync();
+        await using var gateway = await GatewayServer.StartWithNodesAsync(dir, [a, b], "--expert-timeout-ms", "1000");
         var running = gateway.PostJsonAsync("/v1/completions", request);
         await WaitForMetricAsync(gateway, "moemesh_generation_tokens_total", 8);
         a.Pause();
@@ -64,14 +60,12 @@ public sealed class FailoverTests
     {
         var dir = GatewayServer.ModelDir;
         var request = DistributedGenerationTests.Request(8, Prompts[0]);
-        JsonElement expected;
-        await using (var local = await GatewayServer.StartForAsync(dir)) expected = await local.PostJsonAsync("/v1/completions", request);
+        var expected = await GatewayServer.InProcessJsonAsync(dir, "/v1/completions", request);
 
         await using var low = await ExpertNodeProcess.StartAsync(dir, "0-7");
         var high = await ExpertNodeProcess.StartAsync(dir, "8-15");
         var highPort = high.Address.Port;
-        await using var gateway = await GatewayServer.StartForAsync(dir, "--expert-nodes", $"{low.Address},{high.Address}");
-        await gateway.WaitReadyAsync();
+        await using var gateway = await GatewayServer.StartWithNodesAsync(dir, [low, high]);
         await high.DisposeAsync();
 
         var failed = await gateway.PostAsync("/v1/completions", request);
@@ -94,8 +88,7 @@ public sealed class FailoverTests
     {
         var dir = GatewayServer.ModelDir;
         await using var node = await ExpertNodeProcess.StartAsync(dir, "all");
-        await using var gateway = await GatewayServer.StartForAsync(dir, "--expert-nodes", node.Address.ToString());
-        await gateway.WaitReadyAsync();
+        await using var gateway = await GatewayServer.StartWithNodesAsync(dir, [node]);
         var message = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
         {
             Content = System.Net.Http.Json.JsonContent.Create(new { prompt = "Hi", max_tokens = 2000, ignore_eos = true, stream = true }),

@@ -104,13 +104,11 @@ public sealed class PlacementTests
     public async Task GatewayFollowsAPlacementChange_AndKeepsServingWhenTheOldHolderDies()
     {
         var request = DistributedGenerationTests.Request(8, "The experts of a mixture", "Once upon a time");
-        JsonElement expected;
-        await using (var local = await GatewayServer.StartForAsync(Dir)) expected = await local.PostJsonAsync("/v1/completions", request);
+        var expected = await GatewayServer.InProcessJsonAsync(Dir, "/v1/completions", request);
 
         await using var a = await ExpertNodeProcess.StartAsync(Dir, "0-7");
         await using var b = await ExpertNodeProcess.StartAsync(Dir, "8-15");
-        await using var gateway = await GatewayServer.StartForAsync(Dir, "--expert-nodes", $"{a.Address},{b.Address}");
-        await gateway.WaitReadyAsync();
+        await using var gateway = await GatewayServer.StartWithNodesAsync(Dir, [a, b]);
         using var http = new HttpClient { BaseAddress = a.Address };
         Assert.Equal(HttpStatusCode.Accepted, (await http.PostAsJsonAsync("/v1/placement", new { layers = new Dictionary<string, string> { ["1"] = "all", ["2"] = "all" } })).StatusCode);
 
