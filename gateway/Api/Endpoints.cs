@@ -28,7 +28,7 @@ public static class Endpoints
     }
 
     /// <summary>Turns refusals into OpenAI-shaped errors; nothing else escapes as a stack trace.</summary>
-    private static async Task Guard(HttpContext ctx, Func<Task> handler)
+    internal static async Task Guard(HttpContext ctx, Func<Task> handler)
     {
         try
         {

@@ -3,6 +3,7 @@ using MoeMesh.Gateway.Api;
 using MoeMesh.Gateway.Metrics;
 using MoeMesh.Gateway.Routing;
 using MoeMesh.Gateway.Serving;
+using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.LoadBalancing;
 using Prometheus;
 
@@ -46,7 +47,7 @@ public static class GatewayApp
         if (app.Services.GetService<ExpertTier>() is { } tier)
         {
             app.MapReverseProxy();
-            app.MapGet("/admin/routing", () => Results.Json(tier.Describe()));
+            app.MapExpertAdmin(tier);
             metrics.Registry.AddBeforeCollectCallback(() =>
             {
                 var coverage = tier.Coverage(host.Engine.Model.Config);
@@ -66,7 +67,7 @@ public static class GatewayApp
     /// <summary>Remote experts: the holdings directory, YARP (health, balancing, admin routes) and the router the engine dispatches through.</summary>
     private static void AddExpertTier(IServiceCollection services, IReadOnlyList<ExpertNode> nodes, string fingerprint, GatewayOptions options)
     {
-        services.AddSingleton(sp => new ExpertNodeDirectory(nodes, fingerprint, sp.GetRequiredService<ILogger<ExpertNodeDirectory>>()));
+        services.AddSingleton(sp => new ExpertNodeDirectory(nodes, fingerprint, sp.GetRequiredService<InMemoryConfigProvider>(), sp.GetRequiredService<ILogger<ExpertNodeDirectory>>()));
         services.AddHostedService(sp => sp.GetRequiredService<ExpertNodeDirectory>());
         services.AddSingleton(sp => new YarpExpertRouter(sp.GetRequiredService<ExpertNodeDirectory>(), fingerprint,
             TimeSpan.FromMilliseconds(options.ExpertTimeoutMs), sp.GetRequiredService<GatewayMetrics>(), sp.GetRequiredService<ILogger<YarpExpertRouter>>()));

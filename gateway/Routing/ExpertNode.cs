@@ -4,16 +4,30 @@ namespace MoeMesh.Gateway.Routing;
 public sealed record ExpertNode(string Id, Uri Address)
 {
     /// <summary>Parses --expert-nodes: comma-separated http(s) URLs, named node-0, node-1, ... in order.</summary>
-    public static IReadOnlyList<ExpertNode> ParseList(string spec)
+    public static IReadOnlyList<ExpertNode> ParseList(string spec) => Reconcile([], ParseAddresses(spec.Split(',')));
+
+    /// <summary>Checks and normalises node base URLs (scheme, host and port only).</summary>
+    public static IReadOnlyList<Uri> ParseAddresses(IEnumerable<string> urls)
     {
-        var nodes = new List<ExpertNode>();
-        foreach (var part in spec.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        var addresses = new List<Uri>();
+        foreach (var part in urls.Select(u => u.Trim()).Where(u => u.Length > 0))
         {
             if (!Uri.TryCreate(part, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
-                throw new ArgumentException($"--expert-nodes: '{part}' is not an http(s) URL");
-            nodes.Add(new ExpertNode($"node-{nodes.Count}", new Uri(uri.GetLeftPart(UriPartial.Authority) + "/")));
+                throw new ArgumentException($"expert nodes: '{part}' is not an http(s) URL");
+            var address = new Uri(uri.GetLeftPart(UriPartial.Authority) + "/");
+            if (!addresses.Contains(address)) addresses.Add(address);
         }
-        if (nodes.Count == 0) throw new ArgumentException("--expert-nodes: no URL given");
-        return nodes;
+        if (addresses.Count == 0) throw new ArgumentException("expert nodes: no URL given");
+        return addresses;
+    }
+
+    /// <summary>
+    /// The node list for <paramref name="addresses"/>: an address already known keeps its id (so its
+    /// health and admin route carry over), a new one gets the next unused node-N.
+    /// </summary>
+    public static IReadOnlyList<ExpertNode> Reconcile(IReadOnlyList<ExpertNode> current, IReadOnlyList<Uri> addresses)
+    {
+        var next = current.Select(n => int.Parse(n.Id["node-".Length..])).DefaultIfEmpty(-1).Max() + 1;
+        return addresses.Select(a => current.FirstOrDefault(n => n.Address == a) ?? new ExpertNode($"node-{next++}", a)).ToList();
     }
 }

@@ -1,5 +1,6 @@
 using System.Net.Http.Json;
 using System.Text.Json.Serialization;
+using Yarp.ReverseProxy.Configuration;
 
 namespace MoeMesh.Gateway.Routing;
 
@@ -7,14 +8,18 @@ namespace MoeMesh.Gateway.Routing;
 /// Asks every configured node what it holds (GET /v1/experts) at start and then every second, and
 /// swaps in a new <see cref="ExpertRoutingTable"/> when holdings change. A node serving another model
 /// is left out. An unreachable node keeps its last known holdings: health decides whether it is used.
+/// Nodes join and leave through <see cref="SetNodesAsync"/>, which swaps YARP's configuration too.
 /// </summary>
-public sealed class ExpertNodeDirectory(IReadOnlyList<ExpertNode> nodes, string fingerprint, ILogger<ExpertNodeDirectory> logger) : BackgroundService
+public sealed class ExpertNodeDirectory(IReadOnlyList<ExpertNode> initial, string fingerprint, InMemoryConfigProvider proxyConfig, ILogger<ExpertNodeDirectory> logger)
+    : BackgroundService
 {
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(2) };
+    private readonly SemaphoreSlim _refreshing = new(1, 1);
     private volatile ExpertRoutingTable _table = ExpertRoutingTable.Empty;
+    private volatile IReadOnlyList<ExpertNode> _nodes = initial;
 
-    public IReadOnlyList<ExpertNode> Nodes => nodes;
+    public IReadOnlyList<ExpertNode> Nodes => _nodes;
     public ExpertRoutingTable Table => _table;
 
     private sealed record LayerHoldings([property: JsonPropertyName("layer")] int Layer, [property: JsonPropertyName("experts")] int[] Experts);
@@ -37,9 +42,41 @@ public sealed class ExpertNodeDirectory(IReadOnlyList<ExpertNode> nodes, string 
         }
     }
 
+    /// <summary>Replaces the node set: YARP's destinations (health, admin routes) and then the routing table.</summary>
+    public async Task<IReadOnlyList<ExpertNode>> SetNodesAsync(IReadOnlyList<Uri> addresses, CancellationToken ct)
+    {
+        await _refreshing.WaitAsync(ct);
+        try
+        {
+            _nodes = ExpertNode.Reconcile(_nodes, addresses);
+            proxyConfig.Update(ExpertProxyConfig.Routes(_nodes), ExpertProxyConfig.Clusters(_nodes));
+            logger.LogInformation("Expert nodes: {Nodes}", string.Join(", ", _nodes.Select(n => $"{n.Id}={n.Address}")));
+        }
+        finally
+        {
+            _refreshing.Release();
+        }
+        await RefreshAsync(ct);
+        return _nodes;
+    }
+
     /// <summary>Polls every node once and swaps the table if anything changed.</summary>
     public async Task RefreshAsync(CancellationToken ct)
     {
+        await _refreshing.WaitAsync(ct);
+        try
+        {
+            await PollAsync(ct);
+        }
+        finally
+        {
+            _refreshing.Release();
+        }
+    }
+
+    private async Task PollAsync(CancellationToken ct)
+    {
+        var nodes = _nodes;
         var current = _table.Holdings;
         var reports = await Task.WhenAll(nodes.Select(n => ReportAsync(n, ct)));
         var next = new Dictionary<string, IReadOnlyDictionary<int, IReadOnlyList<int>>>();

@@ -58,8 +58,10 @@ public sealed class YarpExpertRouter(ExpertNodeDirectory directory, string finge
     public async Task<byte[]> SendAsync(string node, int layer, byte[] message)
     {
         var cluster = Cluster() ?? throw new ExpertNodeException(node, "the expert cluster is not configured");
-        var destination = cluster.Destinations[node];
-        var address = directory.Nodes.First(n => n.Id == node).Address;
+        // The node set may have changed since the pick.
+        if (!cluster.Destinations.TryGetValue(node, out var destination) || directory.Nodes.FirstOrDefault(n => n.Id == node) is not { } configured)
+            throw new ExpertNodeException(node, "no longer configured");
+        var address = configured.Address;
         Track(destination, +1);
         var started = Stopwatch.GetTimestamp();
         using var deadline = new CancellationTokenSource(timeout);
