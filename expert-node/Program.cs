@@ -52,9 +52,9 @@ app.MapPost("/v1/placement", async (HttpContext ctx) =>
     }
     catch (ArgumentException e)
     {
-        return Results.Json(new { error = new { message = e.Message, type = "invalid_request_error", param = "layers", code = "bad_placement" } }, statusCode: 400);
+        return NodeError.Result(400, "bad_placement", e.Message, "invalid_request_error", "layers");
     }
-    if (holdings.Advertised is null) return Results.Json(new { error = new { message = "the node is still loading its experts", type = "server_error", param = (string?)null, code = "loading" } }, statusCode: 503);
+    if (holdings.Advertised is null) return NodeError.Result(503, "loading", "the node is still loading its experts", "server_error");
     _ = Task.Run(() => holdings.ApplyAsync(placement, app.Lifetime.ApplicationStopping));
     return Results.Accepted("/v1/experts", new { layers = placement.Layers.Select(l => new { layer = l.Key, experts = l.Value }) });
 });

@@ -14,12 +14,15 @@ namespace MoeMesh.ExpertNode.Serving;
 /// </summary>
 public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions options, NodeMetrics metrics)
 {
+    // A prefill chunk of DeepSeek-V3 (8192 tokens x 7168 x 4 bytes) is ~235 MB; Kestrel's default cap is 30 MB.
+    private const long MaxMessageBytes = 1L << 30;
+
     // One dispatch computes at a time: libtorch already spreads each one over the cores.
     private readonly SemaphoreSlim _compute = new(1, 1);
 
     public async Task HandleAsync(HttpContext ctx)
     {
-        if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = null;
+        if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = MaxMessageBytes;
         var body = await ReadBodyAsync(ctx.Request, ctx.RequestAborted);
         if (holdings.Acquire() is not { } served)
         {
@@ -123,7 +126,6 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions option
     private async Task RefuseAsync(HttpContext ctx, int status, string code, string message)
     {
         metrics.Rejected.WithLabels(code).Inc();
-        ctx.Response.StatusCode = status;
-        await ctx.Response.WriteAsJsonAsync(new { error = new { message, type = "dispatch_error", param = (string?)null, code } }, ctx.RequestAborted);
+        await NodeError.Result(status, code, message).ExecuteAsync(ctx);
     }
 }
