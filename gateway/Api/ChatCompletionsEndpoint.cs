@@ -76,16 +76,8 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
                 if (e.Error is not null)
                     await Sse.ErrorAsync(ctx.Response, e);
             }
-            if (sampling.IncludeUsage)
-            {
-                var completionTokens = choices.Sum(c => c.CompletionTokens);
-                await Sse.WriteAsync(ctx.Response, new
-                {
-                    id, @object = "chat.completion.chunk", created, model = host.Name, choices = Array.Empty<object>(),
-                    usage = Sse.Usage(promptTokens, completionTokens),
-                });
-            }
-            await Sse.DoneAsync(ctx.Response);
+            await Sse.EndAsync(ctx.Response, id, "chat.completion.chunk", created, host.Name,
+                sampling.IncludeUsage ? (promptTokens, choices.Sum(c => c.CompletionTokens)) : null);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {

@@ -80,16 +80,8 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
                 await Sse.WriteAsync(ctx.Response, Chunk(c.Index, e.TextDelta, lp, Choice.ReasonText(e.Finish)));
                 if (e.Error is not null) await Sse.ErrorAsync(ctx.Response, e);
             }
-            if (sampling.IncludeUsage)
-            {
-                var completionTokens = choices.Sum(c => c.CompletionTokens);
-                await Sse.WriteAsync(ctx.Response, new
-                {
-                    id, @object = "text_completion", created, model = host.Name, choices = Array.Empty<object>(),
-                    usage = Sse.Usage(promptTokens, completionTokens),
-                });
-            }
-            await Sse.DoneAsync(ctx.Response);
+            await Sse.EndAsync(ctx.Response, id, "text_completion", created, host.Name,
+                sampling.IncludeUsage ? (promptTokens, choices.Sum(c => c.CompletionTokens)) : null);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {

@@ -20,7 +20,15 @@ public static class Sse
         await response.Body.FlushAsync();
     }
 
-    public static Task DoneAsync(HttpResponse response) => response.WriteAsync("data: [DONE]\n\n");
+    private static Task DoneAsync(HttpResponse response) => response.WriteAsync("data: [DONE]\n\n");
+
+    /// <summary>Ends a stream: the usage chunk when the client asked for it (stream_options.include_usage), then [DONE].</summary>
+    public static async Task EndAsync(HttpResponse response, string id, string objectType, long created, string model, (int Prompt, int Completion)? usage)
+    {
+        if (usage is { } u)
+            await WriteAsync(response, new { id, @object = objectType, created, model, choices = Array.Empty<object>(), usage = Usage(u.Prompt, u.Completion) });
+        await DoneAsync(response);
+    }
 
     /// <summary>An error after the stream started: OpenAI's error object as one event.</summary>
     public static Task ErrorAsync(HttpResponse response, GenerationEvent e) =>
