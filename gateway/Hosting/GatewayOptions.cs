@@ -56,7 +56,12 @@ public sealed record GatewayOptions
             ExpertNodes = c["expert-nodes"],
             ExpertTimeoutMs = (int)(Long(c, "expert-timeout-ms") ?? defaults.ExpertTimeoutMs),
             MicroBatchMinTokens = (int)(Long(c, "micro-batch-min-tokens") ?? defaults.MicroBatchMinTokens),
-            MicroBatches = (int?)Long(c, "micro-batches") is { } m and not (1 or 2) ? throw new ArgumentException($"--micro-batches must be 1 or 2, got {m}") : (int?)Long(c, "micro-batches"),
+            MicroBatches = Long(c, "micro-batches") switch
+            {
+                null => null,
+                { } m when m is 1 or 2 => (int)m,
+                var m => throw new ArgumentException($"--micro-batches must be 1 or 2, got {m}"),
+            },
             KvStore = c["kv-store"] ?? defaults.KvStore,
             Device = c["device"] ?? defaults.Device,
             ApiKey = c["api-key"],
