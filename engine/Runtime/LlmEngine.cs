@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Kv;
 using MoeMesh.Engine.Model;
@@ -74,11 +75,11 @@ public sealed class LlmEngine
     {
         var chunks = _scheduler.Schedule();
         if (chunks.Count == 0) return [];
-        float[] logits;
+        Tensor? logitsTensor;
         int[] firstRow;
         try
         {
-            (logits, firstRow) = Forward(chunks);
+            (logitsTensor, firstRow) = Forward(chunks);
         }
         catch (ExpertsUnavailableException e)
         {
@@ -91,21 +92,26 @@ public sealed class LlmEngine
             // A failed step (an expert backend error, out of device memory) ends its sequences, not the engine.
             return chunks.Select(c => Fail(c.Sequence, e.Message)).ToList();
         }
-        var vocab = _model.Config.VocabSize;
-        var updates = new List<SequenceUpdate>();
-        for (var i = 0; i < chunks.Count; i++)
+        using (logitsTensor)
         {
-            var chunk = chunks[i];
-            var seq = chunk.Sequence;
-            seq.ComputedTokens += chunk.Length;
-            var rows = firstRow[i + 1] - firstRow[i];
-            if (seq.PromptLogprobs is not null && rows == chunk.Length)
-                RecordPromptLogprobs(seq, chunk, logits.AsSpan(firstRow[i] * vocab, rows * vocab));
-            if (!chunk.Samples) continue;
-            var row = logits.AsSpan((firstRow[i + 1] - 1) * vocab, vocab);
-            updates.Add(Advance(seq, row));
+            // Sampling reads the host tensor in place: copying 32 rows of a 32k vocabulary into a managed
+            // array cost more than a millisecond per row through TorchSharp's element accessor.
+            var logits = logitsTensor is null ? ReadOnlySpan<float>.Empty : MemoryMarshal.Cast<byte, float>(logitsTensor.bytes);
+            var vocab = _model.Config.VocabSize;
+            var updates = new List<SequenceUpdate>();
+            for (var i = 0; i < chunks.Count; i++)
+            {
+                var chunk = chunks[i];
+                var seq = chunk.Sequence;
+                seq.ComputedTokens += chunk.Length;
+                var rows = firstRow[i + 1] - firstRow[i];
+                if (seq.PromptLogprobs is not null && rows == chunk.Length)
+                    RecordPromptLogprobs(seq, chunk, logits.Slice(firstRow[i] * vocab, rows * vocab));
+                if (!chunk.Samples) continue;
+                updates.Add(Advance(seq, logits.Slice((firstRow[i + 1] - 1) * vocab, vocab)));
+            }
+            return updates;
         }
-        return updates;
     }
 
     /// <summary>The chunks owning the given rows of the batch (rows are laid out chunk after chunk).</summary>
@@ -122,8 +128,8 @@ public sealed class LlmEngine
         return affected;
     }
 
-    /// <summary>Runs the model; returns the logits rows on the CPU and, per chunk, its first row.</summary>
-    private (float[] Logits, int[] FirstRow) Forward(IReadOnlyList<ScheduledChunk> chunks)
+    /// <summary>Runs the model; returns the logits rows as a contiguous host tensor (null when no row is wanted) and, per chunk, its first row.</summary>
+    private (Tensor? Logits, int[] FirstRow) Forward(IReadOnlyList<ScheduledChunk> chunks)
     {
         using var scope = NewDisposeScope();
         var device = _model.Options.Device;
@@ -155,7 +161,7 @@ public sealed class LlmEngine
             using var batch = BatchBuilder.Build(chunks, _scheduler.Allocator, device, batchDecodes);
             logits = _model.Forward(batch, _cache, logitRows);
         }
-        return rows.Count == 0 ? ([], firstRow) : (logits.cpu().data<float>().ToArray(), firstRow);
+        return rows.Count == 0 ? (null, firstRow) : (logits.cpu().contiguous().MoveToOuterDisposeScope(), firstRow);
     }
 
     /// <summary>Where to cut the chunks into two micro-batches of about the same number of tokens (at least one chunk each).</summary>
