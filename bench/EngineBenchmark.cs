@@ -34,28 +34,40 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         var (prefillTps, prefillGflops) = Prefill(engine, config);
         Console.WriteLine($"prefill 1024 tokens: {prefillTps:F0} tokens/s, {prefillGflops:F1} GFLOP/s = {prefillGflops / matmul:P0} of matmul rate");
 
-        // Engine and HTTP measurements alternate (engine, HTTP, engine, HTTP) so that drift of the shared
-        // VM hits both paths alike; each figure is the mean of its rounds.
+        // Rounds interleave everything: each round runs every concurrency through both paths, engine and HTTP
+        // in ABBA order, so that a drift of the shared VM weighs on every figure alike. Each figure is the
+        // median of its rounds (single rounds on this VM swing by 20% and more); all rounds are printed.
         await using var gateway = await GatewayLoad.StartAsync(dir, config.VocabSize);
-        var direct = new Dictionary<int, double>();
-        var http = new Dictionary<int, double>();
-        foreach (var c in new[] { 1, 8, 32 })
+        int[] levels = [1, 8, 32];
+        var e = levels.ToDictionary(c => c, _ => new List<double>());
+        var h = levels.ToDictionary(c => c, _ => new List<double>());
+        for (var round = 0; round < Rounds; round++)
         {
-            var (e, h) = (new List<double>(), new List<double>());
-            for (var round = 0; round < Rounds; round++)
+            foreach (var c in levels)
             {
-                e.Add(EngineDecode(engine, c));
-                h.Add(await gateway.DecodeAsync(c, decodeTokens));
+                if (round % 2 == 0) e[c].Add(EngineDecode(engine, c));
+                h[c].Add(await gateway.DecodeAsync(c, decodeTokens));
+                if (round % 2 == 1) e[c].Add(EngineDecode(engine, c));
             }
-            (direct[c], http[c]) = (e.Average(), h.Average());
-            Console.WriteLine($"decode, {c,2} sequences: engine {direct[c]:F1} tokens/s [{string.Join(", ", e.Select(x => x.ToString("F1")))}], " +
-                $"HTTP {http[c]:F1} tokens/s [{string.Join(", ", h.Select(x => x.ToString("F1")))}] = {http[c] / direct[c]:P1} of engine");
+        }
+        var direct = levels.ToDictionary(c => c, c => Median(e[c]));
+        var http = levels.ToDictionary(c => c, c => Median(h[c]));
+        foreach (var c in levels)
+        {
+            Console.WriteLine($"decode, {c,2} sequences: engine {direct[c]:F1} tokens/s [{string.Join(", ", e[c].Select(x => x.ToString("F1")))}], " +
+                $"HTTP {http[c]:F1} tokens/s [{string.Join(", ", h[c].Select(x => x.ToString("F1")))}] = {http[c] / direct[c]:P1} of engine");
         }
         Console.WriteLine($"ratio decode 32 / 1 (engine): {direct[32] / direct[1]:F2}x");
         Console.WriteLine($"ratio HTTP / engine at 32: {http[32] / direct[32]:F3}");
     }
 
-    private const int Rounds = 3;
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    private const int Rounds = 6;
 
     private static double MatmulGflops()
     {

@@ -43,10 +43,16 @@ internal sealed class GatewayLoad : IAsyncDisposable
         var sw = System.Diagnostics.Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async i =>
         {
-            var response = await _http.PostAsJsonAsync("/v1/completions", new
+            // Headers only, then the stream is read as it arrives, as a streaming client would (PostAsJsonAsync
+            // would buffer the whole response before returning).
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
             {
-                prompt = RandomPrompt(PromptTokens, _vocab, 100 + i), max_tokens = tokens, temperature = 0, ignore_eos = true, stream = true,
-            });
+                Content = JsonContent.Create(new
+                {
+                    prompt = RandomPrompt(PromptTokens, _vocab, 100 + i), max_tokens = tokens, temperature = 0, ignore_eos = true, stream = true,
+                }),
+            };
+            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
             response.EnsureSuccessStatusCode();
             using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
             while (await reader.ReadLineAsync() is { } line && line != "data: [DONE]") { }
