@@ -31,6 +31,19 @@ builder.Services.AddSingleton<DispatchEndpoint>();
 
 var app = builder.Build();
 var holdings = app.Services.GetRequiredService<ExpertHoldings>();
+if (options.ApiKey is { } key)
+{
+    // Dispatch, holdings and placement need the key; probes and /metrics stay open, as on the gateway.
+    app.Use(async (ctx, next) =>
+    {
+        if (ctx.Request.Path.StartsWithSegments("/v1") && !key.Accepts(ctx.Request.Headers.Authorization.ToString()))
+        {
+            await NodeError.Result(401, "invalid_api_key", "Incorrect API key provided", "invalid_request_error").ExecuteAsync(ctx);
+            return;
+        }
+        await next(ctx);
+    });
+}
 app.MapGet("/healthz", () => holdings.LoadError is null ? Results.Text("ok") : Results.Text(holdings.LoadError, statusCode: 500));
 app.MapGet("/readyz", () => holdings.Advertised is not null ? Results.Text("ready") : Results.Text("loading", statusCode: 503));
 app.MapGet("/v1/experts", () => Results.Json(new

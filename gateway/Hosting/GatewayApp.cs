@@ -41,7 +41,7 @@ public static class GatewayApp
         app.Services.GetService<YarpExpertRouter>()?.Bind(app.Services);
         // Load now: a bad checkpoint or option fails the start, not the first request.
         var host = app.Services.GetRequiredService<ModelHost>();
-        if (!string.IsNullOrEmpty(options.ApiKey)) app.UseMiddleware<ApiKeyMiddleware>(options.ApiKey);
+        if (BearerKey.From(options.ApiKey) is { } apiKey) app.UseMiddleware<ApiKeyMiddleware>(apiKey);
         app.MapOpenAiApi();
         var metrics = app.Services.GetRequiredService<GatewayMetrics>();
         if (app.Services.GetService<ExpertTier>() is { } tier)
@@ -67,13 +67,14 @@ public static class GatewayApp
     /// <summary>Remote experts: the holdings directory, YARP (health, balancing, admin routes) and the router the engine dispatches through.</summary>
     private static void AddExpertTier(IServiceCollection services, IReadOnlyList<ExpertNode> nodes, string fingerprint, GatewayOptions options)
     {
-        services.AddSingleton(sp => new ExpertNodeDirectory(nodes, fingerprint, sp.GetRequiredService<InMemoryConfigProvider>(), sp.GetRequiredService<ILogger<ExpertNodeDirectory>>()));
+        var nodeKey = BearerKey.From(options.ExpertApiKey);
+        services.AddSingleton(sp => new ExpertNodeDirectory(nodes, fingerprint, nodeKey, sp.GetRequiredService<InMemoryConfigProvider>(), sp.GetRequiredService<ILogger<ExpertNodeDirectory>>()));
         services.AddHostedService(sp => sp.GetRequiredService<ExpertNodeDirectory>());
-        services.AddSingleton(sp => new YarpExpertRouter(sp.GetRequiredService<ExpertNodeDirectory>(), fingerprint,
+        services.AddSingleton(sp => new YarpExpertRouter(sp.GetRequiredService<ExpertNodeDirectory>(), fingerprint, nodeKey,
             TimeSpan.FromMilliseconds(options.ExpertTimeoutMs), sp.GetRequiredService<GatewayMetrics>(), sp.GetRequiredService<ILogger<YarpExpertRouter>>()));
         services.AddSingleton<ExpertTier>();
         services.AddSingleton<ILoadBalancingPolicy, LeastOutstandingWorkPolicy>();
-        services.AddReverseProxy().LoadFromMemory(ExpertProxyConfig.Routes(nodes), ExpertProxyConfig.Clusters(nodes));
+        services.AddReverseProxy().LoadFromMemory(ExpertProxyConfig.Routes(nodes, nodeKey), ExpertProxyConfig.Clusters(nodes));
     }
 
     public static string Usage()

@@ -15,6 +15,9 @@ public sealed record GatewayOptions
     public string KvStore { get; init; } = "memory";
     public string Device { get; init; } = "cpu";
     public string? ApiKey { get; init; }
+
+    /// <summary>The expert nodes' --api-key, presented on dispatch, holdings polls and proxied admin requests.</summary>
+    public string? ExpertApiKey { get; init; }
     public long KvCacheBytes { get; init; } = 256L << 20;
     public int MaxBatchTokens { get; init; } = 512;
     public int MaxRunning { get; init; } = 64;
@@ -28,6 +31,7 @@ public sealed record GatewayOptions
         ("--model DIR", "model", "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json). Without it, a demo model is generated into the cache folder."),
         ("--urls URL", "urls", "Listen address (default http://127.0.0.1:8080)."),
         ("--expert-nodes URL[,URL...]", "expert-nodes", "Expert-node base URLs; absent: all experts in-process."),
+        ("--expert-api-key KEY", "expert-api-key", "The expert nodes' --api-key, sent as 'Authorization: Bearer KEY' to them (default: none)."),
         ("--expert-timeout-ms N", "expert-timeout-ms", "Deadline of one dispatch to an expert node before it is retried elsewhere (default 10000)."),
         ("--micro-batches 1|2", "micro-batches", "Split each step into two micro-batches whose expert dispatches overlap the other's attention (default: 2 with --expert-nodes, else 1)."),
         ("--micro-batch-min-tokens N", "micro-batch-min-tokens", "Split a step only when each micro-batch gets at least N tokens (default 64)."),
@@ -65,6 +69,7 @@ public sealed record GatewayOptions
             KvStore = c["kv-store"] ?? defaults.KvStore,
             Device = c["device"] ?? defaults.Device,
             ApiKey = c["api-key"],
+            ExpertApiKey = c["expert-api-key"],
             KvCacheBytes = Long(c, "kv-cache-bytes") ?? defaults.KvCacheBytes,
             MaxBatchTokens = (int)(Long(c, "max-batch-tokens") ?? defaults.MaxBatchTokens),
             MaxRunning = (int)(Long(c, "max-running") ?? defaults.MaxRunning),

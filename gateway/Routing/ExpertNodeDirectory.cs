@@ -1,5 +1,9 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json.Serialization;
+using MoeMesh.Engine.Dispatch;
 using Yarp.ReverseProxy.Configuration;
 
 namespace MoeMesh.Gateway.Routing;
@@ -10,17 +14,26 @@ namespace MoeMesh.Gateway.Routing;
 /// is left out. An unreachable node keeps its last known holdings: health decides whether it is used.
 /// Nodes join and leave through <see cref="SetNodesAsync"/>, which swaps YARP's configuration too.
 /// </summary>
-public sealed class ExpertNodeDirectory(IReadOnlyList<ExpertNode> initial, string fingerprint, InMemoryConfigProvider proxyConfig, ILogger<ExpertNodeDirectory> logger)
+public sealed class ExpertNodeDirectory(
+    IReadOnlyList<ExpertNode> initial, string fingerprint, BearerKey? nodeKey, InMemoryConfigProvider proxyConfig, ILogger<ExpertNodeDirectory> logger)
     : BackgroundService
 {
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
-    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(2) };
+    private readonly HttpClient _http = new()
+    {
+        Timeout = TimeSpan.FromSeconds(2),
+        DefaultRequestHeaders = { Authorization = nodeKey is null ? null : AuthenticationHeaderValue.Parse(nodeKey.HeaderValue) },
+    };
+    private readonly ConcurrentDictionary<string, string> _errors = new();
     private readonly SemaphoreSlim _refreshing = new(1, 1);
     private volatile ExpertRoutingTable _table = ExpertRoutingTable.Empty;
     private volatile IReadOnlyList<ExpertNode> _nodes = initial;
 
     public IReadOnlyList<ExpertNode> Nodes => _nodes;
     public ExpertRoutingTable Table => _table;
+
+    /// <summary>Why the node's last holdings poll failed; null when it answered.</summary>
+    public string? LastError(string nodeId) => _errors.GetValueOrDefault(nodeId);
 
     private sealed record LayerHoldings([property: JsonPropertyName("layer")] int Layer, [property: JsonPropertyName("experts")] int[] Experts);
 
@@ -49,7 +62,7 @@ public sealed class ExpertNodeDirectory(IReadOnlyList<ExpertNode> initial, strin
         try
         {
             _nodes = ExpertNode.Reconcile(_nodes, addresses);
-            proxyConfig.Update(ExpertProxyConfig.Routes(_nodes), ExpertProxyConfig.Clusters(_nodes));
+            proxyConfig.Update(ExpertProxyConfig.Routes(_nodes, nodeKey), ExpertProxyConfig.Clusters(_nodes));
             logger.LogInformation("Expert nodes: {Nodes}", string.Join(", ", _nodes.Select(n => $"{n.Id}={n.Address}")));
         }
         finally
@@ -107,11 +120,19 @@ public sealed class ExpertNodeDirectory(IReadOnlyList<ExpertNode> initial, strin
     {
         try
         {
-            return await _http.GetFromJsonAsync<NodeReport>(new Uri(node.Address, "v1/experts"), ct);
+            var report = await _http.GetFromJsonAsync<NodeReport>(new Uri(node.Address, "v1/experts"), ct);
+            _errors.TryRemove(node.Id, out _);
+            return report;
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException && !ct.IsCancellationRequested)
         {
-            logger.LogDebug("Expert node {Node} did not report its holdings: {Error}", node.Id, e.Message);
+            var refused = e is HttpRequestException { StatusCode: HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden };
+            var error = refused ? $"the node refused the gateway's key ({e.Message}); set --expert-api-key to the nodes' --api-key" : e.Message;
+            // A refused key is a configuration error, logged when it starts; an unreachable node is left to health checks.
+            if (_errors.TryGetValue(node.Id, out var previous) && previous == error) return null;
+            _errors[node.Id] = error;
+            if (refused) logger.LogError("Expert node {Node} at {Address}: {Error}", node.Id, node.Address, error);
+            else logger.LogDebug("Expert node {Node} did not report its holdings: {Error}", node.Id, error);
             return null;
         }
     }

@@ -1,3 +1,4 @@
+using MoeMesh.Engine.Dispatch;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Health;
 
@@ -42,13 +43,23 @@ public static class ExpertProxyConfig
         }),
     ];
 
-    public static IReadOnlyList<RouteConfig> Routes(IReadOnlyList<ExpertNode> nodes) =>
+    /// <summary>
+    /// The admin routes. The client's Authorization header (the gateway's own key) is never passed on:
+    /// the node gets the nodes' key when there is one, no Authorization header otherwise.
+    /// </summary>
+    public static IReadOnlyList<RouteConfig> Routes(IReadOnlyList<ExpertNode> nodes, BearerKey? nodeKey) =>
         nodes.SelectMany(n => new[] { "metrics", "v1/experts" }.Select(path => new RouteConfig
         {
             RouteId = $"{AdminCluster(n)}-{path.Replace('/', '-')}",
             ClusterId = AdminCluster(n),
             Match = new RouteMatch { Path = $"{AdminPrefix}/{n.Id}/{path}", Methods = ["GET"] },
-            Transforms = [new Dictionary<string, string> { ["PathRemovePrefix"] = $"{AdminPrefix}/{n.Id}" }],
+            Transforms =
+            [
+                new Dictionary<string, string> { ["PathRemovePrefix"] = $"{AdminPrefix}/{n.Id}" },
+                nodeKey is null
+                    ? new Dictionary<string, string> { ["RequestHeaderRemove"] = "Authorization" }
+                    : new Dictionary<string, string> { ["RequestHeader"] = "Authorization", ["Set"] = nodeKey.HeaderValue },
+            ],
         })).ToList();
 
     private static string AdminCluster(ExpertNode n) => $"admin-{n.Id}";

@@ -16,12 +16,13 @@ namespace MoeMesh.Gateway.Routing;
 /// policy; a failed dispatch marks its destination unhealthy (passive health) until the reactivation
 /// period passes and the active /healthz probe succeeds.
 /// </summary>
-public sealed class YarpExpertRouter(ExpertNodeDirectory directory, string fingerprint, TimeSpan timeout, GatewayMetrics metrics, ILogger<YarpExpertRouter> logger)
+public sealed class YarpExpertRouter(ExpertNodeDirectory directory, string fingerprint, BearerKey? nodeKey, TimeSpan timeout, GatewayMetrics metrics, ILogger<YarpExpertRouter> logger)
     : IExpertRouter, IDisposable
 {
     private readonly HttpClient _http = new(new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(2), PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) })
     {
         Timeout = Timeout.InfiniteTimeSpan,
+        DefaultRequestHeaders = { Authorization = nodeKey is null ? null : AuthenticationHeaderValue.Parse(nodeKey.HeaderValue) },
     };
     // Picks happen on the engine thread only, so one context carries the plan to the policy.
     private readonly DefaultHttpContext _pickContext = new();

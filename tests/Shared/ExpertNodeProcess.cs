@@ -35,7 +35,15 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
         StartPinnedAsync(null, modelDir, experts, port, extraArgs);
 
     /// <summary>As <see cref="StartAsync"/>, confined to the CPUs in <paramref name="cpus"/> (taskset syntax) when given.</summary>
-    public static async Task<ExpertNodeProcess> StartPinnedAsync(string? cpus, string modelDir, string experts, int port = 0, params string[] extraArgs)
+    public static Task<ExpertNodeProcess> StartPinnedAsync(string? cpus, string modelDir, string experts, int port = 0, params string[] extraArgs) =>
+        StartCoreAsync(cpus, modelDir, experts, port, new Dictionary<string, string>(), extraArgs);
+
+    /// <summary>As <see cref="StartAsync"/>, with extra environment variables (options given as MOEMESH_ variables).</summary>
+    public static Task<ExpertNodeProcess> StartWithEnvironmentAsync(string modelDir, string experts, IReadOnlyDictionary<string, string> environment) =>
+        StartCoreAsync(null, modelDir, experts, 0, environment, []);
+
+    private static async Task<ExpertNodeProcess> StartCoreAsync(
+        string? cpus, string modelDir, string experts, int port, IReadOnlyDictionary<string, string> environment, string[] extraArgs)
     {
         var info = new ProcessStartInfo(cpus is null ? "dotnet" : "taskset")
         {
@@ -43,6 +51,7 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (name, value) in environment) info.Environment[name] = value;
         if (cpus is not null) foreach (var a in new[] { "-c", cpus, "dotnet" }) info.ArgumentList.Add(a);
         foreach (var a in new[] { NodeDll(), "--model", modelDir, "--experts", experts, "--urls", $"http://127.0.0.1:{port}" }.Concat(extraArgs)) info.ArgumentList.Add(a);
         var process = Process.Start(info)!;

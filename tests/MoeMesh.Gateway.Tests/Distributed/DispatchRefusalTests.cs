@@ -11,7 +11,7 @@ public sealed class DispatchRefusalTests
 {
     private static readonly string Dir = GatewayServer.ModelDir;
 
-    private static DispatchRequest Valid(int layer = 1, int expert = 3, string? fingerprint = null)
+    internal static DispatchRequest Valid(int layer = 1, int expert = 3, string? fingerprint = null)
     {
         var hidden = ModelConfig.Load(Path.Combine(Dir, "config.json")).HiddenSize;
         var states = new float[2 * hidden];
@@ -20,7 +20,7 @@ public sealed class DispatchRefusalTests
             [0, 1, 1], [expert, expert, 5], [0.5f, 0.25f, 0.75f], System.Runtime.InteropServices.MemoryMarshal.AsBytes(states.AsSpan()).ToArray());
     }
 
-    private static async Task<HttpResponseMessage> PostAsync(HttpClient http, byte[] body)
+    internal static async Task<HttpResponseMessage> PostAsync(HttpClient http, byte[] body)
     {
         var content = new ByteArrayContent(body);
         content.Headers.ContentType = new MediaTypeHeaderValue(DispatchCodec.ContentType);
