@@ -53,11 +53,12 @@ public sealed class LlmEngine
         if (prompt.Count == 0) throw new ArgumentException("the prompt is empty");
         if (prompt.Count + sampling.MaxTokens > MaxModelLength)
             throw new ArgumentException($"the prompt ({prompt.Count} tokens) plus max_tokens ({sampling.MaxTokens}) exceeds the maximum context length of {MaxModelLength} tokens");
-        foreach (var t in prompt)
+        foreach (var t in prompt.Concat(sampling.LogitBias.Keys))
         {
             if (t < 0 || t >= _model.Config.VocabSize)
                 throw new ArgumentException($"token id {t} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
         }
+        if (sampling.RepetitionPenalty <= 0) throw new ArgumentException($"the repetition penalty must be positive, got {sampling.RepetitionPenalty}");
         var seq = new Sequence(_nextId++, prompt, sampling);
         _texts[seq.Id] = new OutputText(_tokenizer, sampling.Stop);
         _scheduler.Add(seq);
@@ -197,7 +198,8 @@ public sealed class LlmEngine
     private SequenceUpdate Advance(Sequence seq, ReadOnlySpan<float> logits)
     {
         var p = seq.Params;
-        var token = Sampler.Sample(logits, p, seq.Random);
+        var adjusted = LogitsAdjuster.Apply(logits, p, seq.Tokens, seq.PromptLength);
+        var token = adjusted is null ? Sampler.Sample(logits, p, seq.Random) : Sampler.Sample(adjusted, p, seq.Random);
         var logprob = p.Logprobs is { } top ? Sampler.Logprobs(logits, token, top) : null;
         seq.Append(token);
         var stopToken = (!p.IgnoreEos && token == EosTokenId) || p.StopTokenIds.Contains(token);

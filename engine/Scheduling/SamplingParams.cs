@@ -21,4 +21,19 @@ public sealed record SamplingParams
     public IReadOnlyList<string> Stop { get; init; } = [];
     public IReadOnlyList<int> StopTokenIds { get; init; } = [];
     public bool IgnoreEos { get; init; }
+
+    /// <summary>Subtracted once from the logit of every token already generated (OpenAI presence_penalty).</summary>
+    public double PresencePenalty { get; init; }
+
+    /// <summary>Subtracted per generation of a token from its logit (OpenAI frequency_penalty).</summary>
+    public double FrequencyPenalty { get; init; }
+
+    /// <summary>Divides positive, multiplies negative logits of tokens in the prompt or output; 1 is off (vLLM's repetition_penalty).</summary>
+    public double RepetitionPenalty { get; init; } = 1.0;
+
+    /// <summary>Added to the logits of the given token ids (OpenAI logit_bias).</summary>
+    public IReadOnlyDictionary<int, double> LogitBias { get; init; } = new Dictionary<int, double>();
+
+    /// <summary>Whether picking a token needs more than the raw logits.</summary>
+    public bool AdjustsLogits => PresencePenalty != 0 || FrequencyPenalty != 0 || RepetitionPenalty != 1.0 || LogitBias.Count > 0;
 }

@@ -11,10 +11,6 @@ public sealed record SamplingRequest(SamplingParams Params, int N, bool Stream, 
     /// <summary>Reads the fields; <paramref name="maxTokens"/> is the default when the request names none.</summary>
     public static SamplingRequest Parse(RequestReader r, int maxTokens, int? logprobs, int vocabSize)
     {
-        foreach (var penalty in new[] { "presence_penalty", "frequency_penalty" })
-        {
-            if (r.Double(penalty, -2, 2) is { } p && p != 0) throw ApiException.BadRequest($"'{penalty}' is not supported", penalty);
-        }
         var stopIds = r.Ints("stop_token_ids");
         if (stopIds.FirstOrDefault(t => t < 0 || t >= vocabSize, -1) is var bad and >= 0)
             throw ApiException.BadRequest($"stop token id {bad} is outside the vocabulary", "stop_token_ids");
@@ -36,9 +32,31 @@ public sealed record SamplingRequest(SamplingParams Params, int N, bool Stream, 
             Stop = r.Strings("stop", 16),
             StopTokenIds = stopIds,
             IgnoreEos = r.Bool("ignore_eos") ?? false,
+            PresencePenalty = r.Double("presence_penalty", -2, 2) ?? 0,
+            FrequencyPenalty = r.Double("frequency_penalty", -2, 2) ?? 0,
+            RepetitionPenalty = r.Double("repetition_penalty", 0, 10, minExclusive: true) ?? 1.0,
+            LogitBias = LogitBias(r, vocabSize),
         };
         return new SamplingRequest(sampling, r.Int("n", 1, MaxN) ?? 1, r.Bool("stream") ?? false, includeUsage,
             r.Bool("return_tokens_as_token_ids") ?? false);
+    }
+
+    /// <summary>logit_bias: {"token id": bias in [-100, 100], ...}, as OpenAI takes it.</summary>
+    private static Dictionary<int, double> LogitBias(RequestReader r, int vocabSize)
+    {
+        const string name = "logit_bias";
+        var bias = new Dictionary<int, double>();
+        if (r.Get(name) is not { } v) return bias;
+        if (v.ValueKind != System.Text.Json.JsonValueKind.Object) throw ApiException.BadRequest($"'{name}' must be an object mapping token ids to biases", name);
+        foreach (var entry in v.EnumerateObject())
+        {
+            if (!int.TryParse(entry.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var token) || token >= vocabSize)
+                throw ApiException.BadRequest($"'{name}' key '{entry.Name}' is not a token id of the vocabulary (0..{vocabSize - 1})", name);
+            if (entry.Value.ValueKind != System.Text.Json.JsonValueKind.Number || entry.Value.GetDouble() is < -100 or > 100)
+                throw ApiException.BadRequest($"'{name}' value for token {token} must be a number between -100 and 100", name);
+            bias[token] = entry.Value.GetDouble();
+        }
+        return bias;
     }
 
     /// <summary>The params of choice <paramref name="index"/>: a seeded request gives each choice its own seed.</summary>

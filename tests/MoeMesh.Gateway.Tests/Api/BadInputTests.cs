@@ -50,6 +50,13 @@ public sealed class BadInputTests : IAsyncLifetime
         { "negative temperature", """{"prompt":"Hi","temperature":-1}""", "temperature" },
         { "logprobs too many", """{"prompt":"Hi","logprobs":50}""", "logprobs" },
         { "stop wrong type", """{"prompt":"Hi","stop":5}""", "stop" },
+        { "presence_penalty out of range", """{"prompt":"Hi","presence_penalty":3}""", "presence_penalty" },
+        { "frequency_penalty wrong type", """{"prompt":"Hi","frequency_penalty":"high"}""", "frequency_penalty" },
+        { "repetition_penalty zero", """{"prompt":"Hi","repetition_penalty":0}""", "repetition_penalty" },
+        { "logit_bias not an object", """{"prompt":"Hi","logit_bias":[1,2]}""", "logit_bias" },
+        { "logit_bias key not a token id", """{"prompt":"Hi","logit_bias":{"hello":1}}""", "logit_bias" },
+        { "logit_bias token outside vocabulary", """{"prompt":"Hi","logit_bias":{"99999999":1}}""", "logit_bias" },
+        { "logit_bias value out of range", """{"prompt":"Hi","logit_bias":{"5":150}}""", "logit_bias" },
     };
 
     [Theory]

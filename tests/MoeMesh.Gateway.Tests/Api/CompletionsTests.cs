@@ -47,6 +47,53 @@ public sealed class CompletionsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task LogitBias_ForcesOrBansTokens_AndLogprobsStayRaw()
+    {
+        object Request(int maxTokens, Dictionary<string, int>? bias) => new
+        {
+            prompt = PromptIds, max_tokens = maxTokens, temperature = 0, logprobs = 2, ignore_eos = true, return_tokens_as_token_ids = true, logit_bias = bias,
+        };
+        var plain = (await _server.PostJsonAsync("/v1/completions", Request(4, null))).GetProperty("choices")[0].GetProperty("logprobs");
+        var greedy = Ids(plain)[0];
+
+        var forced = (await _server.PostJsonAsync("/v1/completions", Request(4, new() { ["7"] = 100 }))).GetProperty("choices")[0].GetProperty("logprobs");
+        Assert.All(Ids(forced), t => Assert.Equal(7, t));
+
+        // Banning the greedy token picks the runner-up of the raw distribution, whose reported logprob is the raw one.
+        var banned = (await _server.PostJsonAsync("/v1/completions", Request(1, new() { [greedy.ToString()] = -100 }))).GetProperty("choices")[0].GetProperty("logprobs");
+        var rawTop = plain.GetProperty("top_logprobs")[0].EnumerateObject().OrderByDescending(p => p.Value.GetDouble()).ToList();
+        Assert.Equal(rawTop[1].Name, $"token_id:{Ids(banned)[0]}");
+        Assert.Equal(rawTop[1].Value.GetDouble(), banned.GetProperty("token_logprobs")[0].GetDouble(), 5);
+    }
+
+    [Theory]
+    [InlineData(1.5, 0.5, 12)] // strong: repeats are pushed away
+    [InlineData(-0.3, 0.0, 24)] // negative: repeats are rewarded
+    public async Task FrequencyAndPresencePenalties_PickTheBestPenalisedCandidate(double frequency, double presence, int maxTokens)
+    {
+        object Request(double f, double p) => new
+        {
+            prompt = PromptIds, max_tokens = maxTokens, temperature = 0, logprobs = 20, ignore_eos = true, return_tokens_as_token_ids = true,
+            frequency_penalty = f, presence_penalty = p,
+        };
+        var plain = Ids((await _server.PostJsonAsync("/v1/completions", Request(0, 0))).GetProperty("choices")[0].GetProperty("logprobs"));
+        var logprobs = (await _server.PostJsonAsync("/v1/completions", Request(frequency, presence))).GetProperty("choices")[0].GetProperty("logprobs");
+        var tokens = Ids(logprobs);
+        Assert.NotEqual(plain, tokens);
+        // Recompute every pick from the raw top-20: the penalties shift a token's logit and its logprob alike.
+        var counts = new Dictionary<int, int>();
+        for (var i = 0; i < tokens.Count; i++)
+        {
+            var candidates = logprobs.GetProperty("top_logprobs")[i].EnumerateObject()
+                .ToDictionary(p => int.Parse(p.Name["token_id:".Length..]), p => p.Value.GetDouble());
+            Assert.Contains(tokens[i], candidates.Keys);
+            var best = candidates.MaxBy(c => c.Value - (counts.TryGetValue(c.Key, out var n) ? frequency * n + presence : 0)).Key;
+            Assert.Equal(best, tokens[i]);
+            counts[tokens[i]] = counts.GetValueOrDefault(tokens[i]) + 1;
+        }
+    }
+
+    [Fact]
     public async Task StreamingAndNonStreaming_Agree()
     {
         var request = new { prompt = "The capital of France is", max_tokens = 10, temperature = 0, logprobs = 2, ignore_eos = true };
