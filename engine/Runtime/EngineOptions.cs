@@ -27,6 +27,12 @@ public sealed record EngineOptions
     /// </summary>
     public int MicroBatchMinTokens { get; init; } = 64;
 
+    /// <summary>
+    /// Reuse the cached pages of a prompt prefix computed before (a shared system prompt, the earlier turns
+    /// of a chat) instead of recomputing them; pages stay cached until the space is needed.
+    /// </summary>
+    public bool PrefixCaching { get; init; } = true;
+
     /// <summary>Upper bound on prompt plus output tokens; null for the model's and cache's limit.</summary>
     public int? MaxModelLength { get; init; }
 }

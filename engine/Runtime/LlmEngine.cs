@@ -34,6 +34,10 @@ public sealed class LlmEngine
     public bool HasWork => _scheduler.HasWork;
     public double CacheUsage => (double)_scheduler.Allocator.UsedPages / _scheduler.Allocator.PageCount;
 
+    /// <summary>Prompt tokens looked up in the prefix cache on admission, and those found there (not recomputed).</summary>
+    public long PrefixQueryTokens => _scheduler.PrefixQueryTokens;
+    public long PrefixHitTokens => _scheduler.PrefixHitTokens;
+
     public LlmEngine(DeepSeekModel model, EngineOptions options, HfTokenizer? tokenizer, int? eosTokenId)
     {
         _model = model;
@@ -43,7 +47,7 @@ public sealed class LlmEngine
         _microBatchMinTokens = options.MicroBatchMinTokens;
         _cache = new LatentKvCache(model.Config, model.Options, options.KvCacheBytes, options.PageSize);
         var allocator = new BlockAllocator(_cache.PageCount, _cache.PageSize);
-        _scheduler = new Scheduler(allocator, options.MaxBatchTokens, options.MaxRunningSequences);
+        _scheduler = new Scheduler(allocator, options.MaxBatchTokens, options.MaxRunningSequences, options.PrefixCaching);
         MaxModelLength = new[] { model.Config.MaxPositionEmbeddings, _scheduler.MaxSequenceTokens, options.MaxModelLength ?? int.MaxValue }.Min();
     }
 
@@ -105,6 +109,7 @@ public sealed class LlmEngine
                 var chunk = chunks[i];
                 var seq = chunk.Sequence;
                 seq.ComputedTokens += chunk.Length;
+                _scheduler.Computed(seq);
                 var rows = firstRow[i + 1] - firstRow[i];
                 if (seq.PromptLogprobs is not null && rows == chunk.Length)
                     RecordPromptLogprobs(seq, chunk, logits.Slice(firstRow[i] * vocab, rows * vocab));

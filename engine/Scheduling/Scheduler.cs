@@ -6,9 +6,11 @@ namespace MoeMesh.Engine.Scheduling;
 /// Continuous batching with chunked prefill: each step, running sequences get their next token
 /// (or their next prefill chunk) first, then waiting ones are admitted while the token budget and the
 /// cache allow. When pages run out, the most recently admitted sequence is preempted (its pages freed,
-/// recomputed later). No tensors here.
+/// recomputed later). With prefix caching, an admitted sequence first takes the cached pages of its
+/// longest known prefix and computes only the rest; computed whole pages are published for later ones.
+/// No tensors here.
 /// </summary>
-public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int maxRunning)
+public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int maxRunning, bool prefixCaching = false)
 {
     private readonly LinkedList<Sequence> _waiting = new();
     private readonly List<Sequence> _running = [];
@@ -17,6 +19,10 @@ public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int 
     public int RunningCount => _running.Count;
     public bool HasWork => _waiting.Count > 0 || _running.Count > 0;
     public BlockAllocator Allocator => allocator;
+
+    /// <summary>Tokens looked up in the prefix cache on admission, and how many of them were found.</summary>
+    public long PrefixQueryTokens { get; private set; }
+    public long PrefixHitTokens { get; private set; }
 
     /// <summary>Largest sequence the cache can ever hold on its own.</summary>
     public int MaxSequenceTokens => allocator.PageCount * allocator.PageSize;
@@ -50,8 +56,14 @@ public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int 
         while (!preempted && budget > 0 && _running.Count < maxRunning && _waiting.First is { } node)
         {
             var seq = node.Value;
+            var reused = TakeCachedPrefix(seq);
             var take = Math.Min(seq.Length - seq.ComputedTokens, budget);
-            if (!allocator.TryReserve(seq.BlockTable, seq.ComputedTokens + take)) break;
+            if (!allocator.TryReserve(seq.BlockTable, seq.ComputedTokens + take))
+            {
+                if (reused) Forget(seq);
+                break;
+            }
+            if (reused) CountLookup(seq);
             _waiting.RemoveFirst();
             seq.Status = SequenceStatus.Running;
             _running.Add(seq);
@@ -61,13 +73,41 @@ public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int 
         return chunks;
     }
 
+    /// <summary>Called once a step has computed a sequence's tokens: its new whole pages become reusable.</summary>
+    public void Computed(Sequence seq)
+    {
+        if (!prefixCaching) return;
+        (seq.PublishedPages, seq.PrefixHash) = allocator.Publish(seq.BlockTable, seq.Tokens, seq.ComputedTokens, seq.PublishedPages, seq.PrefixHash);
+    }
+
+    /// <summary>
+    /// A sequence starting from scratch takes the cached pages of its prefix (at most all but its last
+    /// token, whose logits must be computed). Prompt log-probabilities need every prompt position's logits,
+    /// so such sequences compute everything.
+    /// </summary>
+    private bool TakeCachedPrefix(Sequence seq)
+    {
+        if (!prefixCaching || seq.ComputedTokens != 0 || seq.PromptLogprobs is not null) return false;
+        var (tokens, hash) = allocator.TakePrefix(seq.BlockTable, seq.Tokens, seq.Length - 1);
+        seq.ComputedTokens = tokens;
+        seq.PublishedPages = tokens / allocator.PageSize;
+        seq.PrefixHash = hash;
+        return true;
+    }
+
+    private void CountLookup(Sequence seq)
+    {
+        PrefixQueryTokens += seq.Length - 1;
+        PrefixHitTokens += seq.ComputedTokens;
+    }
+
     /// <summary>Ends a sequence wherever it is and frees its pages.</summary>
     public void Finish(Sequence seq, FinishReason reason, string? error = null)
     {
         if (seq.IsFinished) return;
         if (seq.Status == SequenceStatus.Waiting) _waiting.Remove(seq);
         else _running.Remove(seq);
-        allocator.Release(seq.BlockTable);
+        Forget(seq);
         seq.Status = SequenceStatus.Finished;
         seq.FinishReason = reason;
         seq.Error = error;
@@ -76,9 +116,17 @@ public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int 
     private void Preempt(Sequence seq)
     {
         _running.Remove(seq);
-        allocator.Release(seq.BlockTable);
-        seq.ComputedTokens = 0;
+        Forget(seq);
         seq.Status = SequenceStatus.Waiting;
         _waiting.AddFirst(seq);
+    }
+
+    /// <summary>Drops a sequence's pages: it has nothing computed any more.</summary>
+    private void Forget(Sequence seq)
+    {
+        allocator.Release(seq.BlockTable);
+        seq.ComputedTokens = 0;
+        seq.PublishedPages = 0;
+        seq.PrefixHash = BlockAllocator.RootHash;
     }
 }

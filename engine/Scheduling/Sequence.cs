@@ -15,6 +15,10 @@ public sealed class Sequence
     /// <summary>Tokens whose latents are in the cache.</summary>
     public int ComputedTokens { get; internal set; }
     public List<int> BlockTable { get; } = [];
+
+    /// <summary>Leading whole pages of the block table already published for prefix reuse, and the last one's hash.</summary>
+    internal int PublishedPages { get; set; }
+    internal ulong PrefixHash { get; set; } = Kv.BlockAllocator.RootHash;
     public SequenceStatus Status { get; internal set; } = SequenceStatus.Waiting;
     public FinishReason? FinishReason { get; internal set; }
     public string? Error { get; internal set; }

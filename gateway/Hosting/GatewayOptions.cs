@@ -12,6 +12,7 @@ public sealed record GatewayOptions
     /// <summary>Micro-batches per step; null: 2 with expert nodes (dispatch overlaps attention), 1 in-process.</summary>
     public int? MicroBatches { get; init; }
     public int MicroBatchMinTokens { get; init; } = 64;
+    public bool PrefixCaching { get; init; } = true;
     public string KvStore { get; init; } = "memory";
     public string Device { get; init; } = "cpu";
     public string? ApiKey { get; init; }
@@ -35,6 +36,7 @@ public sealed record GatewayOptions
         ("--expert-timeout-ms N", "expert-timeout-ms", "Deadline of one dispatch to an expert node before it is retried elsewhere (default 10000)."),
         ("--micro-batches 1|2", "micro-batches", "Split each step into two micro-batches whose expert dispatches overlap the other's attention (default: 2 with --expert-nodes, else 1)."),
         ("--micro-batch-min-tokens N", "micro-batch-min-tokens", "Split a step only when each micro-batch gets at least N tokens (default 64)."),
+        ("--prefix-caching on|off", "prefix-caching", "Reuse the KV-cache pages of prompt prefixes computed before (default on)."),
         ("--kv-store memory|redis://HOST:PORT[/DB]", "kv-store", "Where KV-cache pages are shared (default memory)."),
         ("--device cpu|cuda[:N]", "device", "Compute device (default cpu; cuda computes in bfloat16)."),
         ("--api-key KEY", "api-key", "Require 'Authorization: Bearer KEY' on /v1 and /admin endpoints."),
@@ -65,6 +67,12 @@ public sealed record GatewayOptions
                 null => null,
                 { } m when m is 1 or 2 => (int)m,
                 var m => throw new ArgumentException($"--micro-batches must be 1 or 2, got {m}"),
+            },
+            PrefixCaching = c["prefix-caching"] switch
+            {
+                null or "on" => true,
+                "off" => false,
+                var v => throw new ArgumentException($"--prefix-caching must be on or off, got '{v}'"),
             },
             KvStore = c["kv-store"] ?? defaults.KvStore,
             Device = c["device"] ?? defaults.Device,

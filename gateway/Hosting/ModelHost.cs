@@ -50,6 +50,7 @@ public sealed class ModelHost
             MaxModelLength = options.MaxModelLen,
             MicroBatches = options.MicroBatches ?? (router is null ? 1 : 2),
             MicroBatchMinTokens = options.MicroBatchMinTokens,
+            PrefixCaching = options.PrefixCaching,
         }, tokenizer, eos);
         logger.LogInformation("KV cache: {Pages} pages of {PageSize} tokens, {BytesPerToken} bytes per token; max model length {MaxLen}",
             engine.Cache.PageCount, engine.Cache.PageSize, engine.Cache.BytesPerToken, engine.MaxModelLength);

@@ -16,6 +16,8 @@ public sealed class GatewayMetrics
     public Counter PromptTokens { get; }
     public Counter GenerationTokens { get; }
     public Gauge KvCacheUsage { get; }
+    public Counter PrefixCacheQueries { get; }
+    public Counter PrefixCacheHits { get; }
     public Counter RequestsFinished { get; }
     public Counter Rejected { get; }
     public Histogram DispatchSeconds { get; }
@@ -36,6 +38,8 @@ public sealed class GatewayMetrics
         PromptTokens = f.CreateCounter("moemesh_prompt_tokens_total", "Prompt tokens accepted.");
         GenerationTokens = f.CreateCounter("moemesh_generation_tokens_total", "Tokens generated.");
         KvCacheUsage = f.CreateGauge("moemesh_kv_cache_usage_ratio", "Fraction of KV-cache pages in use.");
+        PrefixCacheQueries = f.CreateCounter("moemesh_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.");
+        PrefixCacheHits = f.CreateCounter("moemesh_prefix_cache_hits_total", "Prompt tokens found in the prefix cache (not recomputed).");
         RequestsFinished = f.CreateCounter("moemesh_sequences_finished_total", "Sequences ended, by reason.", new CounterConfiguration { LabelNames = ["reason"] });
         DispatchSeconds = f.CreateHistogram("moemesh_expert_dispatch_seconds", "Round trip of one dispatch to an expert node, by node.", new HistogramConfiguration { LabelNames = ["node"], Buckets = Histogram.ExponentialBuckets(0.0001, 2, 18) });
         DispatchErrors = f.CreateCounter("moemesh_expert_dispatch_errors_total", "Failed dispatches, by node and reason (timeout, transport or the HTTP status of a refusal).", new CounterConfiguration { LabelNames = ["node", "reason"] });

@@ -170,5 +170,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
         metrics.RequestsRunning.Set(Engine.RunningCount);
         metrics.RequestsWaiting.Set(Engine.WaitingCount + Volatile.Read(ref _queued));
         metrics.KvCacheUsage.Set(Engine.CacheUsage);
+        metrics.PrefixCacheQueries.IncTo(Engine.PrefixQueryTokens);
+        metrics.PrefixCacheHits.IncTo(Engine.PrefixHitTokens);
     }
 }

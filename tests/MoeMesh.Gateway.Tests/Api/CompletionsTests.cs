@@ -93,6 +93,30 @@ public sealed class CompletionsTests : IAsyncLifetime
         }
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task RepeatedPrompt_ReusesCachedPrefixPages_WhenOn_AndAnswersTheSame(bool caching)
+    {
+        await using var server = caching ? null : await GatewayServer.StartAsync("--prefix-caching", "off");
+        var gateway = server ?? _server;
+        var request = new
+        {
+            prompt = Enumerable.Range(0, 40).Select(i => 20 + 3 * i).ToArray(), max_tokens = 5, temperature = 0, logprobs = 2, ignore_eos = true,
+            return_tokens_as_token_ids = true,
+        };
+        var before = await PrefixHitsAsync(gateway);
+        var first = await gateway.PostJsonAsync("/v1/completions", request);
+        var second = await gateway.PostJsonAsync("/v1/completions", request);
+        // 40 prompt tokens in pages of 16: the two whole pages before the last token are reused.
+        Assert.Equal(caching ? 32 : 0, await PrefixHitsAsync(gateway) - before);
+        Distributed.DistributedGenerationTests.AssertSameCompletions(first, second);
+    }
+
+    private static async Task<double> PrefixHitsAsync(GatewayServer gateway) =>
+        double.Parse((await gateway.Http.GetStringAsync("/metrics")).Split('\n').Single(l => l.StartsWith("moemesh_prefix_cache_hits_total ", StringComparison.Ordinal)).Split(' ')[1],
+            System.Globalization.CultureInfo.InvariantCulture);
+
     [Fact]
     public async Task StreamingAndNonStreaming_Agree()
     {
