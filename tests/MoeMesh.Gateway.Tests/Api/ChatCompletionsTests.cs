@@ -74,4 +74,20 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
         Assert.Equal(completion.Content[0].Text, streamed.ToString());
         Assert.Equal(completion.FinishReason, finish);
     }
+
+    [Fact]
+    public async Task OpenAiClient_LogitBiasAndPenalties_AreHonoured()
+    {
+        var tokenizer = HfTokenizer.Load(Path.Combine(GatewayServer.ModelDir, "tokenizer.json"));
+        var forced = tokenizer.Encode(" mixture")[^1];
+        var options = new ChatCompletionOptions
+        {
+            MaxOutputTokenCount = 6, Temperature = 0, FrequencyPenalty = 0.5f, PresencePenalty = 0.5f,
+            LogitBiases = { [forced] = 100 },
+        };
+        ChatCompletion completion = await Client().GetChatClient("demo").CompleteChatAsync([new UserChatMessage("Hello!")], options);
+        // +100 outweighs any logit and both penalties: every generated token is the forced one.
+        Assert.Equal(6, completion.Usage.OutputTokenCount);
+        Assert.Equal(string.Concat(Enumerable.Repeat(tokenizer.Decode([forced]), 6)), completion.Content[0].Text);
+    }
 }
