@@ -38,6 +38,9 @@ public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int 
         var chunks = new List<ScheduledChunk>();
         var budget = maxBatchTokens;
         var preempted = false;
+        // Hashes of the whole pages this step completes: a sequence that needs one of them next waits a step
+        // and takes it from the cache (n choices of one prompt, a burst of requests with one system prompt).
+        var computing = prefixCaching ? new HashSet<ulong>() : null;
         for (var i = 0; i < _running.Count && budget > 0; i++)
         {
             var seq = _running[i];
@@ -51,12 +54,20 @@ public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int 
             }
             if (seq.Status != SequenceStatus.Running) break;
             chunks.Add(new ScheduledChunk(seq, seq.ComputedTokens, take));
+            NoteCompletedPages(computing, seq, take);
             budget -= take;
         }
-        while (!preempted && budget > 0 && _running.Count < maxRunning && _waiting.First is { } node)
+        for (var node = _waiting.First; !preempted && budget > 0 && _running.Count < maxRunning && node is not null;)
         {
+            var next = node.Next;
             var seq = node.Value;
             var reused = TakeCachedPrefix(seq);
+            if (reused && computing is not null && NextPageHash(seq) is { } wanted && computing.Contains(wanted))
+            {
+                Forget(seq);
+                node = next;
+                continue;
+            }
             var take = Math.Min(seq.Length - seq.ComputedTokens, budget);
             if (!allocator.TryReserve(seq.BlockTable, seq.ComputedTokens + take))
             {
@@ -64,13 +75,34 @@ public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int 
                 break;
             }
             if (reused) CountLookup(seq);
-            _waiting.RemoveFirst();
+            _waiting.Remove(node);
             seq.Status = SequenceStatus.Running;
             _running.Add(seq);
             chunks.Add(new ScheduledChunk(seq, seq.ComputedTokens, take));
+            NoteCompletedPages(computing, seq, take);
             budget -= take;
+            node = next;
         }
         return chunks;
+    }
+
+    /// <summary>Adds the hashes of the whole pages a chunk of <paramref name="take"/> tokens completes.</summary>
+    private void NoteCompletedPages(HashSet<ulong>? computing, Sequence seq, int take)
+    {
+        if (computing is null) return;
+        var hash = seq.PrefixHash;
+        for (var page = seq.PublishedPages; (page + 1) * allocator.PageSize <= seq.ComputedTokens + take; page++)
+        {
+            hash = allocator.PageHash(hash, seq.Tokens, page);
+            computing.Add(hash);
+        }
+    }
+
+    /// <summary>The hash of the page a sequence would compute next, when it could still come from the cache (not its last token's).</summary>
+    private ulong? NextPageHash(Sequence seq)
+    {
+        var page = seq.PublishedPages;
+        return (page + 1) * allocator.PageSize <= seq.Length - 1 ? allocator.PageHash(seq.PrefixHash, seq.Tokens, page) : null;
     }
 
     /// <summary>Called once a step has computed a sequence's tokens: its new whole pages become reusable.</summary>

@@ -102,6 +102,34 @@ public sealed class PrefixCacheTests
         Assert.Equal(0, cached.CacheUsage); // nothing referenced once all have finished
     }
 
+    [Fact]
+    public void SequencesArrivingTogether_ComputeTheirSharedPrefixOnce_AndGiveTheRecomputedOutput()
+    {
+        var model = TestModels.Load(TestModels.V3Dir);
+        var bytes = 256L * 4 * model.Config.NumHiddenLayers * model.Config.LatentCacheDim * sizeof(float);
+        LlmEngine Engine(bool caching) => new(model, new EngineOptions { KvCacheBytes = bytes, PageSize = 4, PrefixCaching = caching }, null, null);
+        // Three choices of one prompt and another request with the same system prompt, all in the first step.
+        int[][] prompts = [[.. System, 5, 6, 7], [.. System, 5, 6, 7], [.. System, 9, 10], [.. System, 5, 6, 7]];
+        var results = new[] { Engine(caching: true), Engine(caching: false) }.Select(engine =>
+        {
+            var seqs = prompts.Select(p => engine.Add(p, new SamplingParams { MaxTokens = 4, Temperature = 0, Logprobs = 0, IgnoreEos = true })).ToList();
+            var logprobs = seqs.ToDictionary(s => s.Id, _ => new List<float>());
+            while (engine.HasWork)
+                foreach (var u in engine.Step()) logprobs[u.Sequence.Id].Add(u.Logprob!.Logprob);
+            return (engine, seqs.Select(s => (Tokens: s.OutputTokens.ToList(), Logprobs: logprobs[s.Id])).ToList());
+        }).ToList();
+        var (cached, withCache) = results[0];
+        var (_, recomputed) = results[1];
+        // The first computes the prefix; the others wait one step and take it: 24, 20 (the system prompt's
+        // whole pages) and 24 tokens.
+        Assert.Equal(24 + 20 + 24, cached.PrefixHitTokens);
+        for (var i = 0; i < prompts.Length; i++)
+        {
+            Assert.Equal(recomputed[i].Tokens, withCache[i].Tokens);
+            Assert.All(withCache[i].Logprobs.Zip(recomputed[i].Logprobs), p => Assert.Equal(p.Second, p.First, 4));
+        }
+    }
+
     private static (List<int> Tokens, List<float> Logprobs) Generate(LlmEngine engine, int[] prompt)
     {
         var seq = engine.Add(prompt, new SamplingParams { MaxTokens = 6, Temperature = 0, Logprobs = 0, IgnoreEos = true });
