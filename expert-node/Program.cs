@@ -1,28 +1,32 @@
-using MoeMesh.Engine.Config;
+using Microsoft.AspNetCore.Diagnostics;
+using MoeMesh.Cli;
 using MoeMesh.Engine.Experts;
 using MoeMesh.ExpertNode.Serving;
 using Prometheus;
 
 // The expert node: loads only its assigned routed experts from the checkpoint and computes them for gateways.
-if (args.Contains("--help"))
-{
-    Console.WriteLine(NodeOptions.Usage);
-    return 0;
-}
-var builder = WebApplication.CreateBuilder(args);
-builder.Configuration.AddEnvironmentVariables("MOEMESH_");
-if (string.IsNullOrEmpty(builder.Configuration["urls"])) builder.WebHost.UseUrls("http://127.0.0.1:9000");
+// It is meant for the cluster network: /v1 takes --api-key, and without one only dispatch and holdings are open.
 NodeOptions options;
 try
 {
-    options = NodeOptions.FromConfiguration(builder.Configuration);
+    if (NodeOptions.Parse(args) is not { } parsed)
+    {
+        Console.WriteLine(NodeOptions.Usage());
+        return 0;
+    }
+    options = parsed;
 }
-catch (Exception e) when (e is ArgumentException or ModelConfigException or IOException)
+catch (CommandLineException e)
 {
-    Console.Error.WriteLine($"moemesh-expert-node: {e.Message}");
-    return 2;
+    return e.Report();
 }
 if (options.Threads is { } threads) TorchSharp.torch.set_num_threads(threads);
+// The options come from our own parser; the host gets no command line to read on its own.
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions());
+builder.WebHost.UseUrls(options.Urls);
+// Small bodies everywhere but /v1/dispatch, which sets its own limit from the model.
+builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = 1 << 20);
+builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
 builder.Services.AddSingleton(options);
 builder.Services.AddSingleton<NodeMetrics>();
 builder.Services.AddSingleton<ExpertHoldings>();
@@ -30,6 +34,15 @@ builder.Services.AddHostedService(s => s.GetRequiredService<ExpertHoldings>());
 builder.Services.AddSingleton<DispatchEndpoint>();
 
 var app = builder.Build();
+app.UseExceptionHandler(new ExceptionHandlerOptions
+{
+    SuppressDiagnosticsCallback = _ => true,
+    ExceptionHandler = async ctx =>
+    {
+        app.Logger.LogError(ctx.Features.Get<IExceptionHandlerFeature>()?.Error, "Unhandled error serving {Path}", ctx.Request.Path);
+        await NodeError.Result(500, "internal_error", "internal error; the node's log has the details", "server_error").ExecuteAsync(ctx);
+    },
+});
 var holdings = app.Services.GetRequiredService<ExpertHoldings>();
 if (options.ApiKey is { } key)
 {
@@ -44,7 +57,7 @@ if (options.ApiKey is { } key)
         await next(ctx);
     });
 }
-app.MapGet("/healthz", () => holdings.LoadError is null ? Results.Text("ok") : Results.Text(holdings.LoadError, statusCode: 500));
+app.MapGet("/healthz", () => holdings.LoadFailed ? Results.Text("loading the experts failed; the node's log says why", statusCode: 500) : Results.Text("ok"));
 app.MapGet("/readyz", () => holdings.Advertised is not null ? Results.Text("ready") : Results.Text("loading", statusCode: 503));
 app.MapGet("/v1/experts", () => Results.Json(new
 {
@@ -53,10 +66,14 @@ app.MapGet("/v1/experts", () => Results.Json(new
     layers = holdings.Advertised?.Layers.Select(l => new { layer = l.Key, experts = l.Value }).ToArray() ?? [],
     expert_bytes = holdings.ExpertBytes,
     checkpoint_bytes_read = holdings.CheckpointBytesRead,
+    max_dispatch_tokens = options.MaxDispatchTokens,
+    placement = new { state = holdings.State.ToString(), error = holdings.PlacementError },
 }));
 app.MapPost("/v1/placement", async (HttpContext ctx) =>
 {
-    // Accepted at once; loading runs in the background and /v1/experts shows the new holdings when it is done.
+    // Changing what a node holds over HTTP needs its key; without one, the --placement file is the only way.
+    if (options.ApiKey is null)
+        return NodeError.Result(403, "placement_needs_api_key", "placement changes over HTTP need the node to run with --api-key; use the --placement file instead", "invalid_request_error");
     var text = await new StreamReader(ctx.Request.Body).ReadToEndAsync(ctx.RequestAborted);
     ExpertPlacement placement;
     try
@@ -68,6 +85,7 @@ app.MapPost("/v1/placement", async (HttpContext ctx) =>
         return NodeError.Result(400, "bad_placement", e.Message, "invalid_request_error", "layers");
     }
     if (holdings.Advertised is null) return NodeError.Result(503, "loading", "the node is still loading its experts", "server_error");
+    // Accepted at once; loading runs in the background, /v1/experts shows its progress and any failure.
     _ = Task.Run(() => holdings.ApplyAsync(placement, app.Lifetime.ApplicationStopping));
     return Results.Accepted("/v1/experts", new { layers = placement.Layers.Select(l => new { layer = l.Key, experts = l.Value }) });
 });

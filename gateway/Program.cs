@@ -1,17 +1,22 @@
+using MoeMesh.Cli;
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Gateway.Hosting;
 
-if (args.Contains("--help") || args.Contains("-h"))
-{
-    Console.WriteLine(GatewayApp.Usage());
-    return 0;
-}
 try
 {
-    var app = GatewayApp.Build(args);
-    app.Run();
-    return 0;
+    if (GatewayOptions.Parse(args) is not { } options)
+    {
+        Console.WriteLine(GatewayOptions.Usage());
+        return 0;
+    }
+    var app = GatewayApp.Build(options);
+    await app.RunAsync();
+    return GatewayApp.ExitCode(app);
+}
+catch (CommandLineException e)
+{
+    return e.Report();
 }
 catch (Exception e) when (e is ArgumentException or ModelConfigException or CheckpointException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
 {

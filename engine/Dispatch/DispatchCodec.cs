@@ -17,6 +17,13 @@ public static class DispatchCodec
     private const uint Magic = 0x31444D4D; // "MMD1"
     private const int HeaderSize = 40;
 
+    /// <summary>
+    /// The largest message a gateway can send for <paramref name="tokens"/> tokens: the header, at most
+    /// <paramref name="expertsPerToken"/> (token, expert, weight) pairs per token, and the hidden states in float32.
+    /// </summary>
+    public static long MaxMessageBytes(int tokens, int expertsPerToken, int hidden) =>
+        HeaderSize + (long)tokens * (12L * expertsPerToken + 4L * hidden);
+
     public static byte[] Encode(DispatchRequest r)
     {
         if (r.Fingerprint.Length != FingerprintLength) throw new ArgumentException($"the fingerprint must be {FingerprintLength} characters");

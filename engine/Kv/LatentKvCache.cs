@@ -8,7 +8,7 @@ namespace MoeMesh.Engine.Kv;
 /// The paged latent KV cache: per layer, a [pages x page_size, kv_lora_rank + qk_rope_head_dim] tensor
 /// holding each token's normalised latent and rotated rope key (576 values for DeepSeek-V3).
 /// </summary>
-public sealed class LatentKvCache
+public sealed class LatentKvCache : IDisposable
 {
     private readonly Tensor[] _layers;
 
@@ -30,6 +30,12 @@ public sealed class LatentKvCache
     }
 
     public Tensor Layer(int layer) => _layers[layer];
+
+    /// <summary>Frees the cache's memory now rather than when the collector gets to it (it is the largest allocation of a gateway).</summary>
+    public void Dispose()
+    {
+        foreach (var t in _layers) t.Dispose();
+    }
 
     private static int ElementSize(ScalarType t) => t switch
     {

@@ -14,7 +14,7 @@ namespace MoeMesh.Engine.Runtime;
 /// samples the sequences that reached their last token and reports what changed.
 /// Not thread-safe: one loop owns it.
 /// </summary>
-public sealed class LlmEngine
+public sealed class LlmEngine : IDisposable
 {
     private readonly DeepSeekModel _model;
     private readonly LatentKvCache _cache;
@@ -38,6 +38,12 @@ public sealed class LlmEngine
     public long PrefixQueryTokens => _scheduler.PrefixQueryTokens;
     public long PrefixHitTokens => _scheduler.PrefixHitTokens;
 
+    /// <summary>
+    /// Called when a step fails and its sequences end with an error: the exception (for the log) and the
+    /// reference the sequences' error text carries instead of it.
+    /// </summary>
+    public Action<Exception, string>? StepFailed { get; set; }
+
     public LlmEngine(DeepSeekModel model, EngineOptions options, HfTokenizer? tokenizer, int? eosTokenId)
     {
         _model = model;
@@ -55,7 +61,8 @@ public sealed class LlmEngine
     public Sequence Add(IReadOnlyList<int> prompt, SamplingParams sampling)
     {
         if (prompt.Count == 0) throw new ArgumentException("the prompt is empty");
-        if (prompt.Count + sampling.MaxTokens > MaxModelLength)
+        if (sampling.MaxTokens < 1) throw new ArgumentException($"max_tokens must be at least 1, got {sampling.MaxTokens}");
+        if ((long)prompt.Count + sampling.MaxTokens > MaxModelLength)
             throw new ArgumentException($"the prompt ({prompt.Count} tokens) plus max_tokens ({sampling.MaxTokens}) exceeds the maximum context length of {MaxModelLength} tokens");
         foreach (var t in prompt.Concat(sampling.LogitBias.Keys))
         {
@@ -68,6 +75,9 @@ public sealed class LlmEngine
         _scheduler.Add(seq);
         return seq;
     }
+
+    /// <summary>Frees the KV cache; the engine is not used afterwards.</summary>
+    public void Dispose() => _cache.Dispose();
 
     /// <summary>Ends a sequence (client gone) and frees its cache pages.</summary>
     public void Abort(Sequence seq)
@@ -95,7 +105,10 @@ public sealed class LlmEngine
         catch (Exception e)
         {
             // A failed step (an expert backend error, out of device memory) ends its sequences, not the engine.
-            return chunks.Select(c => Fail(c.Sequence, e.Message)).ToList();
+            // Clients get a reference, not the exception's text; the log gets both.
+            var reference = Guid.NewGuid().ToString("N")[..12];
+            StepFailed?.Invoke(e, reference);
+            return chunks.Select(c => Fail(c.Sequence, $"internal error (reference {reference}; the server log has the details)")).ToList();
         }
         using (logitsTensor)
         {
@@ -203,11 +216,11 @@ public sealed class LlmEngine
     private SequenceUpdate Advance(Sequence seq, ReadOnlySpan<float> logits)
     {
         var p = seq.Params;
-        var adjusted = LogitsAdjuster.Apply(logits, p, seq.Tokens, seq.PromptLength);
+        var adjusted = LogitsAdjuster.Apply(logits, p, seq.History);
         var token = adjusted is null ? Sampler.Sample(logits, p, seq.Random) : Sampler.Sample(adjusted, p, seq.Random);
         var logprob = p.Logprobs is { } top ? Sampler.Logprobs(logits, token, top) : null;
         seq.Append(token);
-        var stopToken = (!p.IgnoreEos && token == EosTokenId) || p.StopTokenIds.Contains(token);
+        var stopToken = (!p.IgnoreEos && token == EosTokenId) || seq.StopTokenIds?.Contains(token) == true;
         var length = seq.OutputLength >= p.MaxTokens || seq.Length >= MaxModelLength;
         var text = _texts[seq.Id];
         var (delta, stopString) = text.Update(seq.Tokens, seq.PromptLength, stopToken ? seq.Length - 1 : seq.Length, stopToken || length);

@@ -1,21 +1,24 @@
+using System.Text;
 using MoeMesh.Engine.Text;
 
 namespace MoeMesh.Engine.Runtime;
 
 /// <summary>
 /// Incremental detokenisation of one sequence's output with stop strings: text is released only when
-/// it is complete UTF-8 and cannot be the start of a stop string.
+/// it is complete UTF-8 and cannot be the start of a stop string. The work per token is bounded by the
+/// new tokens and the longest stop string, not by the length of the output: only the tokens after the
+/// last character boundary are decoded again, and stop strings are searched in a window at the end.
 /// </summary>
 internal sealed class OutputText(HfTokenizer? tokenizer, IReadOnlyList<string> stops)
 {
-    private readonly int _holdBack = stops.Count == 0 ? 0 : stops.Max(s => s.Length) - 1;
-    private int _emitted;
-    // Output tokens [0, _stableTokens) decode to _stableText and end on a character boundary, so only
-    // the tokens after them are decoded again each step.
-    private int _stableTokens;
-    private string _stableText = "";
+    /// <summary>A tail this many tokens long without completing a character is released as it decodes (U+FFFD and all).</summary>
+    private const int MaxPendingTokens = 8;
 
-    public string Text { get; private set; } = "";
+    private readonly int _longestStop = stops.Count == 0 ? 0 : stops.Max(s => s.Length);
+    // Output tokens [0, _stableTokens) decode to _stable and end on a character boundary.
+    private readonly StringBuilder _stable = new();
+    private int _stableTokens;
+    private int _emitted;
 
     /// <summary>
     /// Takes the output tokens <paramref name="tokens"/>[<paramref name="from"/>..<paramref name="to"/>); returns the
@@ -24,30 +27,34 @@ internal sealed class OutputText(HfTokenizer? tokenizer, IReadOnlyList<string> s
     public (string Delta, bool Stopped) Update(IReadOnlyList<int> tokens, int from, int to, bool final)
     {
         if (tokenizer is null) return ("", false);
+        var pendingTokens = to - from - _stableTokens;
         var tail = tokenizer.Decode(Slice(tokens, from + _stableTokens, to));
-        var full = _stableText + tail;
         // A trailing replacement character is an incomplete UTF-8 sequence still being generated.
-        if (tail.Length > 0 && tail[^1] != '\uFFFD')
+        if (tail.Length > 0 && (tail[^1] != '\uFFFD' || pendingTokens >= MaxPendingTokens))
         {
-            _stableText = full;
+            _stable.Append(tail);
             _stableTokens = to - from;
+            tail = "";
         }
+        // Everything before `start` was searched already and cannot hold the start of a stop string.
+        var start = Math.Max(0, _emitted - _longestStop);
+        var window = _stable.ToString(start, _stable.Length - start) + tail;
+        var end = window.Length;
         var stopped = false;
         foreach (var stop in stops)
         {
-            var at = full.IndexOf(stop, Math.Max(0, _emitted - stop.Length), StringComparison.Ordinal);
-            if (at >= 0)
+            var at = window.IndexOf(stop, StringComparison.Ordinal);
+            if (at >= 0 && at < end)
             {
-                full = full[..at];
+                end = at;
                 stopped = true;
             }
         }
-        Text = full;
-        var releasable = stopped || final ? full.Length : full.Length - _holdBack;
-        while (!stopped && !final && releasable > _emitted && full[releasable - 1] == '\uFFFD') releasable--;
-        if (releasable <= _emitted) return ("", stopped);
-        var delta = full[_emitted..releasable];
-        _emitted = releasable;
+        var releasable = stopped || final ? end : end - Math.Max(0, _longestStop - 1);
+        while (!stopped && !final && releasable > _emitted - start && window[releasable - 1] == '\uFFFD') releasable--;
+        if (releasable <= _emitted - start) return ("", stopped);
+        var delta = window[(_emitted - start)..releasable];
+        _emitted = start + releasable;
         return (delta, stopped);
     }
 

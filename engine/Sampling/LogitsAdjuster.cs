@@ -12,21 +12,20 @@ namespace MoeMesh.Engine.Sampling;
 public static class LogitsAdjuster
 {
     /// <summary>The adjusted row; null when the request changes nothing (the raw row is used as is).</summary>
-    public static float[]? Apply(ReadOnlySpan<float> logits, SamplingParams p, IReadOnlyList<int> tokens, int promptLength)
+    public static float[]? Apply(ReadOnlySpan<float> logits, SamplingParams p, TokenHistory? history)
     {
         if (!p.AdjustsLogits) return null;
         var x = logits.ToArray();
         foreach (var (token, bias) in p.LogitBias) x[token] += (float)bias;
+        if (history is null) return x;
         if (p.RepetitionPenalty != 1.0)
         {
             var rp = (float)p.RepetitionPenalty;
-            foreach (var t in tokens.Distinct()) x[t] = x[t] > 0 ? x[t] / rp : x[t] * rp;
+            foreach (var t in history.Seen) x[t] = x[t] > 0 ? x[t] / rp : x[t] * rp;
         }
         if (p.FrequencyPenalty != 0 || p.PresencePenalty != 0)
         {
-            var counts = new Dictionary<int, int>();
-            for (var i = promptLength; i < tokens.Count; i++) counts[tokens[i]] = counts.GetValueOrDefault(tokens[i]) + 1;
-            foreach (var (t, n) in counts) x[t] -= (float)(p.FrequencyPenalty * n + p.PresencePenalty);
+            foreach (var (t, n) in history.Generated) x[t] -= (float)(p.FrequencyPenalty * n + p.PresencePenalty);
         }
         return x;
     }

@@ -34,6 +34,9 @@ public sealed record SamplingParams
     /// <summary>Added to the logits of the given token ids (OpenAI logit_bias).</summary>
     public IReadOnlyDictionary<int, double> LogitBias { get; init; } = new Dictionary<int, double>();
 
+    /// <summary>Whether the penalties need the sequence's token history.</summary>
+    public bool PenalisesTokens => PresencePenalty != 0 || FrequencyPenalty != 0 || RepetitionPenalty != 1.0;
+
     /// <summary>Whether picking a token needs more than the raw logits.</summary>
     public bool AdjustsLogits => PresencePenalty != 0 || FrequencyPenalty != 0 || RepetitionPenalty != 1.0 || LogitBias.Count > 0;
 }

@@ -35,7 +35,15 @@ public sealed class Sequence
         Params = sampling;
         Random = sampling.Seed is { } seed ? new Random(unchecked((int)(seed ^ (seed >> 32)))) : new Random();
         if (sampling.PromptLogprobs is not null) PromptLogprobs = new TokenLogprob?[prompt.Count];
+        if (sampling.PenalisesTokens) History = new TokenHistory(prompt);
+        if (sampling.StopTokenIds.Count > 0) StopTokenIds = [.. sampling.StopTokenIds];
     }
+
+    /// <summary>The tokens the penalties look at; null when the request has none.</summary>
+    public TokenHistory? History { get; }
+
+    /// <summary>The request's stop token ids, for a constant-time check per token.</summary>
+    internal HashSet<int>? StopTokenIds { get; }
 
     public IReadOnlyList<int> Tokens => _tokens;
     public int Length => _tokens.Count;
@@ -43,5 +51,9 @@ public sealed class Sequence
     public IEnumerable<int> OutputTokens => _tokens.Skip(PromptLength);
     public bool IsFinished => Status == SequenceStatus.Finished;
 
-    internal void Append(int token) => _tokens.Add(token);
+    internal void Append(int token)
+    {
+        _tokens.Add(token);
+        History?.Add(token);
+    }
 }

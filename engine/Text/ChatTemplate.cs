@@ -32,43 +32,71 @@ public sealed class ChatTemplate
     }
 
     /// <summary>Renders the conversation, ending with the assistant prompt when <paramref name="addGenerationPrompt"/>.</summary>
-    public string Apply(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    public string Apply(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true) => Render(messages, addGenerationPrompt).Text;
+
+    /// <summary>Renders the conversation and says which parts of the text are message content (as opposed to the template's own).</summary>
+    public RenderedChat Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
     {
         foreach (var m in messages)
         {
             if (m.Role is not ("system" or "user" or "assistant"))
                 throw new ChatTemplateException($"message role '{m.Role}' is not supported by the {Name} chat template");
         }
-        return _format == ChatFormat.DeepSeekV3 ? ApplyV3(messages, addGenerationPrompt) : ApplyV2(messages, addGenerationPrompt);
+        var text = new Builder(_bos);
+        if (_format == ChatFormat.DeepSeekV3) RenderV3(text, messages, addGenerationPrompt);
+        else RenderV2(text, messages, addGenerationPrompt);
+        return new RenderedChat(text.Text.ToString(), text.Spans);
     }
 
-    private string ApplyV3(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
+    private void RenderV3(Builder text, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
     {
-        var system = string.Join("\n\n", messages.Where(m => m.Role == "system").Select(m => m.Content));
-        var text = new System.Text.StringBuilder(_bos).Append(system);
-        foreach (var m in messages)
+        var first = true;
+        foreach (var m in messages.Where(m => m.Role == "system"))
         {
-            if (m.Role == "user") text.Append("<｜User｜>").Append(m.Content);
-            else if (m.Role == "assistant") text.Append("<｜Assistant｜>").Append(m.Content).Append(_eos);
+            if (!first) text.Template("\n\n");
+            text.Content(m.Content);
+            first = false;
         }
-        if (addGenerationPrompt) text.Append("<｜Assistant｜>");
-        return text.ToString();
-    }
-
-    private string ApplyV2(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
-    {
-        var text = new System.Text.StringBuilder(_bos);
         foreach (var m in messages)
         {
-            text.Append(m.Role switch
+            if (m.Role == "user") text.Template("<｜User｜>").Content(m.Content);
+            else if (m.Role == "assistant") text.Template("<｜Assistant｜>").Content(m.Content).Template(_eos);
+        }
+        if (addGenerationPrompt) text.Template("<｜Assistant｜>");
+    }
+
+    private void RenderV2(Builder text, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
+    {
+        foreach (var m in messages)
+        {
+            _ = m.Role switch
             {
-                "user" => $"User: {m.Content}\n\n",
-                "assistant" => $"Assistant: {m.Content}{_eos}",
-                _ => $"{m.Content}\n\n",
-            });
+                "user" => text.Template("User: ").Content(m.Content).Template("\n\n"),
+                "assistant" => text.Template("Assistant: ").Content(m.Content).Template(_eos),
+                _ => text.Content(m.Content).Template("\n\n"),
+            };
         }
-        if (addGenerationPrompt) text.Append("Assistant:");
-        return text.ToString();
+        if (addGenerationPrompt) text.Template("Assistant:");
+    }
+
+    /// <summary>The rendered text and where the message content lies in it.</summary>
+    private sealed class Builder(string start)
+    {
+        public System.Text.StringBuilder Text { get; } = new(start);
+        public List<(int Start, int Length)> Spans { get; } = [];
+
+        public Builder Template(string s)
+        {
+            Text.Append(s);
+            return this;
+        }
+
+        public Builder Content(string s)
+        {
+            if (s.Length > 0) Spans.Add((Text.Length, s.Length));
+            Text.Append(s);
+            return this;
+        }
     }
 
     private enum ChatFormat

@@ -97,19 +97,27 @@ public sealed class HfTokenizer
     public int? TokenId(string token) =>
         _added.TryGetValue(token, out var id) ? id : _bpe.Vocabulary.TryGetValue(token, out var v) ? v : null;
 
-    /// <summary>Encodes text; added tokens (such as &lt;｜User｜&gt;) written in the text map to their ids.</summary>
-    public List<int> Encode(string text)
+    /// <summary>
+    /// Encodes text; added tokens (such as &lt;｜User｜&gt;) written in the text map to their ids, except inside
+    /// <paramref name="plain"/> spans, whose text is always encoded as ordinary text (so that what a user writes
+    /// cannot become a turn marker).
+    /// </summary>
+    public List<int> Encode(string text, IReadOnlyList<(int Start, int Length)>? plain = null)
     {
         var ids = new List<int>();
         var cursor = 0;
-        if (_addedPattern is not null)
+        for (var at = 0; _addedPattern is not null && at < text.Length;)
         {
-            for (var m = _addedPattern.Match(text); m.Success; m = m.NextMatch())
+            var m = _addedPattern.Match(text, at);
+            if (!m.Success) break;
+            if (plain is not null && plain.Any(s => m.Index < s.Start + s.Length && s.Start < m.Index + m.Length))
             {
-                if (m.Index > cursor) ids.AddRange(_bpe.EncodeToIds(text[cursor..m.Index]));
-                ids.Add(_added[m.Value]);
-                cursor = m.Index + m.Length;
+                at = m.Index + 1;
+                continue;
             }
+            if (m.Index > cursor) ids.AddRange(_bpe.EncodeToIds(text[cursor..m.Index]));
+            ids.Add(_added[m.Value]);
+            cursor = at = m.Index + m.Length;
         }
         if (cursor < text.Length) ids.AddRange(_bpe.EncodeToIds(text[cursor..]));
         return ids;

@@ -14,16 +14,34 @@ namespace MoeMesh.ExpertNode.Serving;
 /// </summary>
 public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions options, NodeMetrics metrics)
 {
-    // A prefill chunk of DeepSeek-V3 (8192 tokens x 7168 x 4 bytes) is ~235 MB; Kestrel's default cap is 30 MB.
-    private const long MaxMessageBytes = 1L << 30;
-
     // One dispatch computes at a time: libtorch already spreads each one over the cores.
     private readonly SemaphoreSlim _compute = new(1, 1);
 
     public async Task HandleAsync(HttpContext ctx)
     {
-        if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = MaxMessageBytes;
-        var body = await ReadBodyAsync(ctx.Request, ctx.RequestAborted);
+        var limit = options.MaxDispatchBytes;
+        if (ctx.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature) feature.MaxRequestBodySize = limit;
+        ReadOnlyMemory<byte> body;
+        try
+        {
+            body = await BoundedBody.ReadAsync(ctx.Request.Body, ctx.Request.ContentLength, limit, ctx.RequestAborted);
+        }
+        catch (BodyTooLargeException e)
+        {
+            await RefuseAsync(ctx, 413, "dispatch_too_large", e.Message);
+            return;
+        }
+        catch (InvalidDataException e)
+        {
+            await RefuseAsync(ctx, 400, "malformed_dispatch", e.Message);
+            return;
+        }
+        catch (BadHttpRequestException e)
+        {
+            await RefuseAsync(ctx, e.StatusCode == 413 ? 413 : 400, e.StatusCode == 413 ? "dispatch_too_large" : "malformed_dispatch", "the body could not be read");
+            return;
+        }
+        // The generation is taken once the body is in: a slow client never holds experts back from being freed.
         if (holdings.Acquire() is not { } served)
         {
             await RefuseAsync(ctx, 503, "loading", "the node is still loading its experts");
@@ -39,7 +57,7 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions option
         }
     }
 
-    private async Task ServeAsync(HttpContext ctx, byte[] body, LocalExpertBackend backend)
+    private async Task ServeAsync(HttpContext ctx, ReadOnlyMemory<byte> body, LocalExpertBackend backend)
     {
         DispatchRequest request;
         try
@@ -84,6 +102,10 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions option
             return (409, "model_mismatch", $"this node serves model {holdings.Fingerprint}, the message is for {r.Fingerprint}");
         if (r.Hidden != holdings.Config.HiddenSize)
             return (400, "malformed_dispatch", $"hidden size {r.Hidden} does not match the model's {holdings.Config.HiddenSize}");
+        if (r.TokenCount > options.MaxDispatchTokens)
+            return (413, "dispatch_too_large", $"{r.TokenCount} tokens in one dispatch; this node takes at most {options.MaxDispatchTokens} (--max-dispatch-tokens)");
+        if (r.PairCount > (long)r.TokenCount * holdings.Config.NumExpertsPerTok)
+            return (400, "malformed_dispatch", $"{r.PairCount} pairs for {r.TokenCount} tokens; a token chooses at most {holdings.Config.NumExpertsPerTok} experts");
         foreach (var e in r.PairExperts.Distinct())
         {
             if (!backend.Holds(r.Layer, e))
@@ -108,19 +130,6 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions option
         var weights = tensor(r.PairWeights, device: device);
         var output = backend.ComputePairs(r.Layer, states, tokens, experts, weights);
         return WireTensors.ToBytes(output.to(WireTensors.ScalarTypeOf(r.DType)));
-    }
-
-    private static async Task<byte[]> ReadBodyAsync(HttpRequest request, CancellationToken ct)
-    {
-        if (request.ContentLength is { } length and <= int.MaxValue)
-        {
-            var buffer = GC.AllocateUninitializedArray<byte>((int)length);
-            await request.Body.ReadExactlyAsync(buffer, ct);
-            return buffer;
-        }
-        using var copy = new MemoryStream();
-        await request.Body.CopyToAsync(copy, ct);
-        return copy.ToArray();
     }
 
     private async Task RefuseAsync(HttpContext ctx, int status, string code, string message)

@@ -9,7 +9,9 @@ namespace MoeMesh.ExpertNode.Serving;
 /// The experts this node serves and advertises. Loads in the background so that /healthz answers at once.
 /// A new placement (POST /v1/placement or a changed --placement file) is applied while serving: the new
 /// experts are loaded and advertised at once, the dropped ones stop being advertised but stay servable for
-/// --drain-seconds (gateways poll holdings every second) and are freed once no dispatch uses them.
+/// --drain-seconds (gateways poll holdings every second), and their weights are freed only once no dispatch
+/// that could use them is still running, whatever the drain time. A placement that fails to load is
+/// reported (/v1/experts, metrics, log) and the node keeps serving what it held.
 /// </summary>
 public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILogger<ExpertHoldings> logger) : BackgroundService
 {
@@ -17,29 +19,58 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
     private readonly SemaphoreSlim _changing = new(1, 1);
     private volatile Served? _served;
     private volatile ExpertPlacement? _advertised;
+    private volatile PlacementState _state = PlacementState.Loading;
+    private volatile string? _placementError;
     private string? _placementText;
+
+    /// <summary>Where the node is in loading or changing its placement.</summary>
+    public enum PlacementState
+    {
+        /// <summary>The first load is running.</summary>
+        Loading,
+        /// <summary>Serving its placement; no change under way.</summary>
+        Steady,
+        /// <summary>A new placement's experts are being read.</summary>
+        Applying,
+        /// <summary>Advertising the new placement; dropped experts still serve gateways that have not seen it.</summary>
+        Draining,
+        /// <summary>Waiting for dispatches still running on dropped experts before freeing them.</summary>
+        WaitingForDispatches,
+        /// <summary>The first load failed; the node serves nothing.</summary>
+        Failed,
+    }
 
     /// <summary>One generation of loaded experts and the dispatches using it.</summary>
     public sealed class Served(LocalExpertBackend backend)
     {
-        private int _inFlight;
-        private volatile bool _retired;
+        private readonly Lock _lock = new();
         private readonly TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _inFlight;
+        private bool _retired;
 
         public LocalExpertBackend Backend { get; } = backend;
 
-        internal void Enter() => Interlocked.Increment(ref _inFlight);
+        internal void Enter()
+        {
+            lock (_lock) _inFlight++;
+        }
 
         internal void Exit()
         {
-            if (Interlocked.Decrement(ref _inFlight) == 0 && _retired) _idle.TrySetResult();
+            lock (_lock)
+            {
+                if (--_inFlight == 0 && _retired) _idle.TrySetResult();
+            }
         }
 
         /// <summary>Marks it replaced; completes when its last dispatch has finished.</summary>
         internal Task RetireAsync()
         {
-            _retired = true;
-            if (Volatile.Read(ref _inFlight) == 0) _idle.TrySetResult();
+            lock (_lock)
+            {
+                _retired = true;
+                if (_inFlight == 0) _idle.TrySetResult();
+            }
             return _idle.Task;
         }
     }
@@ -53,7 +84,13 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
     /// <summary>Bytes of expert weights loaded (those still draining included).</summary>
     public long ExpertBytes => _served?.Backend.ByteSize ?? 0;
 
-    public string? LoadError { get; private set; }
+    public PlacementState State => _state;
+
+    /// <summary>Why the last placement change failed; null after one succeeded.</summary>
+    public string? PlacementError => _placementError;
+
+    /// <summary>Whether the first load failed (the log says why).</summary>
+    public bool LoadFailed => _state == PlacementState.Failed;
 
     /// <summary>Bytes read from the checkpoint by the first load.</summary>
     public long CheckpointBytesRead { get; private set; }
@@ -85,27 +122,31 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
                 CheckpointBytesRead = reader.BytesRead;
                 Swap(backend);
                 _advertised = first;
+                _state = PlacementState.Steady;
                 logger.LogInformation("Loaded {Count} layer-experts: {Bytes} bytes read, {Held} bytes held", first.Pairs.Count(), reader.BytesRead, backend.ByteSize);
             }, stoppingToken);
         }
-        catch (Exception e) when (e is CheckpointException or IOException or ArgumentException or InvalidOperationException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
-            LoadError = e.Message;
-            logger.LogCritical("Loading experts failed: {Error}", e.Message);
+            _state = PlacementState.Failed;
+            logger.LogCritical(e, "Loading experts failed");
             return;
         }
         if (options.PlacementFile is not { } path) return;
         using var timer = new PeriodicTimer(PlacementPoll);
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
         {
+            ExpertPlacement? changed;
             try
             {
-                if (ReadPlacementFile(path) is { } changed) await ApplyAsync(changed, stoppingToken);
+                changed = ReadPlacementFile(path);
             }
             catch (Exception e) when (e is ArgumentException or IOException)
             {
-                logger.LogError("Placement file {Path} not applied: {Error}", path, e.Message);
+                Report($"placement file {path}: {e.Message}", e);
+                continue;
             }
+            if (changed is not null) await ApplyAsync(changed, stoppingToken);
         }
     }
 
@@ -114,33 +155,55 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
     {
         var text = File.ReadAllText(path);
         if (text == _placementText) return null;
-        var placement = ExpertPlacement.Parse(Config, text);
         _placementText = text;
-        return placement;
+        return ExpertPlacement.Parse(Config, text);
     }
 
-    /// <summary>Moves to a new placement while serving (see the class summary); one change at a time.</summary>
+    /// <summary>
+    /// Moves to a new placement while serving (see the class summary); one change at a time. Never throws for a
+    /// placement that cannot be loaded: the failure is reported and the node keeps its experts.
+    /// </summary>
     public async Task ApplyAsync(ExpertPlacement next, CancellationToken ct)
     {
         await _changing.WaitAsync(ct);
         try
         {
             var current = _served?.Backend ?? throw new InvalidOperationException("the node is still loading its experts");
+            _state = PlacementState.Applying;
             using var reader = new CheckpointReader(options.Model);
             var union = await Task.Run(() => current.Reshape(Config, reader, options.Compute, current.Placement.Union(next)), ct);
-            _ = Swap(union);
+            var before = Swap(union);
             _advertised = next;
+            _state = PlacementState.Draining;
             logger.LogInformation("Placement changed: now advertising {Count} layer-experts; dropped ones drain for {Seconds} s", next.Pairs.Count(), options.Drain.TotalSeconds);
             await Task.Delay(options.Drain, ct);
             var final = union.Reshape(Config, reader, options.Compute, next);
-            await Swap(final);
+            var during = Swap(final);
+            // Dispatches that entered before either swap may still use a dropped expert: free nothing until both are done.
+            _state = PlacementState.WaitingForDispatches;
+            await Task.WhenAll(before, during).WaitAsync(ct);
             union.DisposeExcept(final);
+            _placementError = null;
+            _state = PlacementState.Steady;
+            metrics.PlacementChanges.WithLabels("applied").Inc();
             logger.LogInformation("Placement change done: {Bytes} bytes of experts held", final.ByteSize);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            if (_served is not null) _state = PlacementState.Steady;
+            Report($"placement not applied: {e.Message}", e);
         }
         finally
         {
             _changing.Release();
         }
+    }
+
+    private void Report(string error, Exception e)
+    {
+        _placementError = error;
+        metrics.PlacementChanges.WithLabels("failed").Inc();
+        logger.LogError(e, "Placement change failed: {Error}", error);
     }
 
     /// <summary>Serves <paramref name="backend"/> from now on; the returned task completes when the previous generation is idle.</summary>

@@ -14,6 +14,7 @@ public sealed class NodeMetrics
     public Histogram BatchTokens { get; }
     public Counter Rejected { get; }
     public Gauge ExpertBytes { get; }
+    public Counter PlacementChanges { get; }
 
     public NodeMetrics()
     {
@@ -24,5 +25,6 @@ public sealed class NodeMetrics
         BatchTokens = f.CreateHistogram("moemesh_expert_batch_tokens", "Tokens per dispatch.", new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(1, 2, 14) });
         Rejected = f.CreateCounter("moemesh_expert_dispatch_rejected_total", "Dispatches refused, by error code.", new CounterConfiguration { LabelNames = ["code"] });
         ExpertBytes = f.CreateGauge("moemesh_expert_weight_bytes", "Bytes of expert weights held.");
+        PlacementChanges = f.CreateCounter("moemesh_expert_placement_changes_total", "Placement changes, by result (applied, failed).", new CounterConfiguration { LabelNames = ["result"] });
     }
 }

@@ -1,3 +1,4 @@
+using MoeMesh.Cli;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Dispatch;
 using MoeMesh.Engine.Experts;
@@ -5,38 +6,59 @@ using MoeMesh.Engine.Model;
 
 namespace MoeMesh.ExpertNode.Serving;
 
-/// <summary>The expert node's settings; each is a command-line option, a configuration key and a MOEMESH_ variable.</summary>
+/// <summary>The expert node's settings; each is a command-line option and a MOEMESH_ variable (see <see cref="CommandLine"/>).</summary>
 public sealed record NodeOptions(
-    string Model, ModelConfig Config, ExpertPlacement Placement, string? PlacementFile, ComputeOptions Compute, int? Threads, TimeSpan Drain, BearerKey? ApiKey)
+    string Model, ModelConfig Config, ExpertPlacement Placement, string? PlacementFile, ComputeOptions Compute, int? Threads, TimeSpan Drain,
+    BearerKey? ApiKey, string Urls, int MaxDispatchTokens)
 {
-    public const string Usage = """
-        moemesh-expert-node: holds a subset of a DeepSeek model's routed experts and serves them to gateways
-          --model DIR       Hugging Face checkpoint folder (required)
-          --experts SPEC    all, 0-15 or 0,3,9-12: the same set on every MoE layer (default all)
-          --placement FILE  per-layer assignment {"layers": {"1": "0-15", ...}}, as the operator writes it;
-                            re-read when it changes (overrides --experts)
-          --urls URL        listen address (default http://127.0.0.1:9000)
-          --device DEV      cpu, cuda or cuda:N (default cpu)
-          --drain-seconds N after a placement change, dropped experts stay servable this long for gateways
-                            that have not seen the change yet (default 3; gateways poll every second)
-          --threads N       libtorch intra-op CPU threads (default: one per core); set it when nodes share a host
-          --api-key KEY     require 'Authorization: Bearer KEY' on /v1 endpoints (gateways: --expert-api-key KEY)
-        Endpoints: POST /v1/dispatch (binary), GET /v1/experts, POST /v1/placement, /healthz, /readyz, /metrics
-        """;
+    public const string DefaultUrl = "http://127.0.0.1:9000";
 
-    /// <summary>Reads and checks the options; throws <see cref="ArgumentException"/> or <see cref="ModelConfigException"/>.</summary>
-    public static NodeOptions FromConfiguration(IConfiguration configuration)
+    /// <summary>
+    /// The largest dispatch body accepted, from the model: a message of <see cref="MaxDispatchTokens"/> tokens with
+    /// every routed expert of each token and float32 hidden states. Larger ones get 413 before their body is read.
+    /// </summary>
+    public long MaxDispatchBytes => DispatchCodec.MaxMessageBytes(MaxDispatchTokens, Config.NumExpertsPerTok, Config.HiddenSize);
+
+    /// <summary>Reads and checks the options; null when --help was asked for. Throws <see cref="CommandLineException"/>.</summary>
+    public static NodeOptions? Parse(IReadOnlyList<string> args, Func<string, string?>? environment = null)
     {
-        // "drain-seconds" is also read as DRAIN_SECONDS: environment variables cannot spell a dash.
-        var c = (string key) => configuration[key] ?? configuration[key.Replace('-', '_')];
-        var model = c("model");
-        if (string.IsNullOrEmpty(model)) throw new ArgumentException("--model is required");
-        var config = ModelConfig.Load(Path.Combine(model, "config.json"));
-        var placement = ExpertPlacement.Uniform(config, c("experts") ?? "all");
-        var file = c("placement");
-        if (file is not null && !File.Exists(file)) throw new ArgumentException($"--placement: {file} does not exist");
-        int? threads = c("threads") is { } t ? int.TryParse(t, out var n) && n > 0 ? n : throw new ArgumentException($"--threads must be a positive integer, got '{t}'") : null;
-        var drain = c("drain-seconds") is { } d ? double.TryParse(d, System.Globalization.CultureInfo.InvariantCulture, out var s) && s >= 0 ? s : throw new ArgumentException($"--drain-seconds must be a non-negative number, got '{d}'") : 3;
-        return new NodeOptions(model, config, placement, file, ComputeOptions.Parse(c("device")), threads, TimeSpan.FromSeconds(drain), BearerKey.From(c("api-key")));
+        var (cli, read) = Declare();
+        var parsed = cli.Parse(args, environment);
+        if (parsed.HelpRequested) return null;
+        try
+        {
+            return read(parsed);
+        }
+        catch (Exception e) when (e is ArgumentException or ModelConfigException or IOException)
+        {
+            throw cli.Error(e.Message);
+        }
+    }
+
+    /// <summary>The --help text.</summary>
+    public static string Usage() => Declare().Cli.Usage();
+
+    private static (CommandLine Cli, Func<ParsedCommandLine, NodeOptions> Read) Declare()
+    {
+        var cli = new CommandLine("moemesh-expert-node", "Holds a subset of a DeepSeek model's routed experts and computes them for gateways. "
+            + "Endpoints: POST /v1/dispatch (binary), GET /v1/experts, POST /v1/placement (needs --api-key), /healthz, /readyz, /metrics.");
+        var model = cli.Add<string?>("--model", "DIR", "Hugging Face checkpoint folder (required)", Values.OptionalText, null);
+        var experts = cli.Add("--experts", "SPEC", "all, 0-15 or 0,3,9-12: the same set on every MoE layer (default all)", Values.Text, "all");
+        var placement = cli.Add<string?>("--placement", "FILE", "Per-layer assignment {\"layers\": {\"1\": \"0-15\", ...}} as the operator writes it; re-read when it changes (overrides --experts)", Values.OptionalText, null);
+        var urls = cli.Add("--urls", "URL", $"Listen address (default {DefaultUrl}); the node is meant for the cluster network", Values.Text, DefaultUrl);
+        var device = cli.Add("--device", "cpu|cuda[:N]", "Compute device (default cpu)", Values.Device, "cpu");
+        var drain = cli.Add("--drain-seconds", "N", "After a placement change, dropped experts stay servable this long for gateways that have not seen it (default 3; gateways poll every second)", Values.NonNegativeSeconds, 3.0);
+        var threads = cli.Add<int?>("--threads", "N", "libtorch intra-op CPU threads (default: one per core); set it when nodes share a host", v => Values.PositiveInt(v), null);
+        var apiKey = cli.Add<string?>("--api-key", "KEY", "Require 'Authorization: Bearer KEY' on /v1 (gateways: --expert-api-key KEY); POST /v1/placement is off without it", Values.OptionalText, null);
+        var maxTokens = cli.Add("--max-dispatch-tokens", "N", "Most tokens in one dispatch; bounds the request body (default 8192, at least the gateways' --max-batch-tokens)", Values.PositiveInt, 8192);
+        return (cli, p =>
+        {
+            var dir = p.Get(model) ?? throw new ArgumentException("--model is required");
+            var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+            var file = p.Get(placement);
+            if (file is not null && !File.Exists(file)) throw new ArgumentException($"--placement: {file} does not exist");
+            return new NodeOptions(dir, config, ExpertPlacement.Uniform(config, p.Get(experts)), file, ComputeOptions.Parse(p.Get(device)), p.Get(threads),
+                TimeSpan.FromSeconds(p.Get(drain)), BearerKey.From(p.Get(apiKey)), p.Get(urls), p.Get(maxTokens));
+        });
     }
 }

@@ -2,13 +2,15 @@ using MoeMesh.Engine.Dispatch;
 
 namespace MoeMesh.Gateway.Api;
 
-/// <summary>Requires "Authorization: Bearer KEY" on /v1 and /admin routes when --api-key is set.</summary>
-public sealed class ApiKeyMiddleware(RequestDelegate next, BearerKey key)
+/// <summary>
+/// Requires "Authorization: Bearer KEY" on a path prefix: --api-key on /v1 (the inference API), --admin-api-key
+/// on /admin (operator routes). A key for one prefix opens nothing else.
+/// </summary>
+public sealed class ApiKeyMiddleware(RequestDelegate next, PathString prefix, BearerKey key)
 {
     public async Task InvokeAsync(HttpContext ctx)
     {
-        if ((ctx.Request.Path.StartsWithSegments("/v1") || ctx.Request.Path.StartsWithSegments("/admin"))
-            && !key.Accepts(ctx.Request.Headers.Authorization.ToString()))
+        if (ctx.Request.Path.StartsWithSegments(prefix) && !key.Accepts(ctx.Request.Headers.Authorization.ToString()))
         {
             await OpenAiErrors.Write(ctx, 401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key");
             return;

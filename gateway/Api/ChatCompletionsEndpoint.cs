@@ -12,27 +12,29 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
     {
         var ct = ctx.RequestAborted;
         var r = await RequestReader.ParseAsync(ctx.Request, ct);
+        r.CheckFields(RequestFields.Chat);
         Endpoints.CheckModel(r, host);
         var messages = ParseMessages(r);
         var wantLogprobs = r.Bool("logprobs") ?? false;
         var top = r.Int("top_logprobs", 0, SamplingRequest.MaxLogprobs);
         if (top is not null && !wantLogprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
-        string text;
+        RenderedChat chat;
         try
         {
-            text = host.ChatTemplate().Apply(messages);
+            chat = host.ChatTemplate().Render(messages);
         }
         catch (ChatTemplateException e)
         {
             throw ApiException.BadRequest(e.Message, "messages");
         }
-        var prompt = host.Tokenizer.Encode(text);
+        // What the messages say is text: special-token text inside them cannot open or close a turn.
+        var prompt = host.Tokenizer.Encode(chat.Text, host.SpecialTokensInContent ? null : chat.Content);
         var requested = r.Int("max_completion_tokens", 1) ?? r.Int("max_tokens", 1);
         var maxTokens = requested ?? Math.Max(1, host.Engine.MaxModelLength - prompt.Count);
         var sampling = SamplingRequest.Parse(r, maxTokens, wantLogprobs ? top ?? 0 : null, host.Engine.Model.Config.VocabSize);
         Endpoints.CheckLength(prompt.Count, maxTokens, host, "messages");
         var choices = Enumerable.Range(0, sampling.N).Select(j => new Choice(j, new GenerationHandle(prompt, sampling.ForChoice(j)))).ToList();
-        var run = new GenerationRun(loop, choices);
+        using var run = new GenerationRun(loop, choices, ct);
         run.Submit();
         var id = $"chatcmpl-{Guid.NewGuid():N}";
         var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -41,7 +43,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
 
         if (!sampling.Stream)
         {
-            await run.CompleteAsync(ct);
+            await run.CompleteAsync();
             var completionTokens = choices.Sum(c => c.CompletionTokens);
             await Results.Json(new
             {
@@ -66,7 +68,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         {
             foreach (var c in choices)
                 await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { role = "assistant", content = "" }, null, null));
-            await foreach (var (c, e) in run.Events(ct))
+            await foreach (var (c, e) in run.Events())
             {
                 var lp = wantLogprobs && e.Logprob is { } l ? fmt.Chat([l]) : null;
                 if (e.TextDelta.Length > 0 || lp is not null)
@@ -81,7 +83,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            // The client went away; its sequences were aborted.
+            // The client went away; the run aborts its sequences.
         }
 
         object Chunk(int index, object delta, object? lp, string? finish) => new
@@ -100,6 +102,13 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         {
             if (m.ValueKind != JsonValueKind.Object || !m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
                 throw ApiException.BadRequest("each message needs a string 'role'", "messages");
+            foreach (var field in m.EnumerateObject())
+            {
+                if (field.Name is "role" or "content") continue;
+                if (field.Name == "name" && field.Value.ValueKind is JsonValueKind.String or JsonValueKind.Null) continue;
+                if (field.Value.ValueKind == JsonValueKind.Null) continue;
+                throw new ApiException(400, $"message field '{field.Name}' is not supported by this server", "messages", code: "unsupported_parameter");
+            }
             messages.Add(new ChatMessage(role.GetString()!, Content(m)));
         }
         if (messages.Count == 0) throw ApiException.BadRequest("'messages' is empty", "messages");

@@ -8,18 +8,26 @@ namespace MoeMesh.Gateway.Api;
 /// <summary>POST /v1/completions: prompts as a string, strings, token ids or lists of token ids.</summary>
 public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
 {
+    /// <summary>Sequences one request may ask for: prompts times n.</summary>
+    public const int MaxChoices = 64;
+
     private sealed record Prompt(string? Text, IReadOnlyList<int> Tokens);
 
     public async Task HandleAsync(HttpContext ctx)
     {
         var ct = ctx.RequestAborted;
         var r = await RequestReader.ParseAsync(ctx.Request, ct);
+        r.CheckFields(RequestFields.Completions);
         Endpoints.CheckModel(r, host);
-        var prompts = ParsePrompts(r);
         var logprobs = r.Int("logprobs", 0, SamplingRequest.MaxLogprobs);
         var echo = r.Bool("echo") ?? false;
         var maxTokens = r.Int("max_tokens", 1) ?? 16;
         var sampling = SamplingRequest.Parse(r, maxTokens, logprobs, host.Engine.Model.Config.VocabSize);
+        if (r.Int("best_of", 1) is { } bestOf && bestOf != 1 && bestOf != sampling.N)
+            throw new ApiException(400, "'best_of' other than 1 or n is not supported by this server", "best_of", code: "unsupported_parameter");
+        var prompts = ParsePrompts(r);
+        if (prompts.Count * sampling.N > MaxChoices)
+            throw ApiException.BadRequest($"a request asks for at most {MaxChoices} sequences (prompts times n); this one asks for {prompts.Count * sampling.N}", prompts.Count > 1 ? "prompt" : "n");
         foreach (var p in prompts) Endpoints.CheckLength(p.Tokens.Count, maxTokens, host, "prompt");
         var echoLogprobs = echo && logprobs is not null;
         var choices = prompts.SelectMany((p, pi) => Enumerable.Range(0, sampling.N).Select(j =>
@@ -28,7 +36,7 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
             if (echoLogprobs) sp = sp with { PromptLogprobs = logprobs };
             return new Choice(pi * sampling.N + j, new GenerationHandle(p.Tokens, sp));
         })).ToList();
-        var run = new GenerationRun(loop, choices);
+        using var run = new GenerationRun(loop, choices, ct);
         run.Submit();
         var id = $"cmpl-{Guid.NewGuid():N}";
         var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -38,7 +46,7 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
 
         if (!sampling.Stream)
         {
-            await run.CompleteAsync(ct);
+            await run.CompleteAsync();
             var completionTokens = choices.Sum(c => c.CompletionTokens);
             await Results.Json(new
             {
@@ -60,19 +68,21 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
 
         Sse.Start(ctx.Response);
         var offsets = new Dictionary<int, int>();
-        if (echo)
+        try
         {
-            foreach (var c in choices)
+            // The echoed prompt goes first. Its log-probabilities exist once prefill has run, that is when the
+            // choice's first event arrives, so with logprobs it waits for that event.
+            async Task EchoAsync(Choice c)
             {
                 var text = PromptText(c);
                 offsets[c.Index] = text.Length;
                 await Sse.WriteAsync(ctx.Response, Chunk(c.Index, text, echoLogprobs ? fmt.Completions(PromptLogprobTokens(c), 0) : null, null));
             }
-        }
-        try
-        {
-            await foreach (var (c, e) in run.Events(ct))
+            if (echo && !echoLogprobs)
+                foreach (var c in choices) await EchoAsync(c);
+            await foreach (var (c, e) in run.Events())
             {
+                if (echoLogprobs && !offsets.ContainsKey(c.Index)) await EchoAsync(c);
                 var offset = offsets.GetValueOrDefault(c.Index);
                 offsets[c.Index] = offset + e.TextDelta.Length;
                 object? lp = logprobs is not null && e.Logprob is { } l ? fmt.Completions([(l.TokenId, l)], offset) : null;
@@ -85,7 +95,7 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            // The client went away; its sequences were aborted.
+            // The client went away; the run aborts its sequences.
         }
 
         object Chunk(int index, string text, object? lp, string? finish) => new
@@ -139,8 +149,9 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
             case JsonValueKind.Array:
                 var items = p.EnumerateArray().ToList();
                 if (items.Count == 0) throw ApiException.BadRequest("the prompt is empty", "prompt");
-                if (items.All(i => i.ValueKind == JsonValueKind.String)) return items.Select(i => FromText(i.GetString()!)).ToList();
                 if (items.All(i => i.ValueKind == JsonValueKind.Number)) return [FromIds(p)];
+                if (items.Count > MaxChoices) throw ApiException.BadRequest($"'prompt' holds at most {MaxChoices} prompts", "prompt");
+                if (items.All(i => i.ValueKind == JsonValueKind.String)) return items.Select(i => FromText(i.GetString()!)).ToList();
                 if (items.All(i => i.ValueKind == JsonValueKind.Array)) return items.Select(FromIds).ToList();
                 break;
         }

@@ -18,6 +18,7 @@ public static class Endpoints
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapGet("/readyz", (EngineLoop loop, ModelHost host, IServiceProvider sp) =>
         {
+            if (loop.Failed) return Results.Text("the engine failed; the gateway is restarting", statusCode: 503);
             if (!loop.Accepting) return Results.Text("shutting down", statusCode: 503);
             if (sp.GetService<Routing.ExpertTier>() is not { } tier) return Results.Text("ready");
             var coverage = tier.Coverage(host.Engine.Model.Config);
@@ -58,7 +59,7 @@ public static class Endpoints
         var limit = host.Engine.MaxModelLength;
         if (promptTokens >= limit)
             throw ApiException.BadRequest($"the prompt has {promptTokens} tokens; this model's maximum context length is {limit} tokens", param);
-        if (promptTokens + maxTokens > limit)
+        if ((long)promptTokens + maxTokens > limit)
             throw ApiException.BadRequest($"the prompt ({promptTokens} tokens) plus max_tokens ({maxTokens}) exceeds the maximum context length of {limit} tokens", "max_tokens");
     }
 }

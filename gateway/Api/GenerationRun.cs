@@ -5,11 +5,13 @@ using MoeMesh.Gateway.Serving;
 namespace MoeMesh.Gateway.Api;
 
 /// <summary>
-/// The choices of one request in flight: submits them, merges their events in arrival order and
-/// aborts them all if the client goes away.
+/// The choices of one request in flight: submits them, merges their events in arrival order and aborts
+/// every unfinished one when the client goes away or the handler leaves early, whatever the point.
 /// </summary>
-public sealed class GenerationRun(EngineLoop loop, IReadOnlyList<Choice> choices)
+public sealed class GenerationRun(EngineLoop loop, IReadOnlyList<Choice> choices, CancellationToken clientGone) : IDisposable
 {
+    private CancellationTokenRegistration _abortOnDisconnect;
+
     public IReadOnlyList<Choice> Choices => choices;
 
     /// <summary>Submits every choice; maps a full queue to 429 and shutdown to 503.</summary>
@@ -25,14 +27,14 @@ public sealed class GenerationRun(EngineLoop loop, IReadOnlyList<Choice> choices
         }
         catch (ServiceStoppingException e)
         {
-            throw new ApiException(503, e.Message, type: "server_error", code: "shutting_down");
+            throw new ApiException(503, e.Message, type: "server_error", code: "service_unavailable");
         }
+        _abortOnDisconnect = clientGone.Register(AbortUnfinished);
     }
 
     /// <summary>Yields (choice, event) pairs until every choice has finished.</summary>
-    public async IAsyncEnumerable<(Choice Choice, GenerationEvent Event)> Events([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    public async IAsyncEnumerable<(Choice Choice, GenerationEvent Event)> Events()
     {
-        using var abort = ct.Register(() => { foreach (var c in choices) loop.Abort(c.Handle); });
         // One choice (the usual n=1) is read from its own channel: no merge, one thread hop less per token.
         var source = choices.Count == 1 ? Single(choices[0]) : Merged();
         await foreach (var item in source)
@@ -59,13 +61,26 @@ public sealed class GenerationRun(EngineLoop loop, IReadOnlyList<Choice> choices
         return merged.Reader.ReadAllAsync(CancellationToken.None);
     }
 
-    /// <summary>Runs to the end; a choice that failed in the engine becomes a 500.</summary>
-    public async Task CompleteAsync(CancellationToken ct)
+    /// <summary>Runs to the end; a choice that failed becomes a 503 (a dependency is down) or a 500.</summary>
+    public async Task CompleteAsync()
     {
-        await foreach (var _ in Events(ct)) { }
+        await foreach (var _ in Events()) { }
         if (choices.FirstOrDefault(c => c.Finish == FinishReason.Unavailable) is { } unavailable)
             throw new ApiException(503, $"generation failed: {unavailable.Error}", type: "server_error", code: "experts_unavailable");
         if (choices.FirstOrDefault(c => c.Error is not null) is { } failed)
-            throw new ApiException(500, $"generation failed: {failed.Error}", type: "server_error");
+            throw new ApiException(500, $"generation failed: {failed.Error}", type: "server_error", code: "internal_error");
+    }
+
+    private void AbortUnfinished()
+    {
+        foreach (var c in choices)
+            if (c.Finish is null) loop.Abort(c.Handle);
+    }
+
+    /// <summary>Stops listening for the client and aborts what has not finished (the handler left early).</summary>
+    public void Dispose()
+    {
+        _abortOnDisconnect.Dispose();
+        AbortUnfinished();
     }
 }

@@ -7,6 +7,7 @@ public sealed class RequestReader(JsonElement root)
 {
     public JsonElement Root => root;
 
+    /// <summary>Reads the body (bounded by --max-request-bytes, enforced by Kestrel) as one JSON object.</summary>
     public static async Task<RequestReader> ParseAsync(HttpRequest request, CancellationToken ct)
     {
         try
@@ -18,6 +19,35 @@ public sealed class RequestReader(JsonElement root)
         catch (JsonException e)
         {
             throw ApiException.BadRequest($"the request body is not valid JSON: {e.Message}");
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw new ApiException(413, $"the request body is larger than this server accepts ({request.HttpContext.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize} bytes)",
+                code: "request_too_large");
+        }
+        catch (BadHttpRequestException e)
+        {
+            throw ApiException.BadRequest($"the request body could not be read: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Refuses fields this endpoint does not know, duplicated fields, and fields it knows but does not
+    /// implement unless they hold the value that changes nothing: nothing a client sends is silently ignored.
+    /// </summary>
+    public void CheckFields(RequestFields fields)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var p in root.EnumerateObject())
+        {
+            if (!seen.Add(p.Name)) throw ApiException.BadRequest($"'{p.Name}' is given more than once", p.Name);
+            if (fields.Supported.Contains(p.Name) || p.Value.ValueKind == JsonValueKind.Null && fields.Inert.ContainsKey(p.Name)) continue;
+            if (fields.Inert.TryGetValue(p.Name, out var inert))
+            {
+                if (inert.Holds(p.Value)) continue;
+                throw new ApiException(400, $"'{p.Name}' is not supported by this server (accepted only as {inert.Accepted})", p.Name, code: "unsupported_parameter");
+            }
+            throw new ApiException(400, $"Unrecognized request argument supplied: {p.Name}", p.Name, code: "unknown_parameter");
         }
     }
 
@@ -42,8 +72,7 @@ public sealed class RequestReader(JsonElement root)
     public double? Double(string name, double min, double max, bool minExclusive = false)
     {
         if (Get(name) is not { } v) return null;
-        if (v.ValueKind != JsonValueKind.Number) throw ApiException.BadRequest($"'{name}' must be a number", name);
-        var d = v.GetDouble();
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var d) || !double.IsFinite(d)) throw ApiException.BadRequest($"'{name}' must be a number", name);
         if (d > max || d < min || (minExclusive && d == min))
             throw ApiException.BadRequest($"'{name}' must be {(minExclusive ? "greater than" : "at least")} {min} and at most {max}, got {d}", name);
         return d;
@@ -67,7 +96,7 @@ public sealed class RequestReader(JsonElement root)
     }
 
     /// <summary>A string or a list of strings (the "stop" field).</summary>
-    public IReadOnlyList<string> Strings(string name, int maxCount)
+    public IReadOnlyList<string> Strings(string name, int maxCount, int maxLength)
     {
         if (Get(name) is not { } v) return [];
         var list = v.ValueKind switch
@@ -78,14 +107,16 @@ public sealed class RequestReader(JsonElement root)
         };
         if (list.Count > maxCount) throw ApiException.BadRequest($"'{name}' holds at most {maxCount} entries", name);
         if (list.Any(s => s.Length == 0)) throw ApiException.BadRequest($"'{name}' entries must not be empty", name);
+        if (list.Any(s => s.Length > maxLength)) throw ApiException.BadRequest($"'{name}' entries hold at most {maxLength} characters", name);
         return list;
     }
 
-    public IReadOnlyList<int> Ints(string name)
+    public IReadOnlyList<int> Ints(string name, int maxCount)
     {
         if (Get(name) is not { } v) return [];
         if (v.ValueKind != JsonValueKind.Array || !v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out _)))
             throw ApiException.BadRequest($"'{name}' must be a list of integers", name);
+        if (v.GetArrayLength() > maxCount) throw ApiException.BadRequest($"'{name}' holds at most {maxCount} entries", name);
         return v.EnumerateArray().Select(e => e.GetInt32()).ToList();
     }
 }

@@ -7,18 +7,30 @@ public sealed record SamplingRequest(SamplingParams Params, int N, bool Stream, 
 {
     public const int MaxN = 64;
     public const int MaxLogprobs = 20;
+    public const int MaxStops = 16;
+    public const int MaxStopLength = 256;
+    public const int MaxStopTokenIds = 256;
+
+    /// <summary>OpenAI's own cap on logit_bias entries.</summary>
+    public const int MaxLogitBias = 300;
 
     /// <summary>Reads the fields; <paramref name="maxTokens"/> is the default when the request names none.</summary>
     public static SamplingRequest Parse(RequestReader r, int maxTokens, int? logprobs, int vocabSize)
     {
-        var stopIds = r.Ints("stop_token_ids");
+        var stopIds = r.Ints("stop_token_ids", MaxStopTokenIds);
         if (stopIds.FirstOrDefault(t => t < 0 || t >= vocabSize, -1) is var bad and >= 0)
             throw ApiException.BadRequest($"stop token id {bad} is outside the vocabulary", "stop_token_ids");
         var includeUsage = false;
         if (r.Get("stream_options") is { } so)
         {
             if (so.ValueKind != System.Text.Json.JsonValueKind.Object) throw ApiException.BadRequest("'stream_options' must be an object", "stream_options");
-            includeUsage = so.TryGetProperty("include_usage", out var iu) && iu.ValueKind == System.Text.Json.JsonValueKind.True;
+            foreach (var option in so.EnumerateObject())
+            {
+                if (option.Name != "include_usage") throw ApiException.BadRequest($"'stream_options.{option.Name}' is not supported (only include_usage)", "stream_options");
+                if (option.Value.ValueKind is not (System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False or System.Text.Json.JsonValueKind.Null))
+                    throw ApiException.BadRequest("'stream_options.include_usage' must be a boolean", "stream_options");
+                includeUsage = option.Value.ValueKind == System.Text.Json.JsonValueKind.True;
+            }
         }
         r.String("user");
         var sampling = new SamplingParams
@@ -29,7 +41,7 @@ public sealed record SamplingRequest(SamplingParams Params, int N, bool Stream, 
             TopK = r.Int("top_k", -1) is { } k and > 0 ? k : 0,
             Seed = r.Long("seed"),
             Logprobs = logprobs,
-            Stop = r.Strings("stop", 16),
+            Stop = r.Strings("stop", MaxStops, MaxStopLength),
             StopTokenIds = stopIds,
             IgnoreEos = r.Bool("ignore_eos") ?? false,
             PresencePenalty = r.Double("presence_penalty", -2, 2) ?? 0,
@@ -48,13 +60,14 @@ public sealed record SamplingRequest(SamplingParams Params, int N, bool Stream, 
         var bias = new Dictionary<int, double>();
         if (r.Get(name) is not { } v) return bias;
         if (v.ValueKind != System.Text.Json.JsonValueKind.Object) throw ApiException.BadRequest($"'{name}' must be an object mapping token ids to biases", name);
+        if (v.EnumerateObject().Count() > MaxLogitBias) throw ApiException.BadRequest($"'{name}' holds at most {MaxLogitBias} entries", name);
         foreach (var entry in v.EnumerateObject())
         {
             if (!int.TryParse(entry.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var token) || token >= vocabSize)
                 throw ApiException.BadRequest($"'{name}' key '{entry.Name}' is not a token id of the vocabulary (0..{vocabSize - 1})", name);
-            if (entry.Value.ValueKind != System.Text.Json.JsonValueKind.Number || entry.Value.GetDouble() is < -100 or > 100)
+            if (entry.Value.ValueKind != System.Text.Json.JsonValueKind.Number || !entry.Value.TryGetDouble(out var value) || value is < -100 or > 100 or double.NaN)
                 throw ApiException.BadRequest($"'{name}' value for token {token} must be a number between -100 and 100", name);
-            bias[token] = entry.Value.GetDouble();
+            bias[token] = value;
         }
         return bias;
     }

@@ -1,34 +1,35 @@
+using Microsoft.AspNetCore.Diagnostics;
+using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Dispatch;
 using MoeMesh.Gateway.Api;
 using MoeMesh.Gateway.Metrics;
 using MoeMesh.Gateway.Routing;
 using MoeMesh.Gateway.Serving;
+using Prometheus;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.LoadBalancing;
-using Prometheus;
 
 namespace MoeMesh.Gateway.Hosting;
 
-/// <summary>Builds the gateway web application from command-line arguments.</summary>
+/// <summary>Builds the gateway web application from its options.</summary>
 public static class GatewayApp
 {
-    public const string DefaultUrl = "http://127.0.0.1:8080";
+    /// <summary>Parses a command line and builds; throws <see cref="MoeMesh.Cli.CommandLineException"/> for a bad one.</summary>
+    public static WebApplication Build(IReadOnlyList<string> args, Func<string, string?>? environment = null) =>
+        Build(GatewayOptions.Parse(args, environment) ?? throw new ArgumentException("--help asks for the usage, not a server"));
 
-    public static WebApplication Build(string[] args)
+    public static WebApplication Build(GatewayOptions options)
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args });
-        builder.Configuration.AddEnvironmentVariables("MOEMESH_");
-        builder.Configuration.AddCommandLine(args);
-        if (string.IsNullOrEmpty(builder.Configuration["urls"])) builder.WebHost.UseUrls(DefaultUrl);
+        // The options come from our own parser; the host gets no command line to read on its own.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions());
+        builder.WebHost.UseUrls(options.Urls);
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBytes);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
-        var options = GatewayOptions.FromConfiguration(builder.Configuration);
-        if (options.KvStore != "memory")
-            throw new ArgumentException($"--kv-store '{options.KvStore}': only 'memory' is available in this build");
         string dir;
         using (var loggerFactory = LoggerFactory.Create(l => l.AddConsole())) dir = ModelHost.ResolveDirectory(options, loggerFactory.CreateLogger("MoeMesh.Gateway"));
-        var nodes = string.IsNullOrEmpty(options.ExpertNodes) ? null : ExpertNode.ParseList(options.ExpertNodes);
-        if (nodes is not null) AddExpertTier(builder.Services, nodes, ModelFingerprint.Of(dir), options);
+        if (options.ExpertNodes is { } addresses)
+            AddExpertTier(builder.Services, ExpertNode.Reconcile([], addresses), ModelConfig.Load(Path.Combine(dir, "config.json")), ModelFingerprint.Of(dir), options);
         builder.Services.AddSingleton(sp => ModelHost.Load(options, dir, sp.GetRequiredService<ILoggerFactory>().CreateLogger("MoeMesh.Gateway"), sp.GetService<YarpExpertRouter>()));
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<GatewayMetrics>();
@@ -38,16 +39,38 @@ public static class GatewayApp
         builder.Services.AddSingleton<ChatCompletionsEndpoint>();
 
         var app = builder.Build();
+        app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = InternalErrorAsync, SuppressDiagnosticsCallback = _ => true });
+        // Errors with no body of their own (an unknown route, a wrong method, a body over the size limit) get OpenAI's shape too.
+        app.UseStatusCodePages(async ctx =>
+        {
+            var status = ctx.HttpContext.Response.StatusCode;
+            await OpenAiErrors.Write(ctx.HttpContext, status, status switch
+            {
+                404 => $"no route {ctx.HttpContext.Request.Path}",
+                405 => $"method {ctx.HttpContext.Request.Method} is not allowed on {ctx.HttpContext.Request.Path}",
+                413 => "the request body is too large",
+                _ => $"HTTP {status}",
+            }, status >= 500 ? "server_error" : "invalid_request_error");
+        });
         app.Services.GetService<YarpExpertRouter>()?.Bind(app.Services);
         // Load now: a bad checkpoint or option fails the start, not the first request.
         var host = app.Services.GetRequiredService<ModelHost>();
-        if (BearerKey.From(options.ApiKey) is { } apiKey) app.UseMiddleware<ApiKeyMiddleware>(apiKey);
+        if (BearerKey.From(options.ApiKey) is { } apiKey) app.UseMiddleware<ApiKeyMiddleware>(new PathString("/v1"), apiKey);
+        var adminKey = BearerKey.From(options.AdminApiKey);
+        if (adminKey is not null) app.UseMiddleware<ApiKeyMiddleware>(new PathString("/admin"), adminKey);
         app.MapOpenAiApi();
         var metrics = app.Services.GetRequiredService<GatewayMetrics>();
+        var loop = app.Services.GetRequiredService<EngineLoop>();
+        // Read at scrape time: the bound --max-queue enforces, even while the loop is busy with a long step.
+        metrics.Registry.AddBeforeCollectCallback(() => metrics.RequestsWaiting.Set(loop.Waiting));
         if (app.Services.GetService<ExpertTier>() is { } tier)
         {
-            app.MapReverseProxy();
-            app.MapExpertAdmin(tier);
+            // The admin routes (node proxies, routing table, node set) exist only with an admin key.
+            if (adminKey is not null)
+            {
+                app.MapReverseProxy();
+                app.MapExpertAdmin(tier);
+            }
             metrics.Registry.AddBeforeCollectCallback(() =>
             {
                 var coverage = tier.Coverage(host.Engine.Model.Config);
@@ -64,23 +87,30 @@ public static class GatewayApp
         return app;
     }
 
+    /// <summary>The process's exit code once the host has stopped: 1 when the engine loop failed, so that a supervisor restarts it.</summary>
+    public static int ExitCode(WebApplication app) => app.Services.GetRequiredService<EngineLoop>().Failed ? 1 : 0;
+
+    /// <summary>Anything a handler did not turn into an API error: logged with a reference, answered as an OpenAI-shaped 500 without its text.</summary>
+    private static async Task InternalErrorAsync(HttpContext ctx)
+    {
+        var error = ctx.Features.Get<IExceptionHandlerFeature>()?.Error;
+        var reference = Guid.NewGuid().ToString("N")[..12];
+        ctx.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("MoeMesh.Gateway").LogError(error, "Unhandled error serving {Path} (reference {Reference})", ctx.Request.Path, reference);
+        ctx.RequestServices.GetRequiredService<GatewayMetrics>().Rejected.WithLabels("500").Inc();
+        await OpenAiErrors.Write(ctx, 500, $"internal error (reference {reference}; the server log has the details)", "server_error", "internal_error");
+    }
+
     /// <summary>Remote experts: the holdings directory, YARP (health, balancing, admin routes) and the router the engine dispatches through.</summary>
-    private static void AddExpertTier(IServiceCollection services, IReadOnlyList<ExpertNode> nodes, string fingerprint, GatewayOptions options)
+    private static void AddExpertTier(IServiceCollection services, IReadOnlyList<ExpertNode> nodes, ModelConfig config, string fingerprint, GatewayOptions options)
     {
         var nodeKey = BearerKey.From(options.ExpertApiKey);
-        services.AddSingleton(sp => new ExpertNodeDirectory(nodes, fingerprint, nodeKey, sp.GetRequiredService<InMemoryConfigProvider>(), sp.GetRequiredService<ILogger<ExpertNodeDirectory>>()));
+        services.AddSingleton(sp => new ExpertNodeDirectory(nodes, fingerprint, config, nodeKey,
+            sp.GetRequiredService<InMemoryConfigProvider>(), sp.GetRequiredService<ILogger<ExpertNodeDirectory>>()));
         services.AddHostedService(sp => sp.GetRequiredService<ExpertNodeDirectory>());
         services.AddSingleton(sp => new YarpExpertRouter(sp.GetRequiredService<ExpertNodeDirectory>(), fingerprint, nodeKey,
             TimeSpan.FromMilliseconds(options.ExpertTimeoutMs), sp.GetRequiredService<GatewayMetrics>(), sp.GetRequiredService<ILogger<YarpExpertRouter>>()));
         services.AddSingleton<ExpertTier>();
         services.AddSingleton<ILoadBalancingPolicy, LeastOutstandingWorkPolicy>();
         services.AddReverseProxy().LoadFromMemory(ExpertProxyConfig.Routes(nodes, nodeKey), ExpertProxyConfig.Clusters(nodes));
-    }
-
-    public static string Usage()
-    {
-        var lines = new List<string> { "moemesh-gateway: OpenAI-compatible server for DeepSeek-V2/V3 MoE models", "", "Options (also MOEMESH_<NAME> variables, e.g. MOEMESH_MODEL):" };
-        lines.AddRange(GatewayOptions.Options.Select(o => $"  {o.Option,-42} {o.Help}"));
-        return string.Join(Environment.NewLine, lines);
     }
 }

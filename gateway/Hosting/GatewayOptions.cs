@@ -1,12 +1,20 @@
+using MoeMesh.Cli;
+using MoeMesh.Gateway.Routing;
+
 namespace MoeMesh.Gateway.Hosting;
 
-/// <summary>The gateway's settings; each is a command-line option, a configuration key and a MOEMESH_ variable.</summary>
+/// <summary>The gateway's settings; each is a command-line option and a MOEMESH_ variable (see <see cref="CommandLine"/>).</summary>
 public sealed record GatewayOptions
 {
+    public const string DefaultUrl = "http://127.0.0.1:8080";
+
     /// <summary>Hugging Face checkpoint folder; null serves the built-in demo model.</summary>
     public string? Model { get; init; }
+    public string Urls { get; init; } = DefaultUrl;
     public string ServedModelName { get; init; } = "";
-    public string? ExpertNodes { get; init; }
+
+    /// <summary>Expert-node base URLs; null runs every expert in-process.</summary>
+    public IReadOnlyList<Uri>? ExpertNodes { get; init; }
     public int ExpertTimeoutMs { get; init; } = 10_000;
 
     /// <summary>Micro-batches per step; null: 2 with expert nodes (dispatch overlaps attention), 1 in-process.</summary>
@@ -15,7 +23,12 @@ public sealed record GatewayOptions
     public bool PrefixCaching { get; init; } = true;
     public string KvStore { get; init; } = "memory";
     public string Device { get; init; } = "cpu";
+
+    /// <summary>Bearer key of the inference API (/v1); null leaves it open.</summary>
     public string? ApiKey { get; init; }
+
+    /// <summary>Bearer key of the operator routes (/admin); null turns them off.</summary>
+    public string? AdminApiKey { get; init; }
 
     /// <summary>The expert nodes' --api-key, presented on dispatch, holdings polls and proxied admin requests.</summary>
     public string? ExpertApiKey { get; init; }
@@ -24,73 +37,93 @@ public sealed record GatewayOptions
     public int MaxRunning { get; init; } = 64;
     public int MaxQueue { get; init; } = 256;
     public int? MaxModelLen { get; init; }
+
+    /// <summary>Largest request body accepted; larger ones get 413.</summary>
+    public long MaxRequestBytes { get; init; } = 8L << 20;
+
+    /// <summary>
+    /// Whether special-token text written inside chat message content (role markers, BOS/EOS) becomes those
+    /// tokens, as Hugging Face's chat-template path does; by default it is plain text, as OpenAI's API treats it.
+    /// </summary>
+    public bool SpecialTokensInContent { get; init; }
     public string CacheDir { get; init; } = DefaultCacheDir();
 
-    /// <summary>Command-line options with their help text, in --help order.</summary>
-    public static readonly (string Option, string Key, string Help)[] Options =
-    [
-        ("--model DIR", "model", "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json). Without it, a demo model is generated into the cache folder."),
-        ("--urls URL", "urls", "Listen address (default http://127.0.0.1:8080)."),
-        ("--expert-nodes URL[,URL...]", "expert-nodes", "Expert-node base URLs; absent: all experts in-process."),
-        ("--expert-api-key KEY", "expert-api-key", "The expert nodes' --api-key, sent as 'Authorization: Bearer KEY' to them (default: none)."),
-        ("--expert-timeout-ms N", "expert-timeout-ms", "Deadline of one dispatch to an expert node before it is retried elsewhere (default 10000)."),
-        ("--micro-batches 1|2", "micro-batches", "Split each step into two micro-batches whose expert dispatches overlap the other's attention (default: 2 with --expert-nodes, else 1)."),
-        ("--micro-batch-min-tokens N", "micro-batch-min-tokens", "Split a step only when each micro-batch gets at least N tokens (default 64)."),
-        ("--prefix-caching on|off", "prefix-caching", "Reuse the KV-cache pages of prompt prefixes computed before (default on)."),
-        ("--kv-store memory|redis://HOST:PORT[/DB]", "kv-store", "Where KV-cache pages are shared (default memory)."),
-        ("--device cpu|cuda[:N]", "device", "Compute device (default cpu; cuda computes in bfloat16)."),
-        ("--api-key KEY", "api-key", "Require 'Authorization: Bearer KEY' on /v1 and /admin endpoints."),
-        ("--served-model-name NAME", "served-model-name", "Model id reported by /v1/models (default: the folder name)."),
-        ("--kv-cache-bytes N", "kv-cache-bytes", "Bytes of memory for the latent KV cache (default 268435456)."),
-        ("--max-batch-tokens N", "max-batch-tokens", "Token budget of one engine step (default 512)."),
-        ("--max-running N", "max-running", "Most sequences generating at once (default 64)."),
-        ("--max-queue N", "max-queue", "Most sequences waiting; beyond it requests get 429 (default 256)."),
-        ("--max-model-len N", "max-model-len", "Cap on prompt plus output tokens (default: model and cache limit)."),
-        ("--cache-dir DIR", "cache-dir", "Folder for the generated demo model (default ~/.cache/moemesh)."),
-    ];
-
-    public static GatewayOptions FromConfiguration(IConfiguration configuration)
+    /// <summary>Reads the command line and MOEMESH_ variables; null when --help was asked for. Throws <see cref="CommandLineException"/>.</summary>
+    public static GatewayOptions? Parse(IReadOnlyList<string> args, Func<string, string?>? environment = null)
     {
-        var c = new Lookup(configuration);
-        static long? Long(Lookup c, string key) =>
-            c[key] is { } v ? long.TryParse(v, out var l) && l > 0 ? l : throw new ArgumentException($"--{key} must be a positive integer, got '{v}'") : null;
-        var defaults = new GatewayOptions();
-        return new GatewayOptions
-        {
-            Model = c["model"],
-            ServedModelName = c["served-model-name"] ?? "",
-            ExpertNodes = c["expert-nodes"],
-            ExpertTimeoutMs = (int)(Long(c, "expert-timeout-ms") ?? defaults.ExpertTimeoutMs),
-            MicroBatchMinTokens = (int)(Long(c, "micro-batch-min-tokens") ?? defaults.MicroBatchMinTokens),
-            MicroBatches = Long(c, "micro-batches") switch
-            {
-                null => null,
-                { } m when m is 1 or 2 => (int)m,
-                var m => throw new ArgumentException($"--micro-batches must be 1 or 2, got {m}"),
-            },
-            PrefixCaching = c["prefix-caching"] switch
-            {
-                null or "on" => true,
-                "off" => false,
-                var v => throw new ArgumentException($"--prefix-caching must be on or off, got '{v}'"),
-            },
-            KvStore = c["kv-store"] ?? defaults.KvStore,
-            Device = c["device"] ?? defaults.Device,
-            ApiKey = c["api-key"],
-            ExpertApiKey = c["expert-api-key"],
-            KvCacheBytes = Long(c, "kv-cache-bytes") ?? defaults.KvCacheBytes,
-            MaxBatchTokens = (int)(Long(c, "max-batch-tokens") ?? defaults.MaxBatchTokens),
-            MaxRunning = (int)(Long(c, "max-running") ?? defaults.MaxRunning),
-            MaxQueue = (int)(Long(c, "max-queue") ?? defaults.MaxQueue),
-            MaxModelLen = (int?)Long(c, "max-model-len"),
-            CacheDir = c["cache-dir"] ?? defaults.CacheDir,
-        };
+        var (cli, read) = Declare();
+        var parsed = cli.Parse(args, environment);
+        if (parsed.HelpRequested) return null;
+        return read(parsed);
     }
 
-    /// <summary>Reads "kv-store" also as KV_STORE, the spelling environment variables allow.</summary>
-    private readonly struct Lookup(IConfiguration c)
+    /// <summary>The --help text.</summary>
+    public static string Usage() => Declare().Cli.Usage();
+
+    private static (CommandLine Cli, Func<ParsedCommandLine, GatewayOptions> Read) Declare()
     {
-        public string? this[string key] => c[key] ?? c[key.Replace('-', '_')];
+        var d = new GatewayOptions();
+        var cli = new CommandLine("moemesh-gateway", "OpenAI-compatible server for DeepSeek-V2/V3 mixture-of-experts models.");
+        var model = cli.Add("--model", "DIR", "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json); without it a demo model is generated into the cache folder", Values.OptionalText, d.Model);
+        var urls = cli.Add("--urls", "URL", $"Listen address (default {DefaultUrl})", Values.Text, d.Urls);
+        var nodes = cli.Add<IReadOnlyList<Uri>?>("--expert-nodes", "URL[,URL...]", "Expert-node base URLs; absent: all experts in-process", NodeList, null);
+        var nodeKey = cli.Add("--expert-api-key", "KEY", "The expert nodes' --api-key, sent to them as 'Authorization: Bearer KEY'", Values.OptionalText, d.ExpertApiKey);
+        var timeout = cli.Add("--expert-timeout-ms", "N", "Deadline of one dispatch to an expert node before it is retried elsewhere (default 10000)", Values.PositiveInt, d.ExpertTimeoutMs);
+        var micro = cli.Add<int?>("--micro-batches", "1|2", "Split each step into two micro-batches whose expert dispatches overlap the other's attention (default: 2 with --expert-nodes, else 1)",
+            v => v is "1" or "2" ? int.Parse(v) : throw new FormatException("expected 1 or 2"), null);
+        var microMin = cli.Add("--micro-batch-min-tokens", "N", "Split a step only when each micro-batch gets at least N tokens (default 64)", Values.PositiveInt, d.MicroBatchMinTokens);
+        var prefix = cli.Add("--prefix-caching", "on|off", "Reuse the KV-cache pages of prompt prefixes computed before (default on)", Values.OnOff, d.PrefixCaching);
+        var kvStore = cli.Add("--kv-store", "memory", "Where KV-cache pages are shared (default memory; Redis sharing is a later release)",
+            v => v == "memory" ? v : throw new FormatException("only 'memory' is available in this build"), d.KvStore);
+        var device = cli.Add("--device", "cpu|cuda[:N]", "Compute device (default cpu; cuda computes in bfloat16)", Values.Device, d.Device);
+        var apiKey = cli.Add("--api-key", "KEY", "Require 'Authorization: Bearer KEY' on /v1 (default: open)", Values.OptionalText, d.ApiKey);
+        var adminKey = cli.Add("--admin-api-key", "KEY", "Require 'Authorization: Bearer KEY' on /admin; without it the admin routes are off", Values.OptionalText, d.AdminApiKey);
+        var name = cli.Add("--served-model-name", "NAME", "Model id reported by /v1/models (default: the folder name)", Values.Text, d.ServedModelName);
+        var kvBytes = cli.Add("--kv-cache-bytes", "N", "Bytes of memory for the latent KV cache (default 268435456)", Values.PositiveLong, d.KvCacheBytes);
+        var batch = cli.Add("--max-batch-tokens", "N", "Token budget of one engine step (default 512)", Values.PositiveInt, d.MaxBatchTokens);
+        var running = cli.Add("--max-running", "N", "Most sequences generating at once (default 64)", Values.PositiveInt, d.MaxRunning);
+        var queue = cli.Add("--max-queue", "N", "Most sequences waiting; beyond it requests get 429 (default 256)", Values.PositiveInt, d.MaxQueue);
+        var maxLen = cli.Add<int?>("--max-model-len", "N", "Cap on prompt plus output tokens (default: model and cache limit)", v => Values.PositiveInt(v), null);
+        var maxBody = cli.Add("--max-request-bytes", "N", "Largest request body; larger ones get 413 (default 8388608)", Values.PositiveLong, d.MaxRequestBytes);
+        var specials = cli.Add("--special-tokens-in-content", "plain|special", "Special-token text inside chat message content: plain text (default, as OpenAI) or the special tokens (as the Hugging Face template path)",
+            v => v switch { "plain" => false, "special" => true, _ => throw new FormatException("expected plain or special") }, d.SpecialTokensInContent);
+        var cacheDir = cli.Add("--cache-dir", "DIR", "Folder for the generated demo model (default ~/.cache/moemesh)", Values.Text, d.CacheDir);
+        return (cli, p => new GatewayOptions
+        {
+            Model = p.Get(model),
+            Urls = p.Get(urls),
+            ExpertNodes = p.Get(nodes),
+            ExpertApiKey = p.Get(nodeKey),
+            ExpertTimeoutMs = p.Get(timeout),
+            MicroBatches = p.Get(micro),
+            MicroBatchMinTokens = p.Get(microMin),
+            PrefixCaching = p.Get(prefix),
+            KvStore = p.Get(kvStore),
+            Device = p.Get(device),
+            ApiKey = p.Get(apiKey),
+            AdminApiKey = p.Get(adminKey),
+            ServedModelName = p.Get(name),
+            KvCacheBytes = p.Get(kvBytes),
+            MaxBatchTokens = p.Get(batch),
+            MaxRunning = p.Get(running),
+            MaxQueue = p.Get(queue),
+            MaxModelLen = p.Get(maxLen),
+            MaxRequestBytes = p.Get(maxBody),
+            SpecialTokensInContent = p.Get(specials),
+            CacheDir = p.Get(cacheDir),
+        });
+    }
+
+    private static IReadOnlyList<Uri> NodeList(string text)
+    {
+        try
+        {
+            return ExpertNode.ParseAddresses(text.Split(','));
+        }
+        catch (ArgumentException e)
+        {
+            throw new FormatException(e.Message);
+        }
     }
 
     private static string DefaultCacheDir()

@@ -8,7 +8,7 @@ using MoeMesh.Engine.Text;
 namespace MoeMesh.Gateway.Hosting;
 
 /// <summary>The loaded model: engine, tokenizer and chat template.</summary>
-public sealed class ModelHost
+public sealed class ModelHost : IDisposable
 {
     public required string Name { get; init; }
     public required string Directory { get; init; }
@@ -19,8 +19,14 @@ public sealed class ModelHost
     /// <summary>The remote expert backend when the experts are on nodes; null in-process.</summary>
     public RemoteExpertBackend? RemoteExperts { get; init; }
 
+    /// <summary>Whether special-token text inside chat message content becomes special tokens (--special-tokens-in-content special).</summary>
+    public bool SpecialTokensInContent { get; init; }
+
     /// <summary>The chat template, or the reason it cannot be applied.</summary>
     public required Func<ChatTemplate> ChatTemplate { get; init; }
+
+    /// <summary>Frees the engine's memory when the host is disposed (after the engine loop has stopped).</summary>
+    public void Dispose() => Engine.Dispose();
 
     /// <summary>The checkpoint folder to serve: --model, or the demo model generated into the cache folder.</summary>
     public static string ResolveDirectory(GatewayOptions options, ILogger logger)
@@ -65,6 +71,7 @@ public sealed class ModelHost
             Tokenizer = tokenizer,
             TokenizerConfig = tokConfig,
             RemoteExperts = remote,
+            SpecialTokensInContent = options.SpecialTokensInContent,
             ChatTemplate = () => MoeMesh.Engine.Text.ChatTemplate.FromJinja(tokConfig.ChatTemplate, tokConfig.BosToken ?? "", tokConfig.EosToken ?? ""),
         };
     }

@@ -3,18 +3,19 @@ namespace MoeMesh.Gateway.Routing;
 /// <summary>One configured expert node: its YARP destination id and base address.</summary>
 public sealed record ExpertNode(string Id, Uri Address)
 {
-    /// <summary>Parses --expert-nodes: comma-separated http(s) URLs, named node-0, node-1, ... in order.</summary>
-    public static IReadOnlyList<ExpertNode> ParseList(string spec) => Reconcile([], ParseAddresses(spec.Split(',')));
-
-    /// <summary>Checks and normalises node base URLs (scheme, host and port only).</summary>
+    /// <summary>Checks and normalises node base URLs: http(s), scheme, host and port only, no credentials.</summary>
     public static IReadOnlyList<Uri> ParseAddresses(IEnumerable<string> urls)
     {
         var addresses = new List<Uri>();
         foreach (var part in urls.Select(u => u.Trim()).Where(u => u.Length > 0))
         {
-            if (!Uri.TryCreate(part, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+            if (!Uri.TryCreate(part, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https") || uri.Host.Length == 0)
                 throw new ArgumentException($"expert nodes: '{part}' is not an http(s) URL");
-            var address = new Uri(uri.GetLeftPart(UriPartial.Authority) + "/");
+            var address = new Uri($"{uri.Scheme}://{uri.Authority}/");
+            // Credentials travel as --expert-api-key, never inside an address (which is logged and shown in /admin/routing).
+            if (uri.UserInfo.Length > 0) throw new ArgumentException($"expert nodes: {address} carries credentials in the URL; give the nodes' key with --expert-api-key");
+            if (uri.AbsolutePath != "/" || uri.Query.Length > 0 || uri.Fragment.Length > 0)
+                throw new ArgumentException($"expert nodes: '{part}' must be a base URL (scheme, host and port only)");
             if (!addresses.Contains(address)) addresses.Add(address);
         }
         if (addresses.Count == 0) throw new ArgumentException("expert nodes: no URL given");

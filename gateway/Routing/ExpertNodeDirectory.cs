@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json.Serialization;
+using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Dispatch;
 using Yarp.ReverseProxy.Configuration;
 
@@ -15,13 +16,14 @@ namespace MoeMesh.Gateway.Routing;
 /// Nodes join and leave through <see cref="SetNodesAsync"/>, which swaps YARP's configuration too.
 /// </summary>
 public sealed class ExpertNodeDirectory(
-    IReadOnlyList<ExpertNode> initial, string fingerprint, BearerKey? nodeKey, InMemoryConfigProvider proxyConfig, ILogger<ExpertNodeDirectory> logger)
+    IReadOnlyList<ExpertNode> initial, string fingerprint, ModelConfig config, BearerKey? nodeKey, InMemoryConfigProvider proxyConfig, ILogger<ExpertNodeDirectory> logger)
     : BackgroundService
 {
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
-    private readonly HttpClient _http = new()
+    // No redirects: the node key goes to the configured address and nowhere else.
+    private readonly HttpClient _http = new(new SocketsHttpHandler { AllowAutoRedirect = false })
     {
-        Timeout = TimeSpan.FromSeconds(2),
+        Timeout = TimeSpan.FromSeconds(5),
         DefaultRequestHeaders = { Authorization = nodeKey is null ? null : AuthenticationHeaderValue.Parse(nodeKey.HeaderValue) },
     };
     private readonly ConcurrentDictionary<string, string> _errors = new();
@@ -35,19 +37,30 @@ public sealed class ExpertNodeDirectory(
     /// <summary>Why the node's last holdings poll failed; null when it answered.</summary>
     public string? LastError(string nodeId) => _errors.GetValueOrDefault(nodeId);
 
-    private sealed record LayerHoldings([property: JsonPropertyName("layer")] int Layer, [property: JsonPropertyName("experts")] int[] Experts);
+    private sealed record LayerHoldings([property: JsonPropertyName("layer")] int Layer, [property: JsonPropertyName("experts")] int[]? Experts);
 
     private sealed record NodeReport(
-        [property: JsonPropertyName("model_fingerprint")] string Fingerprint,
+        [property: JsonPropertyName("model_fingerprint")] string? Fingerprint,
         [property: JsonPropertyName("ready")] bool Ready,
-        [property: JsonPropertyName("layers")] LayerHoldings[] Layers);
+        [property: JsonPropertyName("layers")] LayerHoldings?[]? Layers);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(RefreshInterval);
         try
         {
-            do await RefreshAsync(stoppingToken);
+            do
+            {
+                // A poll that fails in a way nobody foresaw is logged and the next one runs: routing must keep following the nodes.
+                try
+                {
+                    await RefreshAsync(stoppingToken);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    logger.LogError(e, "Polling the expert nodes' holdings failed; retrying in {Interval}", RefreshInterval);
+                }
+            }
             while (await timer.WaitForNextTickAsync(stoppingToken));
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -96,7 +109,12 @@ public sealed class ExpertNodeDirectory(
         for (var i = 0; i < nodes.Count; i++)
         {
             var node = nodes[i];
-            var report = reports[i];
+            var (report, malformed) = reports[i];
+            if (malformed is not null)
+            {
+                Refuse(node, malformed);
+                continue;
+            }
             if (report is null)
             {
                 if (current.TryGetValue(node.Id, out var known)) next[node.Id] = known;
@@ -104,10 +122,22 @@ public sealed class ExpertNodeDirectory(
             }
             if (report.Fingerprint != fingerprint)
             {
-                logger.LogError("Expert node {Node} at {Address} serves model {Theirs}, not {Ours}; it is not used", node.Id, node.Address, report.Fingerprint, fingerprint);
+                Refuse(node, $"the node serves model {report.Fingerprint}, not {fingerprint}");
                 continue;
             }
-            if (report.Ready) next[node.Id] = report.Layers.ToDictionary(l => l.Layer, l => (IReadOnlyList<int>)l.Experts.Order().ToArray());
+            if (!report.Ready)
+            {
+                _errors.TryRemove(node.Id, out _);
+                continue;
+            }
+            if (Holdings(report) is not { } holdings)
+            {
+                // A report that does not describe this model's experts is not trusted at all, not even in part.
+                Refuse(node, $"the node's holdings report is malformed ({Problem(report)})");
+                continue;
+            }
+            next[node.Id] = holdings;
+            _errors.TryRemove(node.Id, out _);
         }
         if (!Same(current, next))
         {
@@ -116,24 +146,57 @@ public sealed class ExpertNodeDirectory(
         }
     }
 
-    private async Task<NodeReport?> ReportAsync(ExpertNode node, CancellationToken ct)
+    /// <summary>The report's holdings when it names only MoE layers of this model, each once, with valid, distinct experts; else null.</summary>
+    private IReadOnlyDictionary<int, IReadOnlyList<int>>? Holdings(NodeReport report) => Problem(report) is null
+        ? report.Layers!.ToDictionary(l => l!.Layer, l => (IReadOnlyList<int>)l!.Experts!.Order().ToArray())
+        : null;
+
+    private string? Problem(NodeReport report)
+    {
+        if (report.Layers is null) return "no layer list";
+        var layers = new HashSet<int>();
+        foreach (var l in report.Layers)
+        {
+            if (l is null) return "a null layer entry";
+            if (l.Layer < 0 || l.Layer >= config.NumHiddenLayers || !config.IsMoeLayer(l.Layer)) return $"layer {l.Layer} is not a MoE layer of this model";
+            if (!layers.Add(l.Layer)) return $"layer {l.Layer} is listed twice";
+            if (l.Experts is null) return $"layer {l.Layer} has no expert list";
+            if (l.Experts.Any(e => e < 0 || e >= config.NRoutedExperts)) return $"layer {l.Layer} names an expert outside 0..{config.NRoutedExperts - 1}";
+            if (l.Experts.Distinct().Count() != l.Experts.Length) return $"layer {l.Layer} names an expert twice";
+        }
+        return null;
+    }
+
+    /// <summary>Leaves the node out of the table; logged once per distinct reason, shown in /admin/routing.</summary>
+    private void Refuse(ExpertNode node, string why)
+    {
+        if (_errors.TryGetValue(node.Id, out var previous) && previous == why) return;
+        _errors[node.Id] = why;
+        logger.LogError("Expert node {Node} at {Address} is not used: {Why}", node.Id, node.Address, why);
+    }
+
+    /// <summary>The node's report; null when it did not answer (it keeps its last holdings) or answered something that is not a report (Malformed says what).</summary>
+    private async Task<(NodeReport? Report, string? Malformed)> ReportAsync(ExpertNode node, CancellationToken ct)
     {
         try
         {
             var report = await _http.GetFromJsonAsync<NodeReport>(new Uri(node.Address, "v1/experts"), ct);
-            _errors.TryRemove(node.Id, out _);
-            return report;
+            return report is null ? (null, "the reply is JSON null") : (report, null);
         }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException && !ct.IsCancellationRequested)
+        catch (System.Text.Json.JsonException e)
+        {
+            return (null, $"the reply is not a holdings report ({e.Message})");
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
         {
             var refused = e is HttpRequestException { StatusCode: HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden };
             var error = refused ? $"the node refused the gateway's key ({e.Message}); set --expert-api-key to the nodes' --api-key" : e.Message;
             // A refused key is a configuration error, logged when it starts; an unreachable node is left to health checks.
-            if (_errors.TryGetValue(node.Id, out var previous) && previous == error) return null;
+            if (_errors.TryGetValue(node.Id, out var previous) && previous == error) return (null, null);
             _errors[node.Id] = error;
             if (refused) logger.LogError("Expert node {Node} at {Address}: {Error}", node.Id, node.Address, error);
             else logger.LogDebug("Expert node {Node} did not report its holdings: {Error}", node.Id, error);
-            return null;
+            return (null, null);
         }
     }
 

@@ -19,7 +19,7 @@ namespace MoeMesh.Gateway.Routing;
 public sealed class YarpExpertRouter(ExpertNodeDirectory directory, string fingerprint, BearerKey? nodeKey, TimeSpan timeout, GatewayMetrics metrics, ILogger<YarpExpertRouter> logger)
     : IExpertRouter, IDisposable
 {
-    private readonly HttpClient _http = new(new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(2), PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) })
+    private readonly HttpClient _http = new(new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(2), PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5), AllowAutoRedirect = false })
     {
         Timeout = Timeout.InfiniteTimeSpan,
         DefaultRequestHeaders = { Authorization = nodeKey is null ? null : AuthenticationHeaderValue.Parse(nodeKey.HeaderValue) },

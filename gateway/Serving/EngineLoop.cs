@@ -10,47 +10,76 @@ namespace MoeMesh.Gateway.Serving;
 /// <summary>
 /// Owns the engine on one dedicated thread: takes submissions and aborts from request handlers,
 /// steps the engine while there is work, and publishes each sequence's events to its handle.
+/// At most --max-queue sequences wait (submitted or in the scheduler's waiting list); more are refused.
 /// On shutdown it stops accepting, lets running sequences finish for the host's grace period, then
-/// ends the rest with finish_reason "abort".
+/// ends the rest with finish_reason "abort". If the loop itself fails, every request still waiting or
+/// running ends with an error, /readyz turns 503 and the host stops with exit code 1, so that its
+/// supervisor restarts it.
 /// </summary>
-public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMetrics metrics, ILogger<EngineLoop> logger) : IHostedService
+public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMetrics metrics, IHostApplicationLifetime lifetime, ILogger<EngineLoop> logger)
+    : IHostedService
 {
+    private const string FailedMessage = "the inference engine failed; the server is restarting, retry the request";
+    private const string StoppingMessage = "the server is shutting down";
+
     private readonly ConcurrentQueue<GenerationHandle> _submitted = new();
     private readonly ConcurrentQueue<GenerationHandle> _aborted = new();
     private readonly Dictionary<long, GenerationHandle> _active = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Submit and the final drain take it, so that no submission slips in after the loop has ended.
+    private readonly Lock _gate = new();
     private Thread? _thread;
     private volatile bool _accepting = true;
+    private volatile bool _failed;
     private int _queued;
+    private int _engineWaiting;
 
     private LlmEngine Engine => host.Engine;
 
     public bool Accepting => _accepting;
 
-    /// <summary>Queues sequences; throws <see cref="QueueFullException"/> past --max-queue.</summary>
+    /// <summary>The loop died; the process is stopping with exit code 1.</summary>
+    public bool Failed => _failed;
+
+    /// <summary>Sequences waiting: submitted but not taken by the loop, plus those in the scheduler's waiting list.</summary>
+    public int Waiting => Volatile.Read(ref _queued) + Volatile.Read(ref _engineWaiting);
+
+    /// <summary>Aborts asked for and not yet carried out by the loop.</summary>
+    internal int PendingAborts => _aborted.Count;
+
+    /// <summary>Runs on the loop thread before each engine step; tests use it to hold or break the loop.</summary>
+    internal Action? BeforeStep { get; set; }
+
+    /// <summary>Queues sequences; throws <see cref="QueueFullException"/> past --max-queue and <see cref="ServiceStoppingException"/> once stopping.</summary>
     public void Submit(IReadOnlyList<GenerationHandle> handles)
     {
-        if (!_accepting) throw new ServiceStoppingException();
-        if (Interlocked.Add(ref _queued, handles.Count) > options.MaxQueue)
+        lock (_gate)
         {
-            Interlocked.Add(ref _queued, -handles.Count);
-            throw new QueueFullException();
+            if (!_accepting) throw new ServiceStoppingException(_failed ? FailedMessage : StoppingMessage);
+            if (Interlocked.Add(ref _queued, handles.Count) + Volatile.Read(ref _engineWaiting) > options.MaxQueue)
+            {
+                Interlocked.Add(ref _queued, -handles.Count);
+                throw new QueueFullException();
+            }
+            foreach (var h in handles) _submitted.Enqueue(h);
         }
-        foreach (var h in handles) _submitted.Enqueue(h);
         _wake.Release();
     }
 
-    /// <summary>Ends a sequence early (client gone); its pages are freed on the loop thread.</summary>
+    /// <summary>Ends a sequence early (client gone), wherever it is; its pages are freed on the loop thread within a step.</summary>
     public void Abort(GenerationHandle handle)
     {
+        // The flag covers a handle the loop has not taken yet: it is ended when taken, never started.
+        handle.AbortRequested = true;
         _aborted.Enqueue(handle);
         _wake.Release();
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        Engine.StepFailed = (e, reference) => logger.LogError(e, "Engine step failed (reference {Reference}); its sequences end with an error", reference);
         _thread = new Thread(Run) { IsBackground = true, Name = "moemesh-engine" };
         _thread.Start();
         return Task.CompletedTask;
@@ -76,51 +105,93 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
 
     private void Run()
     {
+        var (reason, message) = (FinishReason.Abort, StoppingMessage);
         try
         {
-            while (!_stop.IsCancellationRequested)
-            {
-                TakeSubmissions();
-                TakeAborts();
-                if (!_accepting && _active.Count == 0) _drained.TrySetResult();
-                if (!Engine.HasWork)
-                {
-                    UpdateGauges();
-                    _wake.Wait(TimeSpan.FromSeconds(1));
-                    continue;
-                }
-                foreach (var update in Engine.Step()) Publish(update);
-                UpdateGauges();
-            }
+            Loop();
         }
         catch (Exception e)
         {
-            logger.LogCritical(e, "Engine loop failed");
-            _drained.TrySetResult();
+            _failed = true;
+            (reason, message) = (FinishReason.Error, FailedMessage);
+            logger.LogCritical(e, "Engine loop failed; ending every request and stopping the gateway");
         }
-        // Whatever is left ends now: running sequences and submissions that raced with the stop.
-        while (_submitted.TryDequeue(out var late)) late.Publish(new GenerationEvent(null, null, "", FinishReason.Abort, "the server is shutting down"));
+        EndEverything(reason, message);
+        _drained.TrySetResult();
+        // Not on this thread: stopping the host joins it.
+        if (_failed) Task.Run(lifetime.StopApplication);
+    }
+
+    private void Loop()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TakeSubmissions();
+            TakeAborts();
+            if (!_accepting && _active.Count == 0) _drained.TrySetResult();
+            if (!Engine.HasWork)
+            {
+                UpdateGauges();
+                _wake.Wait(TimeSpan.FromSeconds(1));
+                continue;
+            }
+            BeforeStep?.Invoke();
+            foreach (var update in Engine.Step()) Publish(update);
+            UpdateGauges();
+        }
+    }
+
+    /// <summary>Ends what is left (running sequences, waiting ones, submissions not taken) and closes the door.</summary>
+    private void EndEverything(FinishReason reason, string message)
+    {
+        lock (_gate)
+        {
+            _accepting = false;
+            while (_submitted.TryDequeue(out var late))
+            {
+                Interlocked.Decrement(ref _queued);
+                End(late, reason, message);
+            }
+        }
         foreach (var handle in _active.Values.ToList())
         {
-            if (handle.Sequence is { IsFinished: false } seq) Engine.Abort(seq);
-            Finish(handle, FinishReason.Abort, "the server is shutting down");
+            try
+            {
+                if (handle.Sequence is { IsFinished: false } seq) Engine.Abort(seq);
+            }
+            catch (Exception e)
+            {
+                logger.LogError(e, "Freeing sequence {Id} failed", handle.Sequence?.Id);
+            }
+            Finish(handle, reason, message);
         }
+        UpdateGauges();
     }
 
     private void TakeSubmissions()
     {
         while (_submitted.TryDequeue(out var h))
         {
-            Interlocked.Decrement(ref _queued);
             try
             {
+                if (h.AbortRequested)
+                {
+                    End(h, FinishReason.Abort, null);
+                    continue;
+                }
                 h.Sequence = Engine.Add(h.Prompt, h.Sampling);
                 _active[h.Sequence.Id] = h;
                 metrics.PromptTokens.Inc(h.Prompt.Count);
             }
             catch (ArgumentException e)
             {
-                h.Publish(new GenerationEvent(null, null, "", FinishReason.Error, e.Message));
+                End(h, FinishReason.Error, e.Message);
+            }
+            finally
+            {
+                // Counted as waiting in the engine before it stops counting as queued: the bound is never undercounted.
+                Volatile.Write(ref _engineWaiting, Engine.WaitingCount);
+                Interlocked.Decrement(ref _queued);
             }
         }
     }
@@ -129,6 +200,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     {
         while (_aborted.TryDequeue(out var h))
         {
+            // Not taken yet: TakeSubmissions sees the flag and ends it there.
             if (h.Sequence is not { } seq || seq.IsFinished) continue;
             Engine.Abort(seq);
             Finish(h, FinishReason.Abort, null);
@@ -161,14 +233,20 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     private void Finish(GenerationHandle h, FinishReason reason, string? error)
     {
         if (h.Sequence is { } seq) _active.Remove(seq.Id);
+        End(h, reason, error);
+    }
+
+    private void End(GenerationHandle h, FinishReason reason, string? error)
+    {
         metrics.RequestsFinished.WithLabels(reason.ToString().ToLowerInvariant()).Inc();
         h.Publish(new GenerationEvent(null, null, "", reason, error));
     }
 
     private void UpdateGauges()
     {
+        Volatile.Write(ref _engineWaiting, Engine.WaitingCount);
         metrics.RequestsRunning.Set(Engine.RunningCount);
-        metrics.RequestsWaiting.Set(Engine.WaitingCount + Volatile.Read(ref _queued));
+        metrics.RequestsWaiting.Set(Waiting);
         metrics.KvCacheUsage.Set(Engine.CacheUsage);
         metrics.PrefixCacheQueries.IncTo(Engine.PrefixQueryTokens);
         metrics.PrefixCacheHits.IncTo(Engine.PrefixHitTokens);

@@ -17,6 +17,9 @@ public sealed class GenerationHandle(IReadOnlyList<int> prompt, SamplingParams s
     internal long LastTokenAt { get; set; }
     internal int Tokens { get; set; }
 
+    /// <summary>The client went away: the loop ends the sequence, or never starts it.</summary>
+    internal volatile bool AbortRequested;
+
     public ChannelReader<GenerationEvent> Events => _events.Reader;
 
     internal void Publish(GenerationEvent e)

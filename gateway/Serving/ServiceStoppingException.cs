@@ -1,4 +1,4 @@
 namespace MoeMesh.Gateway.Serving;
 
-/// <summary>The server is shutting down and takes no new requests.</summary>
-public sealed class ServiceStoppingException() : Exception("the server is shutting down");
+/// <summary>The server is shutting down (or its engine failed) and takes no new requests.</summary>
+public sealed class ServiceStoppingException(string message) : Exception(message);

@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
@@ -15,9 +16,15 @@ public sealed class GatewayServer : IAsyncDisposable
     private static readonly Lazy<string> DemoDir = new(() =>
         DemoModel.EnsureCached(Path.Combine(Path.GetTempPath(), "moemesh-gateway-tests"), DemoShape.Tiny, seed: 3));
 
+    /// <summary>The --admin-api-key every test gateway runs with; <see cref="Admin"/> presents it.</summary>
+    public const string AdminKey = "test-admin-key";
+
     public WebApplication App { get; }
     public Uri BaseAddress { get; }
     public HttpClient Http { get; }
+
+    /// <summary>A client of the /admin routes, presenting <see cref="AdminKey"/>.</summary>
+    public HttpClient Admin { get; }
     private static readonly Lazy<string> V2Dir = new(() =>
         DemoModel.EnsureCached(Path.Combine(Path.GetTempPath(), "moemesh-gateway-tests"), DemoShape.TinyV2, seed: 5));
 
@@ -31,6 +38,7 @@ public sealed class GatewayServer : IAsyncDisposable
         App = app;
         BaseAddress = address;
         Http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(120) };
+        Admin = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(120), DefaultRequestHeaders = { Authorization = new("Bearer", AdminKey) } };
     }
 
     public static Task<GatewayServer> StartAsync(params string[] extraArgs) => StartForAsync(ModelDir, extraArgs);
@@ -38,7 +46,11 @@ public sealed class GatewayServer : IAsyncDisposable
     public static async Task<GatewayServer> StartForAsync(string modelDir, params string[] extraArgs)
     {
         string[] args = ["--model", modelDir, "--urls", "http://127.0.0.1:0", "--served-model-name", "demo", .. extraArgs];
-        var app = GatewayApp.Build(args);
+        // Every test gateway has admin routes unless the test gives its own --admin-api-key ("" turns them off).
+        if (!args.Contains("--admin-api-key")) args = [.. args, "--admin-api-key", AdminKey];
+        // The demo model needs little cache; many gateways live in one test process.
+        if (!args.Contains("--kv-cache-bytes")) args = [.. args, "--kv-cache-bytes", (32L << 20).ToString()];
+        var app = GatewayApp.Build(args, _ => null);
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new GatewayServer(app, new Uri(address));
@@ -59,20 +71,27 @@ public sealed class GatewayServer : IAsyncDisposable
         return server;
     }
 
-    /// <summary>Polls /readyz until it answers <paramref name="ready"/> (or 60 s pass, which fails the test).</summary>
-    public async Task WaitReadyAsync(bool ready = true)
+    /// <summary>Polls /readyz until it answers <paramref name="ready"/>.</summary>
+    public Task WaitReadyAsync(bool ready = true) =>
+        Eventually.HoldsAsync(() => GetTextAsync("/readyz"), r => (r.Status == HttpStatusCode.OK) == ready, $"/readyz {(ready ? "ready" : "unready")}");
+
+    /// <summary>GETs a path: its status and body.</summary>
+    public async Task<(HttpStatusCode Status, string Body)> GetTextAsync(string path)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        string last = "";
-        while (DateTime.UtcNow < deadline)
-        {
-            var response = await Http.GetAsync("/readyz");
-            last = await response.Content.ReadAsStringAsync();
-            if (response.IsSuccessStatusCode == ready) return;
-            await Task.Delay(50);
-        }
-        Assert.Fail($"/readyz did not become {(ready ? "ready" : "unready")}: {last}");
+        using var response = await Http.GetAsync(path);
+        return (response.StatusCode, await response.Content.ReadAsStringAsync());
     }
+
+    /// <summary>The value of an unlabelled metric in /metrics; null when it is not there.</summary>
+    public async Task<double?> MetricAsync(string name)
+    {
+        var line = (await Http.GetStringAsync("/metrics")).Split('\n').FirstOrDefault(l => l.StartsWith(name + " ", StringComparison.Ordinal));
+        return line is null ? null : double.Parse(line.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Polls the metric until <paramref name="done"/> holds for its value; returns that value.</summary>
+    public async Task<double> WaitForMetricAsync(string name, Func<double, bool> done, string what) =>
+        (await Eventually.HoldsAsync(() => MetricAsync(name), v => v is { } x && done(x), $"{name} {what}"))!.Value;
 
     public Task<HttpResponseMessage> PostAsync(string path, object body) => Http.PostAsJsonAsync(path, body);
 
@@ -98,6 +117,7 @@ public sealed class GatewayServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         Http.Dispose();
+        Admin.Dispose();
         await App.StopAsync();
         await App.DisposeAsync();
     }

@@ -17,18 +17,7 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
         Experts = experts;
     }
 
-    /// <summary>The node's entry assembly, built in the same configuration as the calling assembly.</summary>
-    private static string NodeDll()
-    {
-        var bin = new DirectoryInfo(AppContext.BaseDirectory); // .../bin/<Configuration>/<tfm>/
-        var tfm = bin.Name;
-        var configuration = bin.Parent!.Name;
-        var root = bin;
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Platform.sln"))) root = root.Parent;
-        if (root is null) throw new DirectoryNotFoundException($"no Platform.sln above {bin.FullName}");
-        var dll = Path.Combine(root.FullName, "expert-node", "bin", configuration, tfm, "moemesh-expert-node.dll");
-        return File.Exists(dll) ? dll : throw new FileNotFoundException("build the expert node first", dll);
-    }
+    private static string NodeDll() => Programs.Dll("expert-node", "moemesh-expert-node");
 
     /// <summary>Starts a node (port 0 picks a free one) and waits until it listens and has loaded its experts.</summary>
     public static Task<ExpertNodeProcess> StartAsync(string modelDir, string experts, int port = 0, params string[] extraArgs) =>
@@ -36,14 +25,24 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
 
     /// <summary>As <see cref="StartAsync"/>, confined to the CPUs in <paramref name="cpus"/> (taskset syntax) when given.</summary>
     public static Task<ExpertNodeProcess> StartPinnedAsync(string? cpus, string modelDir, string experts, int port = 0, params string[] extraArgs) =>
-        StartCoreAsync(cpus, modelDir, experts, port, new Dictionary<string, string>(), extraArgs);
+        StartCoreAsync(cpus, modelDir, experts, $"127.0.0.1:{port}", new Dictionary<string, string>(), extraArgs);
 
     /// <summary>As <see cref="StartAsync"/>, with extra environment variables (options given as MOEMESH_ variables).</summary>
     public static Task<ExpertNodeProcess> StartWithEnvironmentAsync(string modelDir, string experts, IReadOnlyDictionary<string, string> environment) =>
-        StartCoreAsync(null, modelDir, experts, 0, environment, []);
+        StartCoreAsync(null, modelDir, experts, "127.0.0.1:0", environment, []);
+
+    /// <summary>
+    /// As <see cref="StartAsync"/>, listening on <paramref name="hostAndPort"/>. A node restarted on its own address
+    /// (see <see cref="PrivateLoopbackHost"/>) cannot find its port taken by another test or process meanwhile.
+    /// </summary>
+    public static Task<ExpertNodeProcess> StartAtAsync(string modelDir, string experts, string hostAndPort, params string[] extraArgs) =>
+        StartCoreAsync(null, modelDir, experts, hostAndPort, new Dictionary<string, string>(), extraArgs);
+
+    /// <summary>A loopback address of 127.0.0.0/8 that nothing else in the test run uses.</summary>
+    public static string PrivateLoopbackHost() => $"127.{Random.Shared.Next(1, 255)}.{Random.Shared.Next(0, 256)}.{Random.Shared.Next(2, 255)}";
 
     private static async Task<ExpertNodeProcess> StartCoreAsync(
-        string? cpus, string modelDir, string experts, int port, IReadOnlyDictionary<string, string> environment, string[] extraArgs)
+        string? cpus, string modelDir, string experts, string hostAndPort, IReadOnlyDictionary<string, string> environment, string[] extraArgs)
     {
         var info = new ProcessStartInfo(cpus is null ? "dotnet" : "taskset")
         {
@@ -53,7 +52,7 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
         };
         foreach (var (name, value) in environment) info.Environment[name] = value;
         if (cpus is not null) foreach (var a in new[] { "-c", cpus, "dotnet" }) info.ArgumentList.Add(a);
-        foreach (var a in new[] { NodeDll(), "--model", modelDir, "--experts", experts, "--urls", $"http://127.0.0.1:{port}" }.Concat(extraArgs)) info.ArgumentList.Add(a);
+        foreach (var a in new[] { NodeDll(), "--model", modelDir, "--experts", experts, "--urls", $"http://{hostAndPort}" }.Concat(extraArgs)) info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
         var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
@@ -79,15 +78,11 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
     private async Task WaitReadyAsync()
     {
         using var http = new HttpClient { BaseAddress = Address };
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (DateTime.UtcNow < deadline)
+        await Eventually.HoldsAsync(async () =>
         {
             if (_process.HasExited) throw new InvalidOperationException("expert node exited while loading");
-            var response = await http.GetAsync("/readyz");
-            if (response.IsSuccessStatusCode) return;
-            await Task.Delay(50);
-        }
-        throw new TimeoutException($"expert node {Address} did not become ready");
+            return (await http.GetAsync("/readyz")).IsSuccessStatusCode;
+        }, $"expert node {Address} ready");
     }
 
     /// <summary>Freezes the process (SIGSTOP): connections are accepted by the kernel but nothing answers.</summary>

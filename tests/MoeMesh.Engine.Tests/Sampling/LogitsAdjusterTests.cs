@@ -8,13 +8,17 @@ public sealed class LogitsAdjusterTests
 {
     private static readonly float[] Logits = [0.1f, 2.0f, -1.0f, 1.5f, 0.0f];
 
-    private static float[] Apply(SamplingParams p, int[] prompt, int[] output) =>
-        LogitsAdjuster.Apply(Logits, p, [.. prompt, .. output], prompt.Length)!;
+    private static float[] Apply(SamplingParams p, int[] prompt, int[] output)
+    {
+        var history = new TokenHistory(prompt);
+        foreach (var t in output) history.Add(t);
+        return LogitsAdjuster.Apply(Logits, p, history)!;
+    }
 
     [Fact]
     public void NothingToAdjust_UsesTheRawRow()
     {
-        Assert.Null(LogitsAdjuster.Apply(Logits, new SamplingParams(), [1, 2, 3], 1));
+        Assert.Null(LogitsAdjuster.Apply(Logits, new SamplingParams(), new TokenHistory([1, 2, 3])));
         Assert.False(new SamplingParams { PresencePenalty = 0, FrequencyPenalty = 0, RepetitionPenalty = 1 }.AdjustsLogits);
     }
 

@@ -44,4 +44,33 @@ public sealed class OutputTextTests
         Assert.True(stopped);
         Assert.Equal("你好 the experts ", string.Concat(deltas));
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void WorkPerToken_DoesNotGrowWithTheOutput(bool withStops)
+    {
+        string[] stops = withStops ? ["never appears", "STOP"] : [];
+        // Allocation is the deterministic measure of the work: rebuilding the text each token allocates its whole length.
+        var ids = Tokenizer.Encode(string.Concat(Enumerable.Repeat("the experts of a mixture route tokens, ", 200)));
+        var tokens = new List<int> { 1 };
+        var output = new OutputText(Tokenizer, stops);
+        long Allocated(int count)
+        {
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < count; i++)
+            {
+                tokens.Add(ids[tokens.Count - 1]);
+                output.Update(tokens, 1, tokens.Count, final: false);
+            }
+            return GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        Allocated(100);
+        var early = Allocated(100);
+        Allocated(ids.Count - 400);
+        var late = Allocated(100);
+        Assert.True(ids.Count > 1000, $"{ids.Count} tokens");
+        // The late tokens follow some 5000 characters of text; copying it each time would allocate about 10 KB per token.
+        Assert.True(late < 2 * early + 100 * 1024, $"100 tokens allocated {early} bytes early and {late} bytes late");
+    }
 }

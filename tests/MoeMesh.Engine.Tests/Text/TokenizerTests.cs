@@ -42,4 +42,23 @@ public sealed class TokenizerTests
         var ids = Tokenizer.Encode(" the experts");
         Assert.True(ids.Count < " the experts".Length, $"{ids.Count} tokens");
     }
+
+    [Fact]
+    public void AddedTokenText_InsidePlainSpans_IsEncodedAsText()
+    {
+        var user = Tokenizer.TokenId("<｜User｜>")!.Value;
+        var bos = Tokenizer.TokenId(DemoModel.Bos)!.Value;
+        var template = ChatTemplate.FromJinja(DemoModel.V3ChatTemplate, DemoModel.Bos, DemoModel.Eos);
+        var chat = template.Render([new ChatMessage("user", "Hi<｜User｜>there" + DemoModel.Bos)]);
+        Assert.Equal([(DemoModel.Bos.Length + "<｜User｜>".Length, ("Hi<｜User｜>there" + DemoModel.Bos).Length)], chat.Content);
+
+        var ids = Tokenizer.Encode(chat.Text, chat.Content);
+        // The template's own markers are tokens; the same text inside the message is not.
+        Assert.Equal([bos, user], ids.Take(2));
+        Assert.Equal(1, ids.Count(i => i == user));
+        Assert.Equal(1, ids.Count(i => i == bos));
+        Assert.Equal(chat.Text, Tokenizer.Decode(ids, skipSpecialTokens: false));
+        // Without spans, the text inside is read as markers (the Hugging Face template path).
+        Assert.Equal(2, Tokenizer.Encode(chat.Text).Count(i => i == user));
+    }
 }

@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using MoeMesh.Gateway.Serving;
 
 namespace MoeMesh.Gateway.Tests.Api;
 
@@ -57,7 +59,52 @@ public sealed class BadInputTests : IAsyncLifetime
         { "logit_bias key not a token id", """{"prompt":"Hi","logit_bias":{"hello":1}}""", "logit_bias" },
         { "logit_bias token outside vocabulary", """{"prompt":"Hi","logit_bias":{"99999999":1}}""", "logit_bias" },
         { "logit_bias value out of range", """{"prompt":"Hi","logit_bias":{"5":150}}""", "logit_bias" },
+        { "logit_bias value beyond a double", """{"prompt":"Hi","logit_bias":{"5":1e400}}""", "logit_bias" },
+        { "temperature beyond a double", """{"prompt":"Hi","temperature":1e400}""", "temperature" },
+        { "max_tokens overflowing the length check", """{"prompt":"Hi","max_tokens":2147483647}""", "max_tokens" },
+        { "max_tokens past int", """{"prompt":"Hi","max_tokens":2147483648}""", "max_tokens" },
+        { "too many stop strings", """{"prompt":"Hi","stop":["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]}""", "stop" },
+        { "stop string too long", $$"""{"prompt":"Hi","stop":["{{new string('x', 257)}}"]}""", "stop" },
+        { "too many stop token ids", $$"""{"prompt":"Hi","stop_token_ids":[{{string.Join(",", Enumerable.Repeat(5, 257))}}]}""", "stop_token_ids" },
+        { "too many logit_bias entries", "{\"prompt\":\"Hi\",\"logit_bias\":{" + string.Join(",", Enumerable.Range(0, 301).Select(i => $"\"{i}\":1")) + "}}", "logit_bias" },
+        { "too many prompts", $$"""{"prompt":[{{string.Join(",", Enumerable.Repeat("\"Hi\"", 65))}}]}""", "prompt" },
+        { "prompts times n past the cap", """{"prompt":["a","b","c"],"n":32}""", "prompt" },
+        { "unknown field", """{"prompt":"Hi","max_token":5}""", "max_token" },
+        { "field given twice", """{"prompt":"Hi","max_tokens":5,"max_tokens":6}""", "max_tokens" },
+        { "best_of other than n", """{"prompt":"Hi","best_of":3}""", "best_of" },
+        { "suffix", """{"prompt":"Hi","suffix":"end"}""", "suffix" },
+        { "min_tokens", """{"prompt":"Hi","min_tokens":4}""", "min_tokens" },
+        { "response_format json", """{"prompt":"Hi","response_format":{"type":"json_object"}}""", "response_format" },
+        { "unknown stream option", """{"prompt":"Hi","stream":true,"stream_options":{"continuous_usage_stats":true}}""", "stream_options" },
     };
+
+    [Fact]
+    public async Task InertValuesOfUnimplementedFields_AreAccepted()
+    {
+        var ok = await _server.PostJsonAsync("/v1/completions", new
+        {
+            prompt = "Hi", max_tokens = 2, best_of = 1, suffix = (string?)null, min_tokens = 0, response_format = new { type = "text" }, user = "u1",
+            skip_special_tokens = true, store = false,
+        });
+        Assert.Equal(2, ok.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task BodyOverTheLimit_Is413()
+    {
+        await using var small = await GatewayServer.StartAsync("--max-request-bytes", "1000");
+        var response = await small.PostAsync("/v1/completions", new { prompt = new string('x', 2000), max_tokens = 1 });
+        var error = await ExpectError(response, HttpStatusCode.RequestEntityTooLarge, null);
+        Assert.Equal("request_too_large", error.GetProperty("code").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await small.PostAsync("/v1/completions", new { prompt = "Hi", max_tokens = 1 })).StatusCode);
+    }
+
+    [Fact]
+    public async Task UnknownRouteAndMethod_AreOpenAiShaped()
+    {
+        await ExpectError(await _server.Http.GetAsync("/v1/nothing"), HttpStatusCode.NotFound, null);
+        await ExpectError(await _server.Http.DeleteAsync("/v1/completions"), HttpStatusCode.MethodNotAllowed, null);
+    }
 
     [Theory]
     [MemberData(nameof(CompletionCases))]
@@ -89,6 +136,12 @@ public sealed class BadInputTests : IAsyncLifetime
     [InlineData("""{"messages":[{"content":"no role"}]}""")]
     [InlineData("""{"messages":[{"role":"tool","content":"x"}]}""")]
     [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"top_logprobs":3}""")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"tools":[{"type":"function","function":{"name":"f"}}]}""")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"response_format":{"type":"json_object"}}""")]
+    [InlineData("""{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"1"}]}]}""")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"logprobs":true,"top_logprobs":21}""")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"max_completion_tokens":2147483647}""")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"bogus":1}""")]
     public async Task BadChatRequest_Is400(string json)
     {
         var response = await _server.Http.PostAsync("/v1/chat/completions", new StringContent(json, Encoding.UTF8, "application/json"));
@@ -104,101 +157,5 @@ public sealed class BadInputTests : IAsyncLifetime
         Assert.Contains("moemesh_prompt_tokens_total 0", metrics);
         var ok = await _server.PostJsonAsync("/v1/completions", new { prompt = "Hi", max_tokens = 2, ignore_eos = true });
         Assert.Equal(2, ok.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
-    }
-}
-
-public sealed class AdmissionTests
-{
-    [Fact]
-    public async Task MoreThanTheQueueHolds_Is429WithRetryAfter()
-    {
-        await using var server = await GatewayServer.StartAsync("--max-queue", "2");
-        var response = await server.PostAsync("/v1/completions", new { prompt = "Hi", max_tokens = 2, n = 3 });
-        Assert.Equal(HttpStatusCode.TooManyRequests, response.StatusCode);
-        Assert.NotNull(response.Headers.RetryAfter);
-        var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
-        Assert.Equal("rate_limit_error", error.GetProperty("type").GetString());
-        var ok = await server.PostJsonAsync("/v1/completions", new { prompt = "Hi", max_tokens = 2, n = 2 });
-        Assert.Equal(2, ok.GetProperty("choices").GetArrayLength());
-    }
-
-    [Fact]
-    public async Task ApiKey_IsRequiredOnV1Routes()
-    {
-        await using var server = await GatewayServer.StartAsync("--api-key", "sekret");
-        var denied = await server.PostAsync("/v1/completions", new { prompt = "Hi", max_tokens = 1 });
-        Assert.Equal(HttpStatusCode.Unauthorized, denied.StatusCode);
-        Assert.Equal("invalid_api_key", JsonDocument.Parse(await denied.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = JsonContent.Create(new { prompt = "Hi", max_tokens = 1 }) };
-        request.Headers.Authorization = new("Bearer", "sekret");
-        Assert.Equal(HttpStatusCode.OK, (await server.Http.SendAsync(request)).StatusCode);
-        Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/healthz")).StatusCode);
-    }
-
-    [Fact]
-    public async Task ClientDisconnect_FreesItsSequence()
-    {
-        await using var server = await GatewayServer.StartAsync();
-        using var cts = new CancellationTokenSource();
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
-        {
-            Content = JsonContent.Create(new { prompt = "Hi", max_tokens = 3000, ignore_eos = true, stream = true }),
-        };
-        var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
-        var stream = await response.Content.ReadAsStreamAsync(cts.Token);
-        var reader = new StreamReader(stream);
-        Assert.StartsWith("data: ", await reader.ReadLineAsync(cts.Token));
-        Assert.Equal(1, await WaitForGauge(server, "moemesh_requests_running", 1));
-        cts.Cancel();
-        response.Dispose();
-        Assert.Equal(0, await WaitForGauge(server, "moemesh_requests_running", 0));
-        Assert.Equal(0, await Gauge(server, "moemesh_kv_cache_usage_ratio"));
-        Assert.Contains("moemesh_sequences_finished_total{reason=\"abort\"} 1", await server.Http.GetStringAsync("/metrics"));
-    }
-
-    [Fact]
-    public async Task GracefulShutdown_FinishesInFlightStreams()
-    {
-        var server = await GatewayServer.StartAsync();
-        const int maxTokens = 24;
-        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
-        {
-            Content = JsonContent.Create(new
-            {
-                prompt = "Hi", max_tokens = maxTokens, ignore_eos = true, stream = true, stream_options = new { include_usage = true },
-            }),
-        };
-        using var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
-        var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        var lines = new List<string> { (await reader.ReadLineAsync())! };
-        Assert.StartsWith("data: ", lines[0]);
-
-        // Stop while the stream is mid-generation; it must run to its natural end, then the host stops.
-        var stopping = server.App.StopAsync();
-        while (await reader.ReadLineAsync() is { } line) lines.Add(line);
-        await stopping;
-
-        var data = lines.Where(l => l.StartsWith("data: ")).Select(l => l[6..]).ToList();
-        Assert.Equal("[DONE]", data[^1]);
-        var payloads = data.SkipLast(1).Select(d => JsonDocument.Parse(d).RootElement).ToList();
-        Assert.Equal("length", payloads.Select(p => p.GetProperty("choices")).Where(c => c.GetArrayLength() > 0)
-            .Select(c => c[0].GetProperty("finish_reason")).Last(f => f.ValueKind == JsonValueKind.String).GetString());
-        Assert.Equal(maxTokens, payloads[^1].GetProperty("usage").GetProperty("completion_tokens").GetInt32());
-        await server.App.DisposeAsync();
-    }
-
-    /// <summary>Polls the gauge until it reads <paramref name="value"/> or 30 s pass; returns the last reading.</summary>
-    private static async Task<double> WaitForGauge(GatewayServer server, string name, double value)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        double last;
-        while ((last = await Gauge(server, name)) != value && DateTime.UtcNow < deadline) await Task.Delay(20);
-        return last;
-    }
-
-    private static async Task<double> Gauge(GatewayServer server, string name)
-    {
-        var line = (await server.Http.GetStringAsync("/metrics")).Split('\n').First(l => l.StartsWith(name + " "));
-        return double.Parse(line.Split(' ')[1]);
     }
 }

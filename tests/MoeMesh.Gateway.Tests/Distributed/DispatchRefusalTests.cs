@@ -60,6 +60,26 @@ public sealed class DispatchRefusalTests
     }
 
     [Fact]
+    public async Task BodyLargerThanTheModelAllows_Is413AtOnce_BeforeItArrives()
+    {
+        await using var node = await ExpertNodeProcess.StartAsync(Dir, "0-7", 0, "--max-dispatch-tokens", "64");
+        var config = ModelConfig.Load(Path.Combine(Dir, "config.json"));
+        var limit = DispatchCodec.MaxMessageBytes(64, config.NumExpertsPerTok, config.HiddenSize);
+        // Only the headers are sent: the node must answer without waiting for (or allocating) the announced body.
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(node.Address.Host, node.Address.Port);
+        var stream = tcp.GetStream();
+        var head = $"POST /v1/dispatch HTTP/1.1\r\nHost: {node.Address.Authority}\r\nContent-Type: {DispatchCodec.ContentType}\r\nContent-Length: {limit + 1}\r\n\r\n";
+        await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(head));
+        var status = await new StreamReader(stream).ReadLineAsync().WaitAsync(Eventually.DefaultTimeout);
+        Assert.StartsWith("HTTP/1.1 413", status);
+
+        using var http = new HttpClient { BaseAddress = node.Address };
+        Assert.Equal(HttpStatusCode.OK, (await PostAsync(http, DispatchCodec.Encode(Valid()))).StatusCode);
+        Assert.Contains("moemesh_expert_dispatch_rejected_total{code=\"dispatch_too_large\"} 1", await http.GetStringAsync("/metrics"));
+    }
+
+    [Fact]
     public void Codec_RefusesPairsThatNameMissingTokens()
     {
         var r = Valid() with { PairTokens = [0, 2, 1] };
@@ -75,9 +95,9 @@ public sealed class DispatchRefusalTests
     {
         await using var node = await ExpertNodeProcess.StartAsync(Dir, "2-5");
         await using var gateway = await GatewayServer.StartAsync("--expert-nodes", node.Address.ToString());
-        var experts = JsonDocument.Parse(await gateway.Http.GetStringAsync("/admin/nodes/node-0/v1/experts")).RootElement;
+        var experts = JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/nodes/node-0/v1/experts")).RootElement;
         Assert.Equal([2, 3, 4, 5], experts.GetProperty("layers")[0].GetProperty("experts").EnumerateArray().Select(e => e.GetInt32()));
-        Assert.Contains("moemesh_expert_weight_bytes", await gateway.Http.GetStringAsync("/admin/nodes/node-0/metrics"));
-        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Http.GetAsync("/admin/nodes/node-7/metrics")).StatusCode);
+        Assert.Contains("moemesh_expert_weight_bytes", await gateway.Admin.GetStringAsync("/admin/nodes/node-0/metrics"));
+        Assert.Equal(HttpStatusCode.NotFound, (await gateway.Admin.GetAsync("/admin/nodes/node-7/metrics")).StatusCode);
     }
 }

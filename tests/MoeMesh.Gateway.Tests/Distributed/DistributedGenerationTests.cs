@@ -10,7 +10,6 @@ namespace MoeMesh.Gateway.Tests.Distributed;
 /// </summary>
 public sealed class DistributedGenerationTests
 {
-    private const double LogprobTolerance = 1e-4;
     private static readonly string[] Prompts = ["The experts of a mixture", "Once upon a time", "Numbers 1 2 3 and"];
 
     internal static object Request(int maxTokens, params string[] prompts) => new
@@ -36,7 +35,7 @@ public sealed class DistributedGenerationTests
             string[] split = microBatches ? ["--micro-batches", "2", "--micro-batch-min-tokens", "1"] : ["--micro-batches", "1"];
             await using var gateway = await GatewayServer.StartWithNodesAsync(dir, nodes, split);
             var actual = await gateway.PostJsonAsync("/v1/completions", request);
-            AssertSameCompletions(expected, actual);
+            Completions.AssertSame(expected, actual);
             var metrics = await gateway.Http.GetStringAsync("/metrics");
             Assert.Contains("moemesh_expert_coverage_ratio 1", metrics);
             Assert.Contains("moemesh_expert_dispatch_seconds_count{node=\"node-1\"}", metrics);
@@ -46,31 +45,6 @@ public sealed class DistributedGenerationTests
             foreach (var n in nodes) await n.DisposeAsync();
         }
     }
-
-    /// <summary>Same tokens in every choice; top log-probabilities equal within the tolerance.</summary>
-    internal static void AssertSameCompletions(JsonElement expected, JsonElement actual)
-    {
-        var e = expected.GetProperty("choices");
-        var a = actual.GetProperty("choices");
-        Assert.Equal(e.GetArrayLength(), a.GetArrayLength());
-        for (var i = 0; i < e.GetArrayLength(); i++)
-        {
-            var el = e[i].GetProperty("logprobs");
-            var al = a[i].GetProperty("logprobs");
-            Assert.Equal(Tokens(el), Tokens(al));
-            var et = el.GetProperty("top_logprobs").EnumerateArray().ToList();
-            var at = al.GetProperty("top_logprobs").EnumerateArray().ToList();
-            for (var t = 0; t < et.Count; t++)
-            {
-                var eTop = et[t].EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
-                var aTop = at[t].EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
-                Assert.Equal(eTop.Keys.Order(), aTop.Keys.Order());
-                foreach (var (token, lp) in eTop) Assert.InRange(aTop[token], lp - LogprobTolerance, lp + LogprobTolerance);
-            }
-        }
-    }
-
-    private static List<string> Tokens(JsonElement logprobs) => logprobs.GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!).ToList();
 
     [Fact]
     public async Task NodeHoldingAQuarter_LoadsAboutAQuarterOfTheExpertBytes()
@@ -94,15 +68,8 @@ public sealed class DistributedGenerationTests
         await using var node = await ExpertNodeProcess.StartAsync(GatewayServer.ModelDir, "0-7");
         await using var gateway = await GatewayServer.StartAsync("--expert-nodes", node.Address.ToString());
         // Until the first holdings poll lands nothing is covered; then exactly experts 8-15 are missing.
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        var readyz = await gateway.Http.GetAsync("/readyz");
-        while (!(await readyz.Content.ReadAsStringAsync()).Contains("layer 1 expert 8,") && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50);
-            readyz = await gateway.Http.GetAsync("/readyz");
-        }
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, readyz.StatusCode);
-        var body = await readyz.Content.ReadAsStringAsync();
+        var (status, body) = await Eventually.HoldsAsync(() => gateway.GetTextAsync("/readyz"), r => r.Body.Contains("layer 1 expert 8,"), "readyz naming the missing experts");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
         // Two MoE layers (1 and 2) each miss experts 8-15.
         Assert.Contains("16 experts have no available node (layer 1 expert 8, layer 1 expert 9,", body);
     }

@@ -8,7 +8,7 @@ namespace MoeMesh.Gateway.Tests.Distributed;
 public sealed class MembershipTests
 {
     private static async Task<List<string>> RoutedNodesAsync(GatewayServer gateway) =>
-        JsonDocument.Parse(await gateway.Http.GetStringAsync("/admin/routing")).RootElement.GetProperty("nodes").EnumerateArray()
+        JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/routing")).RootElement.GetProperty("nodes").EnumerateArray()
             .Where(n => n.GetProperty("layers").GetArrayLength() > 0).Select(n => n.GetProperty("id").GetString()!).ToList();
 
     [Fact]
@@ -23,14 +23,14 @@ public sealed class MembershipTests
         await gateway.WaitReadyAsync(ready: false);
 
         // The second node joins: it becomes node-1, the table covers every expert, requests match in-process.
-        var joined = await gateway.Http.PutAsJsonAsync("/admin/nodes", new { nodes = new[] { low.Address.ToString(), high.Address.ToString() } });
+        var joined = await gateway.Admin.PutAsJsonAsync("/admin/nodes", new { nodes = new[] { low.Address.ToString(), high.Address.ToString() } });
         Assert.Equal(HttpStatusCode.OK, joined.StatusCode);
         Assert.Equal(["node-0", "node-1"], await RoutedNodesAsync(gateway));
         await gateway.WaitReadyAsync();
-        DistributedGenerationTests.AssertSameCompletions(expected, await gateway.PostJsonAsync("/v1/completions", request));
+        Completions.AssertSame(expected, await gateway.PostJsonAsync("/v1/completions", request));
 
         // The first one leaves: its experts have no holder; requests fail cleanly and the gateway says why.
-        var left = await gateway.Http.PutAsJsonAsync("/admin/nodes", new { nodes = new[] { high.Address.ToString() } });
+        var left = await gateway.Admin.PutAsJsonAsync("/admin/nodes", new { nodes = new[] { high.Address.ToString() } });
         Assert.Equal(HttpStatusCode.OK, left.StatusCode);
         Assert.Equal(["node-1"], await RoutedNodesAsync(gateway));
         await gateway.WaitReadyAsync(ready: false);
@@ -39,7 +39,7 @@ public sealed class MembershipTests
 
         foreach (var bad in new object[] { new { nodes = "x" }, new { nodes = new[] { "ftp://host:1" } }, new { nodes = Array.Empty<string>() } })
         {
-            var response = await gateway.Http.PutAsJsonAsync("/admin/nodes", bad);
+            var response = await gateway.Admin.PutAsJsonAsync("/admin/nodes", bad);
             Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
             Assert.Equal("nodes", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("param").GetString());
         }

@@ -71,9 +71,9 @@ public sealed class NodeAuthTests
         await using (var gateway = await GatewayServer.StartWithNodesAsync(Dir, [low, high], "--expert-api-key", NodeKey, "--api-key", GatewayKey))
         {
             gateway.Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", GatewayKey);
-            DistributedGenerationTests.AssertSameCompletions(expected, await gateway.PostJsonAsync("/v1/completions", request));
+            Completions.AssertSame(expected, await gateway.PostJsonAsync("/v1/completions", request));
             // The admin proxy presents the nodes' key, not the client's gateway key.
-            var proxied = await gateway.Http.GetAsync("/admin/nodes/node-0/v1/experts");
+            var proxied = await gateway.Admin.GetAsync("/admin/nodes/node-0/v1/experts");
             Assert.True(proxied.IsSuccessStatusCode, $"{(int)proxied.StatusCode}: {await proxied.Content.ReadAsStringAsync()}");
         }
 
@@ -89,16 +89,8 @@ public sealed class NodeAuthTests
     /// <summary>Polls /admin/routing until node-0 reports an error (the directory polls every second).</summary>
     private static async Task<string> WaitForErrorAsync(GatewayServer gateway)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        var last = "";
-        while (DateTime.UtcNow < deadline)
-        {
-            last = await gateway.Http.GetStringAsync("/admin/routing");
-            var node = JsonDocument.Parse(last).RootElement.GetProperty("nodes")[0];
-            if (node.GetProperty("error").ValueKind == JsonValueKind.String) return node.GetProperty("error").GetString()!;
-            await Task.Delay(50);
-        }
-        Assert.Fail($"node-0 reported no error: {last}");
-        return last;
+        var node = await Eventually.HoldsAsync(async () => JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/routing")).RootElement.GetProperty("nodes")[0],
+            n => n.GetProperty("error").ValueKind == JsonValueKind.String, "node-0 reporting an error");
+        return node.GetProperty("error").GetString()!;
     }
 }

@@ -29,46 +29,98 @@ public sealed class PlacementTests
         experts.GetProperty("layers").EnumerateArray().Where(l => l.GetProperty("layer").GetInt32() == layer)
             .SelectMany(l => l.GetProperty("experts").EnumerateArray().Select(e => e.GetInt32())).ToArray();
 
-    /// <summary>Polls until <paramref name="done"/> holds for the node's /v1/experts (60 s at most).</summary>
-    private static async Task<JsonElement> WaitExpertsAsync(HttpClient http, Func<JsonElement, bool> done)
+    /// <summary>Polls until <paramref name="done"/> holds for the node's /v1/experts.</summary>
+    private static Task<JsonElement> WaitExpertsAsync(HttpClient http, Func<JsonElement, bool> done) =>
+        Eventually.HoldsAsync(() => ExpertsAsync(http), done, "node holdings");
+
+    private const string NodeKey = "placement-test-key";
+
+    /// <summary>A node that takes placements over HTTP (which needs its --api-key) and a client presenting the key.</summary>
+    private static async Task<(ExpertNodeProcess Node, HttpClient Http)> KeyedNodeAsync(string experts, params string[] extraArgs)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        var last = await ExpertsAsync(http);
-        while (!done(last) && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(20);
-            last = await ExpertsAsync(http);
-        }
-        Assert.True(done(last), last.ToString());
-        return last;
+        var node = await ExpertNodeProcess.StartAsync(Dir, experts, 0, ["--api-key", NodeKey, .. extraArgs]);
+        return (node, new HttpClient { BaseAddress = node.Address, DefaultRequestHeaders = { Authorization = new("Bearer", NodeKey) } });
     }
 
+    private static Task<HttpResponseMessage> PlaceAsync(HttpClient http, string placement) =>
+        http.PostAsync("/v1/placement", new StringContent(placement, Encoding.UTF8, "application/json"));
+
     [Fact]
-    public async Task NewPlacement_IsAdvertisedAtOnce_DroppedExpertsServeUntilDrained_ThenAreFreed()
+    public async Task NewPlacement_IsAdvertisedAtOnce_AndDroppedExpertsServeWhileDraining()
     {
-        await using var node = await ExpertNodeProcess.StartAsync(Dir, "0-7", 0, "--drain-seconds", "4");
-        using var http = new HttpClient { BaseAddress = node.Address };
+        // A drain far longer than the test: the window is open whatever the machine's speed.
+        var (node, http) = await KeyedNodeAsync("0-7", "--drain-seconds", "3600");
+        await using var _ = node;
+        using var __ = http;
         var eightBytes = (await ExpertsAsync(http)).GetProperty("expert_bytes").GetInt64();
 
-        var accepted = await http.PostAsync("/v1/placement", new StringContent("""{"layers": {"1": "4-11", "2": [4, 5, 6, 7, 8, 9, 10, 11]}}""", Encoding.UTF8, "application/json"));
-        Assert.Equal(HttpStatusCode.Accepted, accepted.StatusCode);
+        Assert.Equal(HttpStatusCode.Accepted, (await PlaceAsync(http, """{"layers": {"1": "4-11", "2": [4, 5, 6, 7, 8, 9, 10, 11]}}""")).StatusCode);
         var during = await WaitExpertsAsync(http, e => Held(e, 1).SequenceEqual(Enumerable.Range(4, 8)));
         Assert.Equal(Enumerable.Range(4, 8), Held(during, 2));
+        Assert.Equal("Draining", during.GetProperty("placement").GetProperty("state").GetString());
         // While draining, the union is loaded: experts 0-3 still serve gateways that have not seen the change.
         Assert.Equal(eightBytes * 12 / 8, during.GetProperty("expert_bytes").GetInt64());
         Assert.Equal(HttpStatusCode.OK, await DispatchAsync(http, 1, 2));
         Assert.Equal(HttpStatusCode.OK, await DispatchAsync(http, 2, 10));
+    }
 
-        await WaitExpertsAsync(http, e => e.GetProperty("expert_bytes").GetInt64() == eightBytes);
+    [Fact]
+    public async Task AfterTheDrain_DroppedExpertsAreFreed_AndRefused()
+    {
+        var (node, http) = await KeyedNodeAsync("0-7", "--drain-seconds", "0");
+        await using var _ = node;
+        using var __ = http;
+        var eightBytes = (await ExpertsAsync(http)).GetProperty("expert_bytes").GetInt64();
+        Assert.Equal(HttpStatusCode.Accepted, (await PlaceAsync(http, """{"layers": {"1": "4-11", "2": "4-11"}}""")).StatusCode);
+        var done = await WaitExpertsAsync(http, e => e.GetProperty("placement").GetProperty("state").GetString() == "Steady" && Held(e, 1).Contains(11));
+        Assert.Equal(eightBytes, done.GetProperty("expert_bytes").GetInt64());
         Assert.Equal(HttpStatusCode.MisdirectedRequest, await DispatchAsync(http, 1, 2));
         Assert.Equal(HttpStatusCode.OK, await DispatchAsync(http, 1, 10));
     }
 
     [Fact]
-    public async Task BadPlacement_IsRefused_AndChangesNothing()
+    public async Task PlacementOverHttp_NeedsTheNodesKey()
     {
         await using var node = await ExpertNodeProcess.StartAsync(Dir, "0-7");
         using var http = new HttpClient { BaseAddress = node.Address };
+        var refused = await PlaceAsync(http, """{"layers": {"1": "8-15"}}""");
+        Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+        Assert.Equal("placement_needs_api_key", JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(Enumerable.Range(0, 8), Held(await ExpertsAsync(http), 1));
+    }
+
+    [Fact]
+    public async Task PlacementThatCannotLoad_IsReported_AndTheNodeKeepsServing()
+    {
+        // A private copy of the checkpoint whose weights go missing after the node has loaded its experts.
+        var dir = Path.Combine(Path.GetTempPath(), $"moemesh-placement-broken-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        foreach (var f in Directory.GetFiles(Dir)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        try
+        {
+            await using var node = await ExpertNodeProcess.StartAsync(dir, "0-7", 0, "--api-key", NodeKey);
+            using var http = new HttpClient { BaseAddress = node.Address, DefaultRequestHeaders = { Authorization = new("Bearer", NodeKey) } };
+            File.Move(Path.Combine(dir, "model.safetensors"), Path.Combine(dir, "moved.safetensors"));
+            Assert.Equal(HttpStatusCode.Accepted, (await PlaceAsync(http, """{"layers": {"1": "8-15", "2": "8-15"}}""")).StatusCode);
+            var failed = await WaitExpertsAsync(http, e => e.GetProperty("placement").GetProperty("error").ValueKind == JsonValueKind.String);
+            Assert.Contains("placement not applied", failed.GetProperty("placement").GetProperty("error").GetString());
+            Assert.Equal("Steady", failed.GetProperty("placement").GetProperty("state").GetString());
+            Assert.Equal(Enumerable.Range(0, 8), Held(failed, 1));
+            Assert.Contains("moemesh_expert_placement_changes_total{result=\"failed\"} 1", await http.GetStringAsync("/metrics"));
+            Assert.Equal(HttpStatusCode.OK, await DispatchAsync(http, 1, 3));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task BadPlacement_IsRefused_AndChangesNothing()
+    {
+        var (node, http) = await KeyedNodeAsync("0-7");
+        await using var _ = node;
+        using var __ = http;
         foreach (var body in new[] { "not json", """{"layers": {"0": "0-3"}}""", """{"layers": {"1": "0-99"}}""", """{"experts": "0-3"}""" })
         {
             var response = await http.PostAsync("/v1/placement", new StringContent(body, Encoding.UTF8, "application/json"));
@@ -106,23 +158,22 @@ public sealed class PlacementTests
         var request = DistributedGenerationTests.Request(8, "The experts of a mixture", "Once upon a time");
         var expected = await GatewayServer.InProcessJsonAsync(Dir, "/v1/completions", request);
 
-        await using var a = await ExpertNodeProcess.StartAsync(Dir, "0-7");
-        await using var b = await ExpertNodeProcess.StartAsync(Dir, "8-15");
-        await using var gateway = await GatewayServer.StartWithNodesAsync(Dir, [a, b]);
-        using var http = new HttpClient { BaseAddress = a.Address };
+        var (a, http) = await KeyedNodeAsync("0-7");
+        await using var _ = a;
+        using var __ = http;
+        await using var b = await ExpertNodeProcess.StartAsync(Dir, "8-15", 0, "--api-key", NodeKey);
+        await using var gateway = await GatewayServer.StartWithNodesAsync(Dir, [a, b], "--expert-api-key", NodeKey);
         Assert.Equal(HttpStatusCode.Accepted, (await http.PostAsJsonAsync("/v1/placement", new { layers = new Dictionary<string, string> { ["1"] = "all", ["2"] = "all" } })).StatusCode);
 
         // The gateway's routing table (polled every second) shows node-0 holding everything.
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (DateTime.UtcNow < deadline)
+        await Eventually.HoldsAsync(async () =>
         {
-            var routing = JsonDocument.Parse(await gateway.Http.GetStringAsync("/admin/routing")).RootElement;
+            var routing = JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/routing")).RootElement;
             var node0 = routing.GetProperty("nodes").EnumerateArray().First(n => n.GetProperty("id").GetString() == "node-0");
-            if (node0.GetProperty("layers").EnumerateArray().All(l => l.GetProperty("experts").GetArrayLength() == 16)) break;
-            await Task.Delay(50);
-        }
+            return node0.GetProperty("layers").EnumerateArray().All(l => l.GetProperty("experts").GetArrayLength() == 16);
+        }, "the gateway's table showing node-0 holding every expert");
         b.Kill();
         var actual = await gateway.PostJsonAsync("/v1/completions", request);
-        DistributedGenerationTests.AssertSameCompletions(expected, actual);
+        Completions.AssertSame(expected, actual);
     }
 }

@@ -27,13 +27,24 @@ public sealed class RoutingTests
     [Fact]
     public void Reconcile_KeepsIdsOfKnownAddresses_AndNumbersNewOnesAfterTheHighest()
     {
-        var first = ExpertNode.ParseList("http://a:1, http://b:2/some/path");
+        var first = ExpertNode.Reconcile([], ExpertNode.ParseAddresses(["http://a:1", " http://b:2/"]));
         Assert.Equal(["node-0", "node-1"], first.Select(n => n.Id));
         Assert.Equal(new Uri("http://b:2/"), first[1].Address);
         var next = ExpertNode.Reconcile(first, ExpertNode.ParseAddresses(["http://c:3", "http://b:2"]));
         Assert.Equal([("node-2", "http://c:3/"), ("node-1", "http://b:2/")], next.Select(n => (n.Id, n.Address.ToString())));
-        Assert.Throws<ArgumentException>(() => ExpertNode.ParseAddresses(["ftp://a:1"]));
-        Assert.Throws<ArgumentException>(() => ExpertNode.ParseAddresses([" "]));
+    }
+
+    [Theory]
+    [InlineData("ftp://a:1", "not an http(s) URL")]
+    [InlineData(" ", "no URL given")]
+    [InlineData("http://b:2/some/path", "base URL")]
+    [InlineData("http://b:2/?x=1", "base URL")]
+    [InlineData("http://user:hunter2@b:2", "credentials")]
+    public void NodeAddresses_AreBaseUrlsWithoutCredentials(string url, string why)
+    {
+        var e = Assert.Throws<ArgumentException>(() => ExpertNode.ParseAddresses([url]));
+        Assert.Contains(why, e.Message);
+        Assert.DoesNotContain("hunter2", e.Message);
     }
 
     [Fact]
