@@ -74,7 +74,15 @@ app.MapPost("/v1/placement", async (HttpContext ctx) =>
     // Changing what a node holds over HTTP needs its key; without one, the --placement file is the only way.
     if (options.ApiKey is null)
         return NodeError.Result(403, "placement_needs_api_key", "placement changes over HTTP need the node to run with --api-key; use the --placement file instead", "invalid_request_error");
-    var text = await new StreamReader(ctx.Request.Body).ReadToEndAsync(ctx.RequestAborted);
+    string text;
+    try
+    {
+        text = await new StreamReader(ctx.Request.Body).ReadToEndAsync(ctx.RequestAborted);
+    }
+    catch (BadHttpRequestException e)
+    {
+        return NodeError.Result(e.StatusCode, "bad_placement", "the placement document could not be read (it is limited to 1 MiB)", "invalid_request_error");
+    }
     ExpertPlacement placement;
     try
     {

@@ -11,8 +11,10 @@ try
         return 0;
     }
     var app = GatewayApp.Build(options);
+    // Taken before running: RunAsync disposes the services when the host stops.
+    var exitCode = GatewayApp.ExitCodeOnceStopped(app);
     await app.RunAsync();
-    return GatewayApp.ExitCode(app);
+    return exitCode();
 }
 catch (CommandLineException e)
 {

@@ -105,10 +105,8 @@ public sealed class LlmEngine : IDisposable
         catch (Exception e)
         {
             // A failed step (an expert backend error, out of device memory) ends its sequences, not the engine.
-            // Clients get a reference, not the exception's text; the log gets both.
-            var reference = Guid.NewGuid().ToString("N")[..12];
-            StepFailed?.Invoke(e, reference);
-            return chunks.Select(c => Fail(c.Sequence, $"internal error (reference {reference}; the server log has the details)")).ToList();
+            var message = FailureMessage(e);
+            return chunks.Select(c => Fail(c.Sequence, message)).ToList();
         }
         using (logitsTensor)
         {
@@ -127,10 +125,26 @@ public sealed class LlmEngine : IDisposable
                 if (seq.PromptLogprobs is not null && rows == chunk.Length)
                     RecordPromptLogprobs(seq, chunk, logits.Slice(firstRow[i] * vocab, rows * vocab));
                 if (!chunk.Samples) continue;
-                updates.Add(Advance(seq, logits.Slice((firstRow[i + 1] - 1) * vocab, vocab)));
+                try
+                {
+                    updates.Add(Advance(seq, logits.Slice((firstRow[i + 1] - 1) * vocab, vocab)));
+                }
+                catch (Exception e)
+                {
+                    // Picking or decoding one sequence's token failed: that sequence ends, the others go on.
+                    updates.Add(Fail(seq, FailureMessage(e)));
+                }
             }
             return updates;
         }
+    }
+
+    /// <summary>Reports a failure through <see cref="StepFailed"/>; clients get a reference to it, not the exception's text.</summary>
+    private string FailureMessage(Exception e)
+    {
+        var reference = Guid.NewGuid().ToString("N")[..12];
+        StepFailed?.Invoke(e, reference);
+        return $"internal error (reference {reference}; the server log has the details)";
     }
 
     /// <summary>The chunks owning the given rows of the batch (rows are laid out chunk after chunk).</summary>

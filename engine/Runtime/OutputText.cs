@@ -11,7 +11,7 @@ namespace MoeMesh.Engine.Runtime;
 /// </summary>
 internal sealed class OutputText(HfTokenizer? tokenizer, IReadOnlyList<string> stops)
 {
-    /// <summary>A tail this many tokens long without completing a character is released as it decodes (U+FFFD and all).</summary>
+    /// <summary>A pending tail this many tokens long is cut at its last character boundary.</summary>
     private const int MaxPendingTokens = 8;
 
     private readonly int _longestStop = stops.Count == 0 ? 0 : stops.Max(s => s.Length);
@@ -27,17 +27,20 @@ internal sealed class OutputText(HfTokenizer? tokenizer, IReadOnlyList<string> s
     public (string Delta, bool Stopped) Update(IReadOnlyList<int> tokens, int from, int to, bool final)
     {
         if (tokenizer is null) return ("", false);
-        var pendingTokens = to - from - _stableTokens;
         var tail = tokenizer.Decode(Slice(tokens, from + _stableTokens, to));
         // A trailing replacement character is an incomplete UTF-8 sequence still being generated.
-        if (tail.Length > 0 && (tail[^1] != '\uFFFD' || pendingTokens >= MaxPendingTokens))
+        if (tail.Length > 0 && tail[^1] != '\uFFFD')
         {
-            _stable.Append(tail);
-            _stableTokens = to - from;
+            Commit(tail, to - from - _stableTokens);
             tail = "";
         }
-        // Everything before `start` was searched already and cannot hold the start of a stop string.
-        var start = Math.Max(0, _emitted - _longestStop);
+        else if (to - from - _stableTokens >= MaxPendingTokens)
+        {
+            tail = CommitLongPending(tokens, from, to);
+        }
+        // Everything before `start` was searched already and cannot hold the start of a stop string. Text released
+        // from the pending tail (which decodes with the same prefix every time) may lie past the stable text.
+        var start = Math.Min(Math.Max(0, _emitted - _longestStop), _stable.Length);
         var window = _stable.ToString(start, _stable.Length - start) + tail;
         var end = window.Length;
         var stopped = false;
@@ -56,6 +59,33 @@ internal sealed class OutputText(HfTokenizer? tokenizer, IReadOnlyList<string> s
         var delta = window[(_emitted - start)..releasable];
         _emitted = start + releasable;
         return (delta, stopped);
+    }
+
+    private void Commit(string text, int tokenCount)
+    {
+        _stable.Append(text);
+        _stableTokens += tokenCount;
+    }
+
+    /// <summary>
+    /// Bounds the tokens decoded again each step: commits the longest run of pending tokens that ends on a
+    /// character boundary (else all but the last token); returns the decoded rest.
+    /// </summary>
+    private string CommitLongPending(IReadOnlyList<int> tokens, int from, int to)
+    {
+        var first = from + _stableTokens;
+        var count = to - first - 1;
+        for (var k = count; k > 0; k--)
+        {
+            var head = tokenizer!.Decode(Slice(tokens, first, first + k));
+            if (head.Length > 0 && head[^1] != '\uFFFD')
+            {
+                count = k;
+                break;
+            }
+        }
+        Commit(tokenizer!.Decode(Slice(tokens, first, first + count)), count);
+        return tokenizer.Decode(Slice(tokens, first + count, to));
     }
 
     private static IEnumerable<int> Slice(IReadOnlyList<int> tokens, int from, int to)

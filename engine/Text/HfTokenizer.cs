@@ -99,18 +99,20 @@ public sealed class HfTokenizer
 
     /// <summary>
     /// Encodes text; added tokens (such as &lt;｜User｜&gt;) written in the text map to their ids, except inside
-    /// <paramref name="plain"/> spans, whose text is always encoded as ordinary text (so that what a user writes
-    /// cannot become a turn marker).
+    /// <paramref name="plain"/> spans (in order, not overlapping), whose text is always encoded as ordinary text
+    /// (so that what a user writes cannot become a turn marker).
     /// </summary>
     public List<int> Encode(string text, IReadOnlyList<(int Start, int Length)>? plain = null)
     {
         var ids = new List<int>();
         var cursor = 0;
+        var span = 0; // plain spans are in order: the first one that does not end before the match
         for (var at = 0; _addedPattern is not null && at < text.Length;)
         {
             var m = _addedPattern.Match(text, at);
             if (!m.Success) break;
-            if (plain is not null && plain.Any(s => m.Index < s.Start + s.Length && s.Start < m.Index + m.Length))
+            while (plain is not null && span < plain.Count && plain[span].Start + plain[span].Length <= m.Index) span++;
+            if (plain is not null && span < plain.Count && plain[span].Start < m.Index + m.Length)
             {
                 at = m.Index + 1;
                 continue;

@@ -47,17 +47,24 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions option
             await RefuseAsync(ctx, 503, "loading", "the node is still loading its experts");
             return;
         }
+        byte[]? reply;
         try
         {
-            await ServeAsync(ctx, body, served.Backend);
+            reply = await ComputeAsync(ctx, body, served.Backend);
         }
         finally
         {
+            // Released before the reply is written: a slow reader does not keep dropped experts alive.
             holdings.Release(served);
         }
+        if (reply is null) return;
+        ctx.Response.ContentType = DispatchCodec.ContentType;
+        ctx.Response.ContentLength = reply.Length;
+        await ctx.Response.Body.WriteAsync(reply, ctx.RequestAborted);
     }
 
-    private async Task ServeAsync(HttpContext ctx, ReadOnlyMemory<byte> body, LocalExpertBackend backend)
+    /// <summary>The combined output of a well-formed dispatch for experts held here; null after refusing it.</summary>
+    private async Task<byte[]?> ComputeAsync(HttpContext ctx, ReadOnlyMemory<byte> body, LocalExpertBackend backend)
     {
         DispatchRequest request;
         try
@@ -67,12 +74,12 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions option
         catch (DispatchFormatException e)
         {
             await RefuseAsync(ctx, 400, "malformed_dispatch", e.Message);
-            return;
+            return null;
         }
         if (Check(request, backend) is { } refusal)
         {
             await RefuseAsync(ctx, refusal.Status, refusal.Code, refusal.Message);
-            return;
+            return null;
         }
 
         var queued = Stopwatch.GetTimestamp();
@@ -91,9 +98,7 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions option
         }
         metrics.BatchTokens.Observe(request.TokenCount);
         foreach (var e in request.PairExperts) metrics.ExpertTokens.WithLabels(request.Layer.ToString(), e.ToString()).Inc();
-        ctx.Response.ContentType = DispatchCodec.ContentType;
-        ctx.Response.ContentLength = reply.Length;
-        await ctx.Response.Body.WriteAsync(reply, ctx.RequestAborted);
+        return reply;
     }
 
     private (int Status, string Code, string Message)? Check(DispatchRequest r, LocalExpertBackend backend)

@@ -146,7 +146,8 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
                 Report($"placement file {path}: {e.Message}", e);
                 continue;
             }
-            if (changed is not null) await ApplyAsync(changed, stoppingToken);
+            // A change that fails is tried again at the next poll (a checkpoint on a volume may come back).
+            if (changed is not null && !await ApplyAsync(changed, stoppingToken)) _placementText = null;
         }
     }
 
@@ -161,9 +162,9 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
 
     /// <summary>
     /// Moves to a new placement while serving (see the class summary); one change at a time. Never throws for a
-    /// placement that cannot be loaded: the failure is reported and the node keeps its experts.
+    /// placement that cannot be loaded: the failure is reported, the node keeps its experts, and it returns false.
     /// </summary>
-    public async Task ApplyAsync(ExpertPlacement next, CancellationToken ct)
+    public async Task<bool> ApplyAsync(ExpertPlacement next, CancellationToken ct)
     {
         await _changing.WaitAsync(ct);
         try
@@ -187,11 +188,13 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
             _state = PlacementState.Steady;
             metrics.PlacementChanges.WithLabels("applied").Inc();
             logger.LogInformation("Placement change done: {Bytes} bytes of experts held", final.ByteSize);
+            return true;
         }
         catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
         {
             if (_served is not null) _state = PlacementState.Steady;
             Report($"placement not applied: {e.Message}", e);
+            return false;
         }
         finally
         {
@@ -201,9 +204,10 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
 
     private void Report(string error, Exception e)
     {
-        _placementError = error;
         metrics.PlacementChanges.WithLabels("failed").Inc();
-        logger.LogError(e, "Placement change failed: {Error}", error);
+        // A placement file retried every second logs its failure once, not every second.
+        if (error != _placementError) logger.LogError(e, "Placement change failed: {Error}", error);
+        _placementError = error;
     }
 
     /// <summary>Serves <paramref name="backend"/> from now on; the returned task completes when the previous generation is idle.</summary>

@@ -6,6 +6,9 @@ namespace MoeMesh.Gateway.Api;
 /// <summary>Operator routes of the expert tier: the routing table and changing the node set while serving.</summary>
 public static class AdminEndpoints
 {
+    /// <summary>Expert nodes one gateway routes to, at most.</summary>
+    public const int MaxNodes = 1024;
+
     public static void MapExpertAdmin(this WebApplication app, ExpertTier tier)
     {
         app.MapGet("/admin/routing", () => Results.Json(tier.Describe()));
@@ -18,6 +21,7 @@ public static class AdminEndpoints
         var r = await RequestReader.ParseAsync(ctx.Request, ctx.RequestAborted);
         if (r.Get("nodes") is not { ValueKind: JsonValueKind.Array } list || list.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String))
             throw ApiException.BadRequest("'nodes' must be a list of expert-node URLs", "nodes");
+        if (list.GetArrayLength() > MaxNodes) throw ApiException.BadRequest($"'nodes' holds at most {MaxNodes} URLs", "nodes");
         IReadOnlyList<Uri> addresses;
         try
         {

@@ -63,7 +63,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
             return;
         }
 
-        Sse.Start(ctx.Response);
+        await Sse.StartAsync(ctx.Response);
         try
         {
             foreach (var c in choices)

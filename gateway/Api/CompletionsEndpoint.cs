@@ -66,7 +66,7 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
             return;
         }
 
-        Sse.Start(ctx.Response);
+        await Sse.StartAsync(ctx.Response);
         var offsets = new Dictionary<int, int>();
         try
         {

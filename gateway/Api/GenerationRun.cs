@@ -67,6 +67,9 @@ public sealed class GenerationRun(EngineLoop loop, IReadOnlyList<Choice> choices
         await foreach (var _ in Events()) { }
         if (choices.FirstOrDefault(c => c.Finish == FinishReason.Unavailable) is { } unavailable)
             throw new ApiException(503, $"generation failed: {unavailable.Error}", type: "server_error", code: "experts_unavailable");
+        // Ended by a shutdown: another replica can serve it.
+        if (choices.FirstOrDefault(c => c.Finish == FinishReason.Abort && c.Error is not null) is { } stopped)
+            throw new ApiException(503, stopped.Error!, type: "server_error", code: "service_unavailable");
         if (choices.FirstOrDefault(c => c.Error is not null) is { } failed)
             throw new ApiException(500, $"generation failed: {failed.Error}", type: "server_error", code: "internal_error");
     }

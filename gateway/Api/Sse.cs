@@ -7,11 +7,13 @@ namespace MoeMesh.Gateway.Api;
 /// <summary>Server-sent events in OpenAI's shape: "data: {json}" records ending with "data: [DONE]".</summary>
 public static class Sse
 {
-    public static void Start(HttpResponse response)
+    /// <summary>Sends the headers at once: a client sees its stream accepted before the first token, which may take a while.</summary>
+    public static Task StartAsync(HttpResponse response)
     {
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
+        return response.StartAsync();
     }
 
     public static async Task WriteAsync(HttpResponse response, object payload)

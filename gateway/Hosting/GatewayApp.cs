@@ -87,8 +87,15 @@ public static class GatewayApp
         return app;
     }
 
-    /// <summary>The process's exit code once the host has stopped: 1 when the engine loop failed, so that a supervisor restarts it.</summary>
-    public static int ExitCode(WebApplication app) => app.Services.GetRequiredService<EngineLoop>().Failed ? 1 : 0;
+    /// <summary>
+    /// The process's exit code once the host has stopped: 1 when the engine loop failed, so that a supervisor
+    /// restarts it. Ask for it before running the host (which disposes its services when it stops).
+    /// </summary>
+    public static Func<int> ExitCodeOnceStopped(WebApplication app)
+    {
+        var loop = app.Services.GetRequiredService<EngineLoop>();
+        return () => loop.Failed ? 1 : 0;
+    }
 
     /// <summary>Anything a handler did not turn into an API error: logged with a reference, answered as an OpenAI-shaped 500 without its text.</summary>
     private static async Task InternalErrorAsync(HttpContext ctx)
@@ -107,8 +114,10 @@ public static class GatewayApp
         services.AddSingleton(sp => new ExpertNodeDirectory(nodes, fingerprint, config, nodeKey,
             sp.GetRequiredService<InMemoryConfigProvider>(), sp.GetRequiredService<ILogger<ExpertNodeDirectory>>()));
         services.AddHostedService(sp => sp.GetRequiredService<ExpertNodeDirectory>());
+        // A reply holds one float32 row per token of a step at most.
+        var maxReply = Math.Min(int.MaxValue, 4L * options.MaxBatchTokens * config.HiddenSize + (64 << 10));
         services.AddSingleton(sp => new YarpExpertRouter(sp.GetRequiredService<ExpertNodeDirectory>(), fingerprint, nodeKey,
-            TimeSpan.FromMilliseconds(options.ExpertTimeoutMs), sp.GetRequiredService<GatewayMetrics>(), sp.GetRequiredService<ILogger<YarpExpertRouter>>()));
+            TimeSpan.FromMilliseconds(options.ExpertTimeoutMs), maxReply, sp.GetRequiredService<GatewayMetrics>(), sp.GetRequiredService<ILogger<YarpExpertRouter>>()));
         services.AddSingleton<ExpertTier>();
         services.AddSingleton<ILoadBalancingPolicy, LeastOutstandingWorkPolicy>();
         services.AddReverseProxy().LoadFromMemory(ExpertProxyConfig.Routes(nodes, nodeKey), ExpertProxyConfig.Clusters(nodes));

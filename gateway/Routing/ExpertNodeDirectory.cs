@@ -20,6 +20,7 @@ public sealed class ExpertNodeDirectory(
     : BackgroundService
 {
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
+    private const int MaxReportBytes = 4 << 20;
     // No redirects: the node key goes to the configured address and nowhere else.
     private readonly HttpClient _http = new(new SocketsHttpHandler { AllowAutoRedirect = false })
     {
@@ -180,7 +181,20 @@ public sealed class ExpertNodeDirectory(
     {
         try
         {
-            var report = await _http.GetFromJsonAsync<NodeReport>(new Uri(node.Address, "v1/experts"), ct);
+            using var response = await _http.GetAsync(new Uri(node.Address, "v1/experts"), HttpCompletionOption.ResponseHeadersRead, ct);
+            response.EnsureSuccessStatusCode();
+            // A report names each layer's experts once: a few hundred KB for DeepSeek-V3. More is not a report.
+            using var body = new MemoryStream();
+            await using (var stream = await response.Content.ReadAsStreamAsync(ct))
+            {
+                var chunk = new byte[64 << 10];
+                for (int read; (read = await stream.ReadAsync(chunk, ct)) > 0;)
+                {
+                    if (body.Length + read > MaxReportBytes) return (null, $"the reply is larger than {MaxReportBytes} bytes");
+                    body.Write(chunk, 0, read);
+                }
+            }
+            var report = System.Text.Json.JsonSerializer.Deserialize<NodeReport>(body.GetBuffer().AsSpan(0, (int)body.Length));
             return report is null ? (null, "the reply is JSON null") : (report, null);
         }
         catch (System.Text.Json.JsonException e)
@@ -197,6 +211,11 @@ public sealed class ExpertNodeDirectory(
             if (refused) logger.LogError("Expert node {Node} at {Address}: {Error}", node.Id, node.Address, error);
             else logger.LogDebug("Expert node {Node} did not report its holdings: {Error}", node.Id, error);
             return (null, null);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Anything else this node's reply causes is this node's fault: it is refused, the others are still polled.
+            return (null, $"the reply could not be read ({e.GetType().Name}: {e.Message})");
         }
     }
 

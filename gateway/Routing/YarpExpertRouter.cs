@@ -16,12 +16,15 @@ namespace MoeMesh.Gateway.Routing;
 /// policy; a failed dispatch marks its destination unhealthy (passive health) until the reactivation
 /// period passes and the active /healthz probe succeeds.
 /// </summary>
-public sealed class YarpExpertRouter(ExpertNodeDirectory directory, string fingerprint, BearerKey? nodeKey, TimeSpan timeout, GatewayMetrics metrics, ILogger<YarpExpertRouter> logger)
+public sealed class YarpExpertRouter(
+    ExpertNodeDirectory directory, string fingerprint, BearerKey? nodeKey, TimeSpan timeout, long maxReplyBytes, GatewayMetrics metrics, ILogger<YarpExpertRouter> logger)
     : IExpertRouter, IDisposable
 {
+    // No redirects (the node key goes to configured addresses only); replies are bounded by the largest a step can ask for.
     private readonly HttpClient _http = new(new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(2), PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5), AllowAutoRedirect = false })
     {
         Timeout = Timeout.InfiniteTimeSpan,
+        MaxResponseContentBufferSize = maxReplyBytes,
         DefaultRequestHeaders = { Authorization = nodeKey is null ? null : AuthenticationHeaderValue.Parse(nodeKey.HeaderValue) },
     };
     // Picks happen on the engine thread only, so one context carries the plan to the policy.
@@ -76,7 +79,7 @@ public sealed class YarpExpertRouter(ExpertNodeDirectory directory, string finge
             {
                 // The node is up but refused the message (wrong model, expert not held, malformed): go elsewhere.
                 metrics.DispatchErrors.WithLabels(node, ((int)response.StatusCode).ToString()).Inc();
-                throw new ExpertNodeException(node, $"refused with {(int)response.StatusCode}: {System.Text.Encoding.UTF8.GetString(body)}");
+                throw new ExpertNodeException(node, $"refused with {(int)response.StatusCode}: {System.Text.Encoding.UTF8.GetString(body.AsSpan(0, Math.Min(body.Length, 1024)))}");
             }
             metrics.DispatchSeconds.WithLabels(node).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
             metrics.DispatchBytes.WithLabels("sent").Inc(message.Length);

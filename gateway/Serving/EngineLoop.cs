@@ -87,7 +87,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        _accepting = false;
+        lock (_gate) _accepting = false;
         _wake.Release();
         // Grace period: in-flight sequences finish until the host's shutdown timeout fires.
         try
@@ -186,6 +186,12 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
             catch (ArgumentException e)
             {
                 End(h, FinishReason.Error, e.Message);
+            }
+            catch
+            {
+                // The loop is about to fail; this handle is in neither queue any more, so it is ended here.
+                End(h, FinishReason.Error, FailedMessage);
+                throw;
             }
             finally
             {

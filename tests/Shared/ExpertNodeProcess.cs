@@ -38,11 +38,15 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
     public static Task<ExpertNodeProcess> StartAtAsync(string modelDir, string experts, string hostAndPort, params string[] extraArgs) =>
         StartCoreAsync(null, modelDir, experts, hostAndPort, new Dictionary<string, string>(), extraArgs);
 
+    /// <summary>As <see cref="StartAsync"/>, but returns once the node listens, without waiting for its experts to load.</summary>
+    public static Task<ExpertNodeProcess> StartListeningAsync(string modelDir, string experts) =>
+        StartCoreAsync(null, modelDir, experts, "127.0.0.1:0", new Dictionary<string, string>(), [], waitReady: false);
+
     /// <summary>A loopback address of 127.0.0.0/8 that nothing else in the test run uses.</summary>
     public static string PrivateLoopbackHost() => $"127.{Random.Shared.Next(1, 255)}.{Random.Shared.Next(0, 256)}.{Random.Shared.Next(2, 255)}";
 
     private static async Task<ExpertNodeProcess> StartCoreAsync(
-        string? cpus, string modelDir, string experts, string hostAndPort, IReadOnlyDictionary<string, string> environment, string[] extraArgs)
+        string? cpus, string modelDir, string experts, string hostAndPort, IReadOnlyDictionary<string, string> environment, string[] extraArgs, bool waitReady = true)
     {
         var info = new ProcessStartInfo(cpus is null ? "dotnet" : "taskset")
         {
@@ -71,7 +75,7 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
         process.BeginErrorReadLine();
         var address = await listening.Task.WaitAsync(TimeSpan.FromSeconds(60));
         var node = new ExpertNodeProcess(process, address, experts);
-        await node.WaitReadyAsync();
+        if (waitReady) await node.WaitReadyAsync();
         return node;
     }
 

@@ -73,4 +73,39 @@ public sealed class OutputTextTests
         // The late tokens follow some 5000 characters of text; copying it each time would allocate about 10 KB per token.
         Assert.True(late < 2 * early + 100 * 1024, $"100 tokens allocated {early} bytes early and {late} bytes late");
     }
+
+    [Fact]
+    public void TokenJoiningASpaceToTheFirstByteOfACharacter_IsReleasedWhole()
+    {
+        // A byte-level vocabulary where " " and 0xF0 (the first byte of an emoji) merge into one token, as real
+        // vocabularies do: the space is released at once, the emoji when its last byte arrives.
+        var alphabet = Enumerable.Range(0, 256).Select(b => ByteLevelAlphabet.Encode([(byte)b])).ToList();
+        var vocab = alphabet.Select((t, i) => (t, i)).ToDictionary(p => p.t, p => p.i);
+        var merged = alphabet[' '] + alphabet[0xF0];
+        vocab[merged] = 256;
+        var dir = Path.Combine(Path.GetTempPath(), $"moemesh-split-char-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        var json = System.Text.Json.JsonSerializer.Serialize(new
+        {
+            model = new { type = "BPE", vocab, merges = new[] { $"{alphabet[' ']} {alphabet[0xF0]}" } },
+            added_tokens = Array.Empty<object>(),
+        });
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), json);
+        var tokenizer = HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));
+        Directory.Delete(dir, recursive: true);
+        foreach (var stops in new[] { Array.Empty<string>(), ["STOP"] })
+        {
+            var ids = tokenizer.Encode("a 😀b 😀");
+            Assert.Contains(256, ids);
+            var output = new OutputText(tokenizer, stops);
+            var tokens = new List<int> { 1 };
+            var released = new System.Text.StringBuilder();
+            for (var i = 0; i < ids.Count; i++)
+            {
+                tokens.Add(ids[i]);
+                released.Append(output.Update(tokens, 1, tokens.Count, final: i == ids.Count - 1).Delta);
+            }
+            Assert.Equal("a 😀b 😀", released.ToString());
+        }
+    }
 }

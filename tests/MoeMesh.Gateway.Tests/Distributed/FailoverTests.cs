@@ -18,10 +18,12 @@ public sealed class FailoverTests
         await using var a = await ExpertNodeProcess.StartAsync(dir, "all");
         await using var b = await ExpertNodeProcess.StartAsync(dir, "all");
         await using var gateway = await GatewayServer.StartWithNodesAsync(dir, [a, b]);
+        // Kill node-0 between two steps of the generation, once both nodes have taken dispatches.
+        using var hold = new Serving.LoopHold(gateway, 6);
         var running = gateway.PostJsonAsync("/v1/completions", request);
-        // Kill node-0 once generation is under way and both nodes have taken dispatches.
-        await gateway.WaitForMetricAsync("moemesh_generation_tokens_total", v => v >= 8, "past 8");
+        await hold.ReachedAsync();
         a.Kill();
+        hold.Release();
         var actual = await running;
 
         Completions.AssertSame(expected, actual);
@@ -41,9 +43,11 @@ public sealed class FailoverTests
         await using var b = await ExpertNodeProcess.StartAsync(dir, "all");
         // The deadline must be missed by the frozen node only: a healthy node on a loaded 2-core machine answers well within it.
         await using var gateway = await GatewayServer.StartWithNodesAsync(dir, [a, b], "--expert-timeout-ms", "5000");
+        using var hold = new Serving.LoopHold(gateway, 6);
         var running = gateway.PostJsonAsync("/v1/completions", request);
-        await gateway.WaitForMetricAsync("moemesh_generation_tokens_total", v => v >= 8, "past 8");
+        await hold.ReachedAsync();
         a.Pause();
+        hold.Release();
         try
         {
             Completions.AssertSame(expected, await running);
@@ -95,10 +99,14 @@ public sealed class FailoverTests
         {
             Content = System.Net.Http.Json.JsonContent.Create(new { prompt = "Hi", max_tokens = 2000, ignore_eos = true, stream = true }),
         };
-        using var response = await gateway.Http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead);
+        using var hold = new Serving.LoopHold(gateway, 3);
+        var sending = gateway.Http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead);
+        await hold.ReachedAsync();
+        node.Kill();
+        hold.Release();
+        using var response = await sending;
         var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
         Assert.StartsWith("data: ", await reader.ReadLineAsync());
-        node.Kill();
         var rest = await reader.ReadToEndAsync();
         Assert.Contains("\"code\":\"experts_unavailable\"", rest);
         Assert.EndsWith("data: [DONE]", rest.TrimEnd());

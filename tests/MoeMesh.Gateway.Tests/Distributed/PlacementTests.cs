@@ -35,6 +35,16 @@ public sealed class PlacementTests
 
     private const string NodeKey = "placement-test-key";
 
+    /// <summary>A private copy of the test checkpoint that a test may break; the caller deletes it.</summary>
+    private static string CopyOfCheckpoint(bool withWeights)
+    {
+        var dir = Path.Combine(Path.GetTempPath(), $"moemesh-checkpoint-copy-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        foreach (var f in Directory.GetFiles(Dir).Where(f => withWeights || !f.EndsWith(".safetensors", StringComparison.Ordinal)))
+            File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        return dir;
+    }
+
     /// <summary>A node that takes placements over HTTP (which needs its --api-key) and a client presenting the key.</summary>
     private static async Task<(ExpertNodeProcess Node, HttpClient Http)> KeyedNodeAsync(string experts, params string[] extraArgs)
     {
@@ -93,9 +103,7 @@ public sealed class PlacementTests
     public async Task PlacementThatCannotLoad_IsReported_AndTheNodeKeepsServing()
     {
         // A private copy of the checkpoint whose weights go missing after the node has loaded its experts.
-        var dir = Path.Combine(Path.GetTempPath(), $"moemesh-placement-broken-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        foreach (var f in Directory.GetFiles(Dir)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        var dir = CopyOfCheckpoint(withWeights: true);
         try
         {
             await using var node = await ExpertNodeProcess.StartAsync(dir, "0-7", 0, "--api-key", NodeKey);
@@ -108,6 +116,30 @@ public sealed class PlacementTests
             Assert.Equal(Enumerable.Range(0, 8), Held(failed, 1));
             Assert.Contains("moemesh_expert_placement_changes_total{result=\"failed\"} 1", await http.GetStringAsync("/metrics"));
             Assert.Equal(HttpStatusCode.OK, await DispatchAsync(http, 1, 3));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task NodeWhoseExpertsCannotLoad_IsUnhealthy_WithoutTellingProbesItsPaths()
+    {
+        var dir = CopyOfCheckpoint(withWeights: false);
+        try
+        {
+            await using var node = await ExpertNodeProcess.StartListeningAsync(dir, "0-7");
+            using var http = new HttpClient { BaseAddress = node.Address };
+            var (status, body) = await Eventually.HoldsAsync(async () =>
+            {
+                using var r = await http.GetAsync("/healthz");
+                return (r.StatusCode, await r.Content.ReadAsStringAsync());
+            }, r => r.StatusCode != HttpStatusCode.OK, "/healthz reporting the failed load");
+            Assert.Equal(HttpStatusCode.InternalServerError, status);
+            Assert.Contains("log", body);
+            Assert.DoesNotContain(dir, body);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, (await http.GetAsync("/readyz")).StatusCode);
         }
         finally
         {

@@ -10,7 +10,7 @@ public sealed class EngineLoopTests
 {
     private static HttpRequestMessage Stream(int maxTokens) => new(HttpMethod.Post, "/v1/completions")
     {
-        Content = JsonContent.Create(new { prompt = "Hi", max_tokens = maxTokens, ignore_eos = true, stream = true, stream_options = new { include_usage = true } }),
+        Content = JsonContent.Create(new { prompt = "Hi", max_tokens = maxTokens, temperature = 0, ignore_eos = true, stream = true, stream_options = new { include_usage = true } }),
     };
 
     [Fact]
@@ -20,13 +20,15 @@ public sealed class EngineLoopTests
         const int maxTokens = 24;
         // Held before its fourth step, the stream has three tokens when the stop begins.
         using var hold = new LoopHold(server, 4);
-        using var response = await server.Http.SendAsync(Stream(maxTokens), HttpCompletionOption.ResponseHeadersRead);
-        var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        // Nothing here waits on the stream while the loop is held: its first tokens may carry no text yet.
+        var sending = server.Http.SendAsync(Stream(maxTokens), HttpCompletionOption.ResponseHeadersRead);
         await hold.ReachedAsync();
 
         // Stop while the stream is mid-generation; it must run to its natural end, then the host stops.
         var stopping = server.App.StopAsync();
         hold.Release();
+        using var response = await sending;
+        var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
         var lines = new List<string>();
         while (await reader.ReadLineAsync() is { } line) lines.Add(line);
         await stopping;
@@ -44,9 +46,9 @@ public sealed class EngineLoopTests
     public async Task LoopFailure_EndsEveryRequestWithAnError_TurnsUnready_AndStopsWithExitCode1()
     {
         await using var server = await GatewayServer.StartAsync("--max-running", "1");
+        var exitCode = GatewayApp.ExitCodeOnceStopped(server.App);
         using var hold = new LoopHold(server, 3);
-        using var streaming = await server.Http.SendAsync(Stream(50), HttpCompletionOption.ResponseHeadersRead);
-        var reader = new StreamReader(await streaming.Content.ReadAsStreamAsync());
+        var sending = server.Http.SendAsync(Stream(50), HttpCompletionOption.ResponseHeadersRead);
         await hold.ReachedAsync();
         // A second request waits behind the first (one may run at a time).
         var waiting = server.PostAsync("/v1/completions", new { prompt = "Hello", max_tokens = 5 });
@@ -55,7 +57,8 @@ public sealed class EngineLoopTests
         hold.FailWith(new InvalidOperationException("injected engine fault"));
         hold.Release();
 
-        var rest = await reader.ReadToEndAsync();
+        using var streaming = await sending;
+        var rest = await streaming.Content.ReadAsStringAsync();
         Assert.Contains("\"type\":\"server_error\"", rest);
         Assert.EndsWith("data: [DONE]", rest.TrimEnd());
         var failed = await waiting;
@@ -69,6 +72,6 @@ public sealed class EngineLoopTests
         var refused = await server.PostAsync("/v1/completions", new { prompt = "Hi", max_tokens = 1 });
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
         await Eventually.HoldsAsync(() => Task.FromResult(server.App.Lifetime.ApplicationStopping.IsCancellationRequested), "the host being asked to stop");
-        Assert.Equal(1, GatewayApp.ExitCode(server.App));
+        Assert.Equal(1, exitCode());
     }
 }
