@@ -11,6 +11,7 @@ namespace MoeMesh.Gateway.Api;
 public sealed class GenerationRun(EngineLoop loop, IReadOnlyList<Choice> choices, CancellationToken clientGone) : IDisposable
 {
     private CancellationTokenRegistration _abortOnDisconnect;
+    private bool _submitted;
 
     public IReadOnlyList<Choice> Choices => choices;
 
@@ -29,6 +30,7 @@ public sealed class GenerationRun(EngineLoop loop, IReadOnlyList<Choice> choices
         {
             throw new ApiException(503, e.Message, type: "server_error", code: "service_unavailable");
         }
+        _submitted = true;
         _abortOnDisconnect = clientGone.Register(AbortUnfinished);
     }
 
@@ -84,6 +86,7 @@ public sealed class GenerationRun(EngineLoop loop, IReadOnlyList<Choice> choices
     public void Dispose()
     {
         _abortOnDisconnect.Dispose();
-        AbortUnfinished();
+        // A refused request (429, 503) has nothing in the loop to abort.
+        if (_submitted) AbortUnfinished();
     }
 }
