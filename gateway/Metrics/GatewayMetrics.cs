@@ -31,7 +31,7 @@ public sealed class GatewayMetrics
     {
         var f = Prometheus.Metrics.WithCustomRegistry(Registry);
         RequestsRunning = f.CreateGauge("moemesh_requests_running", "Sequences being generated.");
-        RequestsWaiting = f.CreateGauge("moemesh_requests_waiting", "Sequences queued for their first step.");
+        RequestsWaiting = f.CreateGauge("moemesh_requests_waiting", "Sequences waiting: submitted and not yet running (bounded by --max-queue).");
         TimeToFirstToken = f.CreateHistogram("moemesh_time_to_first_token_seconds", "Time from submission to the first generated token.", new HistogramConfiguration { Buckets = LatencyBuckets });
         InterTokenLatency = f.CreateHistogram("moemesh_inter_token_latency_seconds", "Time between consecutive tokens of a sequence.", new HistogramConfiguration { Buckets = LatencyBuckets });
         RequestLatency = f.CreateHistogram("moemesh_e2e_request_latency_seconds", "Time from submission to the last token of a sequence.", new HistogramConfiguration { Buckets = LatencyBuckets });

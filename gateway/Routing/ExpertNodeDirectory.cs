@@ -131,13 +131,13 @@ public sealed class ExpertNodeDirectory(
                 _errors.TryRemove(node.Id, out _);
                 continue;
             }
-            if (Holdings(report) is not { } holdings)
+            if (Problem(report) is { } problem)
             {
                 // A report that does not describe this model's experts is not trusted at all, not even in part.
-                Refuse(node, $"the node's holdings report is malformed ({Problem(report)})");
+                Refuse(node, $"the node's holdings report is malformed ({problem})");
                 continue;
             }
-            next[node.Id] = holdings;
+            next[node.Id] = report.Layers!.ToDictionary(l => l!.Layer, l => (IReadOnlyList<int>)l!.Experts!.Order().ToArray());
             _errors.TryRemove(node.Id, out _);
         }
         if (!Same(current, next))
@@ -147,11 +147,7 @@ public sealed class ExpertNodeDirectory(
         }
     }
 
-    /// <summary>The report's holdings when it names only MoE layers of this model, each once, with valid, distinct experts; else null.</summary>
-    private IReadOnlyDictionary<int, IReadOnlyList<int>>? Holdings(NodeReport report) => Problem(report) is null
-        ? report.Layers!.ToDictionary(l => l!.Layer, l => (IReadOnlyList<int>)l!.Experts!.Order().ToArray())
-        : null;
-
+    /// <summary>What is wrong with a report's holdings; null when it names only MoE layers of this model, each once, with valid, distinct experts.</summary>
     private string? Problem(NodeReport report)
     {
         if (report.Layers is null) return "no layer list";

@@ -252,7 +252,6 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     {
         Volatile.Write(ref _engineWaiting, Engine.WaitingCount);
         metrics.RequestsRunning.Set(Engine.RunningCount);
-        metrics.RequestsWaiting.Set(Waiting);
         metrics.KvCacheUsage.Set(Engine.CacheUsage);
         metrics.PrefixCacheQueries.IncTo(Engine.PrefixQueryTokens);
         metrics.PrefixCacheHits.IncTo(Engine.PrefixHitTokens);

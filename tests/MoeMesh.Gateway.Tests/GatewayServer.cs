@@ -52,9 +52,12 @@ public sealed class GatewayServer : IAsyncDisposable
         if (!args.Contains("--kv-cache-bytes")) args = [.. args, "--kv-cache-bytes", (32L << 20).ToString()];
         var app = GatewayApp.Build(args, _ => null);
         await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new GatewayServer(app, new Uri(address));
+        return new GatewayServer(app, AddressOf(app));
     }
+
+    /// <summary>Where a started app listens (it was given port 0).</summary>
+    public static Uri AddressOf(WebApplication app) =>
+        new(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
 
     /// <summary>POSTs one request to a fresh in-process gateway (all experts local): the reference output.</summary>
     public static async Task<JsonElement> InProcessJsonAsync(string modelDir, string path, object body)

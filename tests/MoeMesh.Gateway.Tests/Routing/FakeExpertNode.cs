@@ -1,7 +1,5 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -51,7 +49,7 @@ internal sealed class FakeExpertNode : IAsyncDisposable
         app.MapGet("/healthz", () => "ok");
         app.MapGet("/v1/experts", (HttpContext ctx) => node!.Experts(ctx));
         await app.StartAsync();
-        node = new FakeExpertNode(app, new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()));
+        node = new FakeExpertNode(app, GatewayServer.AddressOf(app));
         return node;
     }
 
