@@ -83,7 +83,7 @@ public sealed class BadInputTests : IAsyncLifetime
     {
         var ok = await _server.PostJsonAsync("/v1/completions", new
         {
-            prompt = "Hi", max_tokens = 2, best_of = 1, suffix = (string?)null, min_tokens = 0, response_format = new { type = "text" }, user = "u1",
+            prompt = "Hi", max_tokens = 2, ignore_eos = true, best_of = 1, suffix = (string?)null, min_tokens = 0, response_format = new { type = "text" }, user = "u1",
             skip_special_tokens = true, store = false,
         });
         Assert.Equal(2, ok.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
