@@ -1,28 +1,26 @@
-using System.Runtime.InteropServices;
-using System.IO.Hashing;
+using System.Collections.Concurrent;
 
 namespace MoeMesh.Engine.Kv;
 
 /// <summary>
 /// Hands out fixed-size pages of the latent KV cache. Pure bookkeeping: no tensors.
-/// Full pages can be published under the hash of the token prefix they end (chained page by page,
+/// Full pages can be published under the hash of the token prefix they end (<see cref="Kv.PageHash"/>,
 /// verified against the page's own tokens on reuse), so that a later sequence starting with the same
 /// tokens takes them instead of recomputing them (prefix caching). Pages are reference-counted; an
 /// unreferenced published page stays cached until a reservation needs it, least recently used first.
+/// One thread owns it; only <see cref="CachedPrefixPages"/> may be called from others.
 /// </summary>
 public sealed class BlockAllocator
 {
-    /// <summary>Hash of the empty prefix: the seed of the first page's hash.</summary>
-    public const ulong RootHash = 0;
-
     private readonly Stack<int> _free;
     private readonly int[] _refs;
     private readonly PublishedPage?[] _published;
-    private readonly Dictionary<ulong, int> _byHash = new();
+    // Concurrent only so that CachedPrefixPages can read it from a request thread.
+    private readonly ConcurrentDictionary<UInt128, int> _byHash = new();
     private readonly LinkedList<int> _evictable = new();
     private readonly LinkedListNode<int>?[] _evictableNode;
 
-    private sealed record PublishedPage(ulong Hash, ulong ParentHash, int[] Tokens);
+    private sealed record PublishedPage(UInt128 Hash, UInt128 ParentHash, int[] Tokens);
 
     public int PageCount { get; }
     public int PageSize { get; }
@@ -75,11 +73,23 @@ public sealed class BlockAllocator
         (long)blockTable[position / PageSize] * PageSize + position % PageSize;
 
     /// <summary>The hash of page <paramref name="page"/> of <paramref name="tokens"/>, chained on its parent's.</summary>
-    public ulong PageHash(ulong parentHash, IReadOnlyList<int> tokens, int page)
+    public UInt128 PageHash(UInt128 parentHash, IReadOnlyList<int> tokens, int page) => Kv.PageHash.Of(parentHash, tokens, page, PageSize);
+
+    /// <summary>
+    /// How many leading whole pages of <paramref name="tokens"/> (within <paramref name="maxTokens"/>) are
+    /// published now, judged by their hashes alone. Safe from any thread; a hint, since the owner may evict
+    /// or publish pages meanwhile.
+    /// </summary>
+    public int CachedPrefixPages(IReadOnlyList<int> tokens, int maxTokens)
     {
-        Span<int> ids = stackalloc int[PageSize];
-        for (var i = 0; i < PageSize; i++) ids[i] = tokens[page * PageSize + i];
-        return XxHash64.HashToUInt64(MemoryMarshal.AsBytes(ids), unchecked((long)parentHash));
+        var parent = Kv.PageHash.Root;
+        var pages = 0;
+        for (; (pages + 1) * PageSize <= maxTokens; pages++)
+        {
+            parent = PageHash(parent, tokens, pages);
+            if (!_byHash.ContainsKey(parent)) break;
+        }
+        return pages;
     }
 
     /// <summary>
@@ -87,19 +97,15 @@ public sealed class BlockAllocator
     /// <paramref name="tokens"/> in whole pages, at most <paramref name="maxTokens"/> tokens, and takes a
     /// reference on each. Returns the tokens covered and the hash of the last page taken.
     /// </summary>
-    public (int Tokens, ulong Hash) TakePrefix(List<int> blockTable, IReadOnlyList<int> tokens, int maxTokens)
+    public (int Tokens, UInt128 Hash) TakePrefix(List<int> blockTable, IReadOnlyList<int> tokens, int maxTokens)
     {
-        var parent = RootHash;
+        var parent = Kv.PageHash.Root;
         var pages = 0;
         for (; (pages + 1) * PageSize <= maxTokens; pages++)
         {
             var hash = PageHash(parent, tokens, pages);
-            if (!_byHash.TryGetValue(hash, out var page) || !Holds(_published[page]!, parent, tokens, pages)) break;
-            if (_refs[page]++ == 0 && _evictableNode[page] is { } node)
-            {
-                _evictable.Remove(node);
-                _evictableNode[page] = null;
-            }
+            if (Find(hash, parent, tokens, pages) is not { } page) break;
+            Reference(page);
             blockTable.Add(page);
             parent = hash;
         }
@@ -109,10 +115,12 @@ public sealed class BlockAllocator
     /// <summary>
     /// Publishes the whole pages of a block table from page <paramref name="fromPage"/> up to
     /// <paramref name="computedTokens"/>, chained on <paramref name="parentHash"/> (the hash of page
-    /// fromPage-1). A page whose prefix is already published elsewhere stays private. Returns the number
-    /// of whole pages covered and the last page's hash, for the next call.
+    /// fromPage-1). A page whose prefix is already published elsewhere stays private. Each page published
+    /// now is added to <paramref name="published"/> when given. Returns the number of whole pages covered
+    /// and the last page's hash, for the next call.
     /// </summary>
-    public (int Pages, ulong Hash) Publish(IReadOnlyList<int> blockTable, IReadOnlyList<int> tokens, int computedTokens, int fromPage, ulong parentHash)
+    public (int Pages, UInt128 Hash) Publish(IReadOnlyList<int> blockTable, IReadOnlyList<int> tokens, int computedTokens, int fromPage, UInt128 parentHash,
+        List<CachedPage>? published = null)
     {
         var pages = fromPage;
         for (; (pages + 1) * PageSize <= computedTokens; pages++)
@@ -121,22 +129,84 @@ public sealed class BlockAllocator
             var page = blockTable[pages];
             if (_published[page] is null && !_byHash.ContainsKey(hash))
             {
-                var ids = new int[PageSize];
-                for (var i = 0; i < PageSize; i++) ids[i] = tokens[pages * PageSize + i];
-                _published[page] = new PublishedPage(hash, parentHash, ids);
-                _byHash[hash] = page;
+                var entry = PublishAs(page, hash, parentHash, tokens, pages);
+                published?.Add(new CachedPage(page, entry.Hash, entry.ParentHash, entry.Tokens));
             }
             parentHash = hash;
         }
         return (pages, parentHash);
     }
 
-    private bool Holds(PublishedPage p, ulong parentHash, IReadOnlyList<int> tokens, int page)
+    /// <summary>
+    /// Publishes pages whose contents come from elsewhere (a shared store): pages <paramref name="firstPage"/>
+    /// onwards of <paramref name="tokens"/>, <paramref name="count"/> at most. <paramref name="fill"/> writes
+    /// the i-th page's contents into the cache page it is given. Imports only onto a prefix published here
+    /// (pages 0..firstPage-1), skips pages already published, stops when no page can be taken. Returns how
+    /// many pages of the range are published afterwards (imported or already there).
+    /// </summary>
+    public int Import(IReadOnlyList<int> tokens, int firstPage, int count, Action<int, int> fill)
     {
-        if (p.ParentHash != parentHash) return false;
+        var held = new List<int>();
+        try
+        {
+            // Holding the prefix keeps the imports from evicting the pages they chain on.
+            var (covered, parent) = TakePrefix(held, tokens, firstPage * PageSize);
+            if (covered < firstPage * PageSize) return 0;
+            var done = 0;
+            for (; done < count && FreePages > 0; done++)
+            {
+                var index = firstPage + done;
+                var hash = PageHash(parent, tokens, index);
+                if (Find(hash, parent, tokens, index) is { } existing)
+                {
+                    Reference(existing);
+                    held.Add(existing);
+                }
+                else
+                {
+                    var page = Take();
+                    held.Add(page);
+                    fill(page, done);
+                    PublishAs(page, hash, parent, tokens, index);
+                }
+                parent = hash;
+            }
+            return done;
+        }
+        finally
+        {
+            Release(held);
+        }
+    }
+
+    private PublishedPage PublishAs(int page, UInt128 hash, UInt128 parentHash, IReadOnlyList<int> tokens, int index)
+    {
+        var ids = new int[PageSize];
+        for (var i = 0; i < PageSize; i++) ids[i] = tokens[index * PageSize + i];
+        var entry = new PublishedPage(hash, parentHash, ids);
+        _published[page] = entry;
+        _byHash[hash] = page;
+        return entry;
+    }
+
+    /// <summary>The published page under <paramref name="hash"/>, when it really holds that page of the tokens.</summary>
+    private int? Find(UInt128 hash, UInt128 parentHash, IReadOnlyList<int> tokens, int index)
+    {
+        if (!_byHash.TryGetValue(hash, out var page)) return null;
+        var p = _published[page]!;
+        if (p.ParentHash != parentHash) return null;
         for (var i = 0; i < PageSize; i++)
-            if (p.Tokens[i] != tokens[page * PageSize + i]) return false;
-        return true;
+            if (p.Tokens[i] != tokens[index * PageSize + i]) return null;
+        return page;
+    }
+
+    private void Reference(int page)
+    {
+        if (_refs[page]++ == 0 && _evictableNode[page] is { } node)
+        {
+            _evictable.Remove(node);
+            _evictableNode[page] = null;
+        }
     }
 
     /// <summary>A never-used page if any, else the least recently used cached one (forgotten now).</summary>
@@ -149,7 +219,7 @@ public sealed class BlockAllocator
             page = _evictable.First!.Value;
             _evictable.RemoveFirst();
             _evictableNode[page] = null;
-            _byHash.Remove(_published[page]!.Hash);
+            _byHash.TryRemove(_published[page]!.Hash, out _);
             _published[page] = null;
         }
         _refs[page] = 1;

@@ -33,6 +33,9 @@ public sealed record EngineOptions
     /// </summary>
     public bool PrefixCaching { get; init; } = true;
 
+    /// <summary>Keep a list of the pages each step computes and publishes, for a shared store to copy (see <see cref="LlmEngine.TakeComputedPages"/>).</summary>
+    public bool RecordComputedPages { get; init; }
+
     /// <summary>Upper bound on prompt plus output tokens; null for the model's and cache's limit.</summary>
     public int? MaxModelLength { get; init; }
 }

@@ -23,6 +23,7 @@ public sealed class LlmEngine : IDisposable
     private readonly Dictionary<long, OutputText> _texts = new();
     private readonly int _microBatches;
     private readonly int _microBatchMinTokens;
+    private readonly List<CachedPage>? _computedPages;
     private long _nextId;
 
     public int? EosTokenId { get; }
@@ -51,6 +52,7 @@ public sealed class LlmEngine : IDisposable
         EosTokenId = eosTokenId;
         _microBatches = options.MicroBatches;
         _microBatchMinTokens = options.MicroBatchMinTokens;
+        if (options.RecordComputedPages && options.PrefixCaching) _computedPages = [];
         _cache = new LatentKvCache(model.Config, model.Options, options.KvCacheBytes, options.PageSize);
         var allocator = new BlockAllocator(_cache.PageCount, _cache.PageSize);
         _scheduler = new Scheduler(allocator, options.MaxBatchTokens, options.MaxRunningSequences, options.PrefixCaching);
@@ -74,6 +76,32 @@ public sealed class LlmEngine : IDisposable
         _texts[seq.Id] = new OutputText(_tokenizer, sampling.Stop);
         _scheduler.Add(seq);
         return seq;
+    }
+
+    /// <summary>
+    /// Leading whole pages of a prompt's reusable prefix (all but its last token) cached now, by hash alone.
+    /// Safe from any thread; a hint (the loop may evict or add pages meanwhile).
+    /// </summary>
+    public int CachedPrefixPages(IReadOnlyList<int> prompt) => _scheduler.Allocator.CachedPrefixPages(prompt, prompt.Count - 1);
+
+    /// <summary>
+    /// Publishes pages computed elsewhere: page <paramref name="firstPage"/> onwards of <paramref name="tokens"/>,
+    /// one payload each in <see cref="LatentKvCache.ReadPage"/>'s layout. Returns how many of them are cached
+    /// afterwards (fewer when the prefix before them is gone or the cache is full).
+    /// </summary>
+    public int ImportPages(IReadOnlyList<int> tokens, int firstPage, IReadOnlyList<ReadOnlyMemory<byte>> payloads) =>
+        _scheduler.Allocator.Import(tokens, firstPage, payloads.Count, (page, i) => _cache.WritePage(page, payloads[i].Span));
+
+    /// <summary>
+    /// The pages computed and published since the last call (with <see cref="EngineOptions.RecordComputedPages"/>);
+    /// their contents stay valid until the next <see cref="Step"/>.
+    /// </summary>
+    public IReadOnlyList<CachedPage> TakeComputedPages()
+    {
+        if (_computedPages is not { Count: > 0 }) return [];
+        var pages = _computedPages.ToList();
+        _computedPages.Clear();
+        return pages;
     }
 
     /// <summary>Frees the KV cache; the engine is not used afterwards.</summary>
@@ -120,7 +148,7 @@ public sealed class LlmEngine : IDisposable
                 var chunk = chunks[i];
                 var seq = chunk.Sequence;
                 seq.ComputedTokens += chunk.Length;
-                _scheduler.Computed(seq);
+                _scheduler.Computed(seq, _computedPages);
                 var rows = firstRow[i + 1] - firstRow[i];
                 if (seq.PromptLogprobs is not null && rows == chunk.Length)
                     RecordPromptLogprobs(seq, chunk, logits.Slice(firstRow[i] * vocab, rows * vocab));

@@ -40,7 +40,7 @@ public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int 
         var preempted = false;
         // Hashes of the whole pages this step completes: a sequence that needs one of them next waits a step
         // and takes it from the cache (n choices of one prompt, a burst of requests with one system prompt).
-        var computing = prefixCaching ? new HashSet<ulong>() : null;
+        var computing = prefixCaching ? new HashSet<UInt128>() : null;
         for (var i = 0; i < _running.Count && budget > 0; i++)
         {
             var seq = _running[i];
@@ -87,7 +87,7 @@ public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int 
     }
 
     /// <summary>Adds the hashes of the whole pages a chunk of <paramref name="take"/> tokens completes.</summary>
-    private void NoteCompletedPages(HashSet<ulong>? computing, Sequence seq, int take)
+    private void NoteCompletedPages(HashSet<UInt128>? computing, Sequence seq, int take)
     {
         if (computing is null) return;
         var hash = seq.PrefixHash;
@@ -99,17 +99,20 @@ public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int 
     }
 
     /// <summary>The hash of the page a sequence would compute next, when it could still come from the cache (not its last token's).</summary>
-    private ulong? NextPageHash(Sequence seq)
+    private UInt128? NextPageHash(Sequence seq)
     {
         var page = seq.PublishedPages;
         return (page + 1) * allocator.PageSize <= seq.Length - 1 ? allocator.PageHash(seq.PrefixHash, seq.Tokens, page) : null;
     }
 
-    /// <summary>Called once a step has computed a sequence's tokens: its new whole pages become reusable.</summary>
-    public void Computed(Sequence seq)
+    /// <summary>
+    /// Called once a step has computed a sequence's tokens: its new whole pages become reusable (and are added
+    /// to <paramref name="published"/> when given).
+    /// </summary>
+    public void Computed(Sequence seq, List<CachedPage>? published = null)
     {
         if (!prefixCaching) return;
-        (seq.PublishedPages, seq.PrefixHash) = allocator.Publish(seq.BlockTable, seq.Tokens, seq.ComputedTokens, seq.PublishedPages, seq.PrefixHash);
+        (seq.PublishedPages, seq.PrefixHash) = allocator.Publish(seq.BlockTable, seq.Tokens, seq.ComputedTokens, seq.PublishedPages, seq.PrefixHash, published);
     }
 
     /// <summary>
@@ -159,6 +162,6 @@ public sealed class Scheduler(BlockAllocator allocator, int maxBatchTokens, int 
         allocator.Release(seq.BlockTable);
         seq.ComputedTokens = 0;
         seq.PublishedPages = 0;
-        seq.PrefixHash = BlockAllocator.RootHash;
+        seq.PrefixHash = PageHash.Root;
     }
 }

@@ -18,7 +18,7 @@ public sealed class Sequence
 
     /// <summary>Leading whole pages of the block table already published for prefix reuse, and the last one's hash.</summary>
     internal int PublishedPages { get; set; }
-    internal ulong PrefixHash { get; set; } = Kv.BlockAllocator.RootHash;
+    internal UInt128 PrefixHash { get; set; } = Kv.PageHash.Root;
     public SequenceStatus Status { get; internal set; } = SequenceStatus.Waiting;
     public FinishReason? FinishReason { get; internal set; }
     public string? Error { get; internal set; }

@@ -18,14 +18,22 @@ public static class Endpoints
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapGet("/readyz", (EngineLoop loop, ModelHost host, IServiceProvider sp) =>
         {
-            if (loop.Failed) return Results.Text("the engine failed; the gateway is restarting", statusCode: 503);
-            if (!loop.Accepting) return Results.Text("shutting down", statusCode: 503);
-            if (sp.GetService<Routing.ExpertTier>() is not { } tier) return Results.Text("ready");
-            var coverage = tier.Coverage(host.Engine.Model.Config);
-            if (coverage.Uncovered.Count == 0) return Results.Text($"ready: every expert held by an available node ({coverage.AvailableNodes} nodes)");
-            var missing = string.Join(", ", coverage.Uncovered.Take(8).Select(u => $"layer {u.Layer} expert {u.Expert}"));
-            return Results.Text($"not ready: {coverage.Uncovered.Count} experts have no available node ({missing}{(coverage.Uncovered.Count > 8 ? ", ..." : "")})", statusCode: 503);
+            var (ready, text) = Readiness(loop, host, sp.GetService<Routing.ExpertTier>());
+            // The shared store is a cache: its state is reported, and never makes the gateway unready.
+            if (sp.GetService<KvStore.IKvPageStore>() is { } store) text += $"; {store.Describe()}";
+            return Results.Text(text, statusCode: ready ? 200 : 503);
         });
+    }
+
+    private static (bool Ready, string Text) Readiness(EngineLoop loop, ModelHost host, Routing.ExpertTier? tier)
+    {
+        if (loop.Failed) return (false, "the engine failed; the gateway is restarting");
+        if (!loop.Accepting) return (false, "shutting down");
+        if (tier is null) return (true, "ready");
+        var coverage = tier.Coverage(host.Engine.Model.Config);
+        if (coverage.Uncovered.Count == 0) return (true, $"ready: every expert held by an available node ({coverage.AvailableNodes} nodes)");
+        var missing = string.Join(", ", coverage.Uncovered.Take(8).Select(u => $"layer {u.Layer} expert {u.Expert}"));
+        return (false, $"not ready: {coverage.Uncovered.Count} experts have no available node ({missing}{(coverage.Uncovered.Count > 8 ? ", ..." : "")})");
     }
 
     /// <summary>Turns refusals into OpenAI-shaped errors; nothing else escapes as a stack trace.</summary>

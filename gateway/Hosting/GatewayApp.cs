@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Diagnostics;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Dispatch;
 using MoeMesh.Gateway.Api;
+using MoeMesh.Gateway.KvStore;
 using MoeMesh.Gateway.Metrics;
 using MoeMesh.Gateway.Routing;
 using MoeMesh.Gateway.Serving;
@@ -33,6 +34,7 @@ public static class GatewayApp
         builder.Services.AddSingleton(sp => ModelHost.Load(options, dir, sp.GetRequiredService<ILoggerFactory>().CreateLogger("MoeMesh.Gateway"), sp.GetService<YarpExpertRouter>()));
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<GatewayMetrics>();
+        if (options.KvStoreSettings is { } store) AddKvStore(builder.Services, store, dir);
         builder.Services.AddSingleton<EngineLoop>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<EngineLoop>());
         builder.Services.AddSingleton<CompletionsEndpoint>();
@@ -61,6 +63,11 @@ public static class GatewayApp
         app.MapOpenAiApi();
         var metrics = app.Services.GetRequiredService<GatewayMetrics>();
         var loop = app.Services.GetRequiredService<EngineLoop>();
+        if (app.Services.GetService<RedisKvPageStore>() is { } kvStore)
+        {
+            var storeMetrics = app.Services.GetRequiredService<KvStoreMetrics>();
+            metrics.Registry.AddBeforeCollectCallback(() => storeMetrics.Up.Set(kvStore.IsUp ? 1 : 0));
+        }
         // Read at scrape time: the bound --max-queue enforces, even while the loop is busy with a long step.
         metrics.Registry.AddBeforeCollectCallback(() => metrics.RequestsWaiting.Set(loop.Waiting));
         if (app.Services.GetService<ExpertTier>() is { } tier)
@@ -105,6 +112,16 @@ public static class GatewayApp
         ctx.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("MoeMesh.Gateway").LogError(error, "Unhandled error serving {Path} (reference {Reference})", ctx.Request.Path, reference);
         ctx.RequestServices.GetRequiredService<GatewayMetrics>().Rejected.WithLabels("500").Inc();
         await OpenAiErrors.Write(ctx, 500, $"internal error (reference {reference}; the server log has the details)", "server_error", "internal_error");
+    }
+
+    /// <summary>The shared KV page store; a hosted service started before the engine loop and stopped after it.</summary>
+    private static void AddKvStore(IServiceCollection services, KvStoreSettings settings, string dir)
+    {
+        services.AddSingleton<KvStoreMetrics>();
+        services.AddSingleton(sp => new RedisKvPageStore(settings, KvPageLayout.Of(sp.GetRequiredService<ModelHost>().Engine, dir),
+            sp.GetRequiredService<KvStoreMetrics>(), sp.GetRequiredService<ILogger<RedisKvPageStore>>()));
+        services.AddSingleton<IKvPageStore>(sp => sp.GetRequiredService<RedisKvPageStore>());
+        services.AddHostedService(sp => sp.GetRequiredService<RedisKvPageStore>());
     }
 
     /// <summary>Remote experts: the holdings directory, YARP (health, balancing, admin routes) and the router the engine dispatches through.</summary>

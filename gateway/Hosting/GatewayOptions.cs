@@ -1,4 +1,5 @@
 using MoeMesh.Cli;
+using MoeMesh.Gateway.KvStore;
 using MoeMesh.Gateway.Routing;
 
 namespace MoeMesh.Gateway.Hosting;
@@ -21,7 +22,14 @@ public sealed record GatewayOptions
     public int? MicroBatches { get; init; }
     public int MicroBatchMinTokens { get; init; } = 64;
     public bool PrefixCaching { get; init; } = true;
-    public string KvStore { get; init; } = "memory";
+    public const string MemoryStore = "memory";
+
+    /// <summary>Where KV pages are shared: <see cref="MemoryStore"/> (not shared) or a Redis URL.</summary>
+    public string KvStore { get; init; } = MemoryStore;
+    public string KvStorePrefix { get; init; } = "moemesh";
+    public int KvStoreTtlSeconds { get; init; } = 86_400;
+    public int KvStoreLookupBudgetMs { get; init; } = 250;
+    public long KvStoreWriteQueueBytes { get; init; } = 64L << 20;
     public string Device { get; init; } = "cpu";
 
     /// <summary>Bearer key of the inference API (/v1); null leaves it open.</summary>
@@ -48,6 +56,10 @@ public sealed record GatewayOptions
     public bool SpecialTokensInContent { get; init; }
     public string CacheDir { get; init; } = DefaultCacheDir();
 
+    /// <summary>The shared store's settings; null with --kv-store memory.</summary>
+    public KvStoreSettings? KvStoreSettings => KvStore == MemoryStore ? null
+        : new(KvStore, KvStorePrefix, TimeSpan.FromSeconds(KvStoreTtlSeconds), TimeSpan.FromMilliseconds(KvStoreLookupBudgetMs), KvStoreWriteQueueBytes);
+
     /// <summary>Reads the command line and MOEMESH_ variables; null when --help was asked for. Throws <see cref="CommandLineException"/>.</summary>
     public static GatewayOptions? Parse(IReadOnlyList<string> args, Func<string, string?>? environment = null)
     {
@@ -73,8 +85,12 @@ public sealed record GatewayOptions
             v => v is "1" or "2" ? int.Parse(v) : throw new FormatException("expected 1 or 2"), null);
         var microMin = cli.Add("--micro-batch-min-tokens", "N", "Split a step only when each micro-batch gets at least N tokens (default 64)", Values.PositiveInt, d.MicroBatchMinTokens);
         var prefix = cli.Add("--prefix-caching", "on|off", "Reuse the KV-cache pages of prompt prefixes computed before (default on)", Values.OnOff, d.PrefixCaching);
-        var kvStore = cli.Add("--kv-store", "memory", "Where KV-cache pages are shared (default memory; Redis sharing is a later release)",
-            v => v == "memory" ? v : throw new FormatException("only 'memory' is available in this build"), d.KvStore);
+        var kvStore = cli.Add("--kv-store", "memory|URL", $"Where KV-cache pages are shared between gateways: memory (default: not shared) or {RedisUrl.Syntax}",
+            StoreUrl, d.KvStore);
+        var kvPrefix = cli.Add("--kv-store-prefix", "TEXT", $"Prefix of the shared store's keys (default {d.KvStorePrefix}); deployments sharing one Redis keep theirs apart with it", Values.Text, d.KvStorePrefix);
+        var kvTtl = cli.Add("--kv-store-ttl-seconds", "N", $"Time a shared page lives after it was last used (default {d.KvStoreTtlSeconds})", Values.PositiveInt, d.KvStoreTtlSeconds);
+        var kvBudget = cli.Add("--kv-store-lookup-budget-ms", "N", $"Longest a prompt waits for the shared store before it is computed (default {d.KvStoreLookupBudgetMs})", Values.PositiveInt, d.KvStoreLookupBudgetMs);
+        var kvQueue = cli.Add("--kv-store-write-queue-bytes", "N", $"Computed pages waiting to be written to the shared store, at most (default {d.KvStoreWriteQueueBytes}); beyond it pages are not shared", Values.PositiveLong, d.KvStoreWriteQueueBytes);
         var device = cli.Add("--device", "cpu|cuda[:N]", "Compute device (default cpu; cuda computes in bfloat16)", Values.Device, d.Device);
         var apiKey = cli.Add("--api-key", "KEY", "Require 'Authorization: Bearer KEY' on /v1 (default: open)", Values.OptionalText, d.ApiKey);
         var adminKey = cli.Add("--admin-api-key", "KEY", "Require 'Authorization: Bearer KEY' on /admin; without it the admin routes are off", Values.OptionalText, d.AdminApiKey);
@@ -99,6 +115,10 @@ public sealed record GatewayOptions
             MicroBatchMinTokens = p.Get(microMin),
             PrefixCaching = p.Get(prefix),
             KvStore = p.Get(kvStore),
+            KvStorePrefix = p.Get(kvPrefix),
+            KvStoreTtlSeconds = p.Get(kvTtl),
+            KvStoreLookupBudgetMs = p.Get(kvBudget),
+            KvStoreWriteQueueBytes = p.Get(kvQueue),
             Device = p.Get(device),
             ApiKey = p.Get(apiKey),
             AdminApiKey = p.Get(adminKey),
@@ -124,6 +144,12 @@ public sealed record GatewayOptions
         {
             throw new FormatException(e.Message);
         }
+    }
+
+    private static string StoreUrl(string text)
+    {
+        if (text != MemoryStore) RedisUrl.Parse(text);
+        return text;
     }
 
     private static string DefaultCacheDir()

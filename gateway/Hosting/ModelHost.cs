@@ -57,6 +57,7 @@ public sealed class ModelHost : IDisposable
             MicroBatches = options.MicroBatches ?? (router is null ? 1 : 2),
             MicroBatchMinTokens = options.MicroBatchMinTokens,
             PrefixCaching = options.PrefixCaching,
+            RecordComputedPages = options.KvStoreSettings is not null,
         }, tokenizer, eos);
         logger.LogInformation("KV cache: {Pages} pages of {PageSize} tokens, {BytesPerToken} bytes per token; max model length {MaxLen}",
             engine.Cache.PageCount, engine.Cache.PageSize, engine.Cache.BytesPerToken, engine.MaxModelLength);

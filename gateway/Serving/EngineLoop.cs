@@ -3,6 +3,7 @@ using System.Diagnostics;
 using MoeMesh.Engine.Runtime;
 using MoeMesh.Engine.Scheduling;
 using MoeMesh.Gateway.Hosting;
+using MoeMesh.Gateway.KvStore;
 using MoeMesh.Gateway.Metrics;
 
 namespace MoeMesh.Gateway.Serving;
@@ -15,8 +16,12 @@ namespace MoeMesh.Gateway.Serving;
 /// ends the rest with finish_reason "abort". If the loop itself fails, every request still waiting or
 /// running ends with an error, /readyz turns 503 and the host stops with exit code 1, so that its
 /// supervisor restarts it.
+/// With a shared KV store, a prompt is first looked up there (off the loop, other sequences keep decoding);
+/// the pages found are imported into the cache just before the sequence joins the engine, and the pages
+/// the engine computes are offered to the store after each step.
 /// </summary>
-public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMetrics metrics, IHostApplicationLifetime lifetime, ILogger<EngineLoop> logger)
+public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMetrics metrics, IHostApplicationLifetime lifetime, ILogger<EngineLoop> logger,
+    IKvPageStore? store = null, KvStoreMetrics? storeMetrics = null)
     : IHostedService
 {
     private const string FailedMessage = "the inference engine failed; the server is restarting, retry the request";
@@ -33,6 +38,8 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     private Thread? _thread;
     private volatile bool _accepting = true;
     private volatile bool _failed;
+    // Set once the loop has ended everything: a store lookup finishing later ends its handles itself.
+    private (FinishReason Reason, string Message)? _ended;
     private int _queued;
     private int _engineWaiting;
 
@@ -55,6 +62,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     /// <summary>Queues sequences; throws <see cref="QueueFullException"/> past --max-queue and <see cref="ServiceStoppingException"/> once stopping.</summary>
     public void Submit(IReadOnlyList<GenerationHandle> handles)
     {
+        var lookUp = store is not null && options.PrefixCaching ? handles.Where(h => h.Sampling.PromptLogprobs is null).ToList() : [];
         lock (_gate)
         {
             if (!_accepting) throw new ServiceStoppingException(_failed ? FailedMessage : StoppingMessage);
@@ -63,7 +71,43 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
                 Interlocked.Add(ref _queued, -handles.Count);
                 throw new QueueFullException();
             }
-            foreach (var h in handles) _submitted.Enqueue(h);
+            foreach (var h in handles.Except(lookUp)) _submitted.Enqueue(h);
+        }
+        // The choices of one prompt share one lookup; they count as queued meanwhile.
+        foreach (var group in lookUp.GroupBy(h => h.Prompt)) _ = LookUpThenQueueAsync(group.ToList());
+        _wake.Release();
+    }
+
+    /// <summary>Looks a prompt's pages up in the shared store (those not cached here already), then queues its handles with what was found.</summary>
+    private async Task LookUpThenQueueAsync(List<GenerationHandle> group)
+    {
+        ImportedPrefix? found = null;
+        try
+        {
+            var prompt = group[0].Prompt;
+            var reusable = (prompt.Count - 1) / Engine.Cache.PageSize;
+            var local = Engine.CachedPrefixPages(prompt);
+            if (reusable > local && await store!.LookupAsync(prompt, local, reusable - local) is { Count: > 0 } pages)
+                found = new ImportedPrefix(local, pages);
+        }
+        catch (Exception e)
+        {
+            // The store never throws by contract; whatever went wrong, the prompt is computed.
+            logger.LogError(e, "KV store lookup failed; the prompt is computed");
+        }
+        lock (_gate)
+        {
+            if (_ended is { } end)
+            {
+                foreach (var h in group)
+                {
+                    Interlocked.Decrement(ref _queued);
+                    End(h, end.Reason, end.Message);
+                }
+                return;
+            }
+            group[0].Imported = found;
+            foreach (var h in group) _submitted.Enqueue(h);
         }
         _wake.Release();
     }
@@ -128,7 +172,8 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
         {
             TakeSubmissions();
             TakeAborts();
-            if (!_accepting && _active.Count == 0) _drained.TrySetResult();
+            // Nothing running and nothing queued (a store lookup still in flight counts as queued).
+            if (!_accepting && _active.Count == 0 && Volatile.Read(ref _queued) == 0) _drained.TrySetResult();
             if (!Engine.HasWork)
             {
                 UpdateGauges();
@@ -137,6 +182,8 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
             }
             BeforeStep?.Invoke();
             foreach (var update in Engine.Step()) Publish(update);
+            // Before the next step, which may reuse these pages.
+            if (store is not null) foreach (var page in Engine.TakeComputedPages()) store.Offer(page, Engine.Cache);
             UpdateGauges();
         }
     }
@@ -147,6 +194,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
         lock (_gate)
         {
             _accepting = false;
+            _ended = (reason, message);
             while (_submitted.TryDequeue(out var late))
             {
                 Interlocked.Decrement(ref _queued);
@@ -181,6 +229,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
                 }
                 h.Sequence = Engine.Add(h.Prompt, h.Sampling);
                 _active[h.Sequence.Id] = h;
+                if (h.Imported is { } imported) Import(h, imported);
                 metrics.PromptTokens.Inc(h.Prompt.Count);
             }
             catch (ArgumentException e)
@@ -199,6 +248,21 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
                 Volatile.Write(ref _engineWaiting, Engine.WaitingCount);
                 Interlocked.Decrement(ref _queued);
             }
+        }
+    }
+
+    /// <summary>Copies pages found in the shared store into the cache; a failure only means they are computed.</summary>
+    private void Import(GenerationHandle h, ImportedPrefix imported)
+    {
+        h.Imported = null;
+        try
+        {
+            Engine.ImportPages(h.Prompt, imported.FirstPage, imported.Pages);
+        }
+        catch (Exception e)
+        {
+            storeMetrics?.Errors.WithLabels("import").Inc();
+            logger.LogError(e, "Importing KV pages from the store failed; the prompt is computed");
         }
     }
 

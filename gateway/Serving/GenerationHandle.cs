@@ -17,6 +17,9 @@ public sealed class GenerationHandle(IReadOnlyList<int> prompt, SamplingParams s
     internal long LastTokenAt { get; set; }
     internal int Tokens { get; set; }
 
+    /// <summary>Pages of the prompt found in the shared store, imported when the loop takes the handle.</summary>
+    internal ImportedPrefix? Imported { get; set; }
+
     /// <summary>The client went away: the loop ends the sequence, or never starts it.</summary>
     internal volatile bool AbortRequested;
 

@@ -85,12 +85,8 @@ public sealed class GatewayServer : IAsyncDisposable
         return (response.StatusCode, await response.Content.ReadAsStringAsync());
     }
 
-    /// <summary>The value of an unlabelled metric in /metrics; null when it is not there.</summary>
-    public async Task<double?> MetricAsync(string name)
-    {
-        var line = (await Http.GetStringAsync("/metrics")).Split('\n').FirstOrDefault(l => l.StartsWith(name + " ", StringComparison.Ordinal));
-        return line is null ? null : double.Parse(line.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
-    }
+    /// <summary>The value of a metric series in /metrics (its name, with its labels if any); null when it is not there.</summary>
+    public async Task<double?> MetricAsync(string series) => Programs.Metric(await Http.GetStringAsync("/metrics"), series);
 
     /// <summary>Polls the metric until <paramref name="done"/> holds for its value; returns that value.</summary>
     public async Task<double> WaitForMetricAsync(string name, Func<double, bool> done, string what) =>

@@ -43,37 +43,16 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
         StartCoreAsync(null, modelDir, experts, "127.0.0.1:0", new Dictionary<string, string>(), [], waitReady: false);
 
     /// <summary>A loopback address of 127.0.0.0/8 that nothing else in the test run uses.</summary>
-    public static string PrivateLoopbackHost() => $"127.{Random.Shared.Next(1, 255)}.{Random.Shared.Next(0, 256)}.{Random.Shared.Next(2, 255)}";
+    public static string PrivateLoopbackHost() => Programs.PrivateLoopbackHost();
 
     private static async Task<ExpertNodeProcess> StartCoreAsync(
         string? cpus, string modelDir, string experts, string hostAndPort, IReadOnlyDictionary<string, string> environment, string[] extraArgs, bool waitReady = true)
     {
-        var info = new ProcessStartInfo(cpus is null ? "dotnet" : "taskset")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
+        var info = new ProcessStartInfo(cpus is null ? "dotnet" : "taskset");
         foreach (var (name, value) in environment) info.Environment[name] = value;
         if (cpus is not null) foreach (var a in new[] { "-c", cpus, "dotnet" }) info.ArgumentList.Add(a);
         foreach (var a in new[] { NodeDll(), "--model", modelDir, "--experts", experts, "--urls", $"http://{hostAndPort}" }.Concat(extraArgs)) info.ArgumentList.Add(a);
-        var process = Process.Start(info)!;
-        var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        process.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            output.Enqueue(e.Data);
-            const string marker = "Now listening on: ";
-            var at = e.Data.IndexOf(marker, StringComparison.Ordinal);
-            if (at >= 0) listening.TrySetResult(new Uri(e.Data[(at + marker.Length)..].Trim()));
-        };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) output.Enqueue(e.Data); };
-        process.Exited += (_, _) => listening.TrySetException(new InvalidOperationException($"expert node exited: {string.Join('\n', output)}"));
-        process.EnableRaisingEvents = true;
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var address = await listening.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        var (process, address) = await Programs.StartListeningAsync(info, "expert node");
         var node = new ExpertNodeProcess(process, address, experts);
         if (waitReady) await node.WaitReadyAsync();
         return node;
@@ -90,15 +69,9 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
     }
 
     /// <summary>Freezes the process (SIGSTOP): connections are accepted by the kernel but nothing answers.</summary>
-    public void Pause() => Signal("STOP");
+    public void Pause() => Programs.Signal(_process, "STOP");
 
-    public void Resume() => Signal("CONT");
-
-    private void Signal(string name)
-    {
-        using var kill = Process.Start("kill", [$"-{name}", _process.Id.ToString()]);
-        kill.WaitForExit();
-    }
+    public void Resume() => Programs.Signal(_process, "CONT");
 
     public void Kill()
     {

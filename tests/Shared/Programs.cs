@@ -33,4 +33,49 @@ public static class Programs
         await process.WaitForExitAsync().WaitAsync(Eventually.DefaultTimeout);
         return (process.ExitCode, await stdout, await stderr);
     }
+
+    /// <summary>
+    /// Starts a program that logs "Now listening on: URL" once it serves (ASP.NET Core's line) and returns the
+    /// process and that URL; fails with the program's output if it exits first.
+    /// </summary>
+    public static async Task<(Process Process, Uri Address)> StartListeningAsync(ProcessStartInfo info, string what)
+    {
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        info.UseShellExecute = false;
+        var process = Process.Start(info)!;
+        var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            output.Enqueue(e.Data);
+            const string marker = "Now listening on: ";
+            var at = e.Data.IndexOf(marker, StringComparison.Ordinal);
+            if (at >= 0) listening.TrySetResult(new Uri(e.Data[(at + marker.Length)..].Trim()));
+        };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) output.Enqueue(e.Data); };
+        process.Exited += (_, _) => listening.TrySetException(new InvalidOperationException($"{what} exited: {string.Join('\n', output)}"));
+        process.EnableRaisingEvents = true;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return (process, await listening.Task.WaitAsync(TimeSpan.FromSeconds(60)));
+    }
+
+    /// <summary>A loopback address of 127.0.0.0/8 that nothing else in the test run uses: a server restarted on it finds its port free.</summary>
+    public static string PrivateLoopbackHost() => $"127.{Random.Shared.Next(1, 255)}.{Random.Shared.Next(0, 256)}.{Random.Shared.Next(2, 255)}";
+
+    /// <summary>Sends a signal (STOP freezes a process: connections are accepted by the kernel but nothing answers; CONT resumes it).</summary>
+    public static void Signal(Process process, string name)
+    {
+        using var kill = Process.Start("kill", [$"-{name}", process.Id.ToString()]);
+        kill.WaitForExit();
+    }
+
+    /// <summary>The value of a metric line in a Prometheus text page (<paramref name="series"/> is the name with its labels, if any); null when absent.</summary>
+    public static double? Metric(string page, string series)
+    {
+        var line = page.Split('\n').FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));
+        return line is null ? null : double.Parse(line.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+    }
 }

@@ -7,7 +7,7 @@ namespace MoeMesh.Engine.Tests.Kv;
 /// <summary>Prefix caching: page bookkeeping by hand, then a caching engine against one that recomputes everything.</summary>
 public sealed class PrefixCacheTests
 {
-    private const ulong Root = BlockAllocator.RootHash;
+    private static readonly UInt128 Root = PageHash.Root;
 
     /// <summary>Pages computed in another batch composition equal recomputation to float rounding (about 1e-6).</summary>
     private const double Tolerance = 1e-4;

@@ -1,0 +1,196 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+using MoeMesh.Engine.Kv;
+using StackExchange.Redis;
+
+namespace MoeMesh.Gateway.Tests.KvStore;
+
+/// <summary>
+/// Gateways sharing latent KV pages through a real redis-server: reuse across processes and restarts,
+/// exact output against a gateway without any cache, bad pages rejected, and Redis dying, freezing or
+/// coming back empty without a request failing.
+/// </summary>
+public sealed class SharedKvStoreTests
+{
+    private const int PageSize = 16;
+    private const string Hits = "moemesh_kv_store_hit_pages_total";
+    private const string Stored = "moemesh_kv_store_written_pages_total{result=\"stored\"}";
+
+    /// <summary>A prompt of token ids, distinct per seed, that the demo vocabulary holds.</summary>
+    private static int[] Prompt(int seed, int length) => Enumerable.Range(0, length).Select(i => 5 + (seed * 31 + i * 17) % 240).ToArray();
+
+    private static object Request(int[] prompt, int maxTokens = 5) =>
+        new { prompt, max_tokens = maxTokens, temperature = 0, logprobs = 2, return_tokens_as_token_ids = true, ignore_eos = true };
+
+    /// <summary>Whole pages of a prompt that can come from a cache: all but the one holding its last token.</summary>
+    private static int Reusable(int[] prompt) => (prompt.Length - 1) / PageSize;
+
+    private static Task<JsonElement> PostAsync(HttpClient http, int[] prompt) => PostAsync(http, Request(prompt));
+
+    private static async Task<JsonElement> PostAsync(HttpClient http, object body)
+    {
+        using var response = await http.PostAsJsonAsync("/v1/completions", body);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, $"{(int)response.StatusCode}: {text}");
+        return JsonDocument.Parse(text).RootElement;
+    }
+
+    private static string[] Store(RedisServer redis, params string[] more) => ["--kv-store", redis.Url, .. more];
+
+    [Fact]
+    public async Task SecondGatewayProcess_ReusesTheFirstsPages_AndAnswersAsAGatewayWithoutCache()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var first = await GatewayProcess.StartAsync(GatewayServer.ModelDir, Store(redis));
+        await using var second = await GatewayProcess.StartAsync(GatewayServer.ModelDir, Store(redis));
+        await using var uncached = await GatewayServer.StartAsync("--prefix-caching", "off");
+        var prompt = Prompt(1, 200);
+        var continued = prompt.Concat(Prompt(2, 40)).ToArray();
+
+        Completions.AssertSame(await uncached.PostJsonAsync("/v1/completions", Request(prompt)), await PostAsync(first.Http, prompt));
+        // Prefill and decode pages: 200 prompt tokens and 4 fed-back outputs make 12 whole pages.
+        await first.WaitForMetricAsync(Stored, v => v >= 12, "pages written by the first gateway");
+
+        var reply = await PostAsync(second.Http, continued);
+        Assert.Equal(12, await second.MetricAsync(Hits)); // every page of the shared prompt; the 13th holds the first's output
+        Assert.Equal(12 * PageSize, await second.MetricAsync("moemesh_kv_store_hit_tokens_total"));
+        Assert.Equal(12 * PageSize, await second.MetricAsync("moemesh_prefix_cache_hits_total"));
+        Completions.AssertSame(await uncached.PostJsonAsync("/v1/completions", Request(continued)), reply);
+    }
+
+    [Fact]
+    public async Task RestartedGateway_ReusesWhatItWroteBeforeItStopped()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        var prompt = Prompt(3, 100);
+        JsonElement before;
+        await using (var gateway = await GatewayServer.StartAsync(Store(redis)))
+        {
+            before = await gateway.PostJsonAsync("/v1/completions", Request(prompt));
+            await gateway.WaitForMetricAsync(Stored, v => v >= Reusable(prompt), "pages written");
+            Assert.Equal(0, await gateway.MetricAsync(Hits));
+        }
+        await using var restarted = await GatewayServer.StartAsync(Store(redis));
+        var after = await restarted.PostJsonAsync("/v1/completions", Request(prompt));
+        Assert.Equal(Reusable(prompt), await restarted.MetricAsync(Hits));
+        Assert.Equal(1, await restarted.MetricAsync("moemesh_kv_store_lookups_total{result=\"hit\"}"));
+        Completions.AssertSame(before, after);
+    }
+
+    [Fact]
+    public async Task CorruptedPages_AreRejectedAndCounted_AndTheOutputIsStillRight()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        var prefix = $"corrupt-{Guid.NewGuid():N}";
+        await using var writer = await GatewayServer.StartAsync(Store(redis, "--kv-store-prefix", prefix));
+        (string Corruption, string Reason)[] cases = [("flipped byte", "checksum"), ("truncated", "size"), ("fingerprint", "fingerprint"), ("tokens", "tokens")];
+        var prompts = cases.Select((_, i) => Prompt(10 + i, 60)).ToArray();
+        var expected = new List<JsonElement>();
+        foreach (var p in prompts) expected.Add(await writer.PostJsonAsync("/v1/completions", Request(p)));
+        await writer.WaitForMetricAsync(Stored, v => v >= prompts.Sum(Reusable), "pages written");
+
+        using var client = await ConnectionMultiplexer.ConnectAsync($"{redis.Host}:{redis.Port}");
+        var db = client.GetDatabase();
+        var keys = client.GetServer(redis.Host, redis.Port).Keys(pattern: $"{prefix}:*").Select(k => (string)k!).ToList();
+        for (var i = 0; i < cases.Length; i++)
+        {
+            // Page 1 of each prompt: page 0 is still used, the lookup stops at the bad page.
+            var hash = PageHash.Of(PageHash.Of(PageHash.Root, prompts[i], 0, PageSize), prompts[i], 1, PageSize);
+            var key = keys.Single(k => k.EndsWith($":{hash:x32}", StringComparison.Ordinal));
+            var value = (byte[])(await db.StringGetAsync(key))!;
+            switch (cases[i].Corruption)
+            {
+                case "flipped byte": value[value.Length / 2] ^= 0x40; break;
+                case "truncated": value = value[..^40]; break;
+                case "fingerprint": value[8] ^= 1; Gateway.KvStore.KvPageFormat.Seal(value); break;
+                // Another page's tokens under this key, consistently checksummed: only the token check sees it.
+                case "tokens": value[56] ^= 1; Gateway.KvStore.KvPageFormat.Seal(value); break;
+            }
+            await db.StringSetAsync(key, value);
+        }
+
+        await using var reader = await GatewayServer.StartAsync(Store(redis, "--kv-store-prefix", prefix));
+        for (var i = 0; i < cases.Length; i++)
+        {
+            Completions.AssertSame(expected[i], await reader.PostJsonAsync("/v1/completions", Request(prompts[i])));
+            Assert.Equal(1, await reader.MetricAsync($"moemesh_kv_store_rejected_pages_total{{reason=\"{cases[i].Reason}\"}}"));
+        }
+        Assert.Equal(cases.Length, await reader.MetricAsync(Hits)); // page 0 of each prompt only
+        Assert.Equal(cases.Length, await reader.MetricAsync("moemesh_kv_store_lookups_total{result=\"rejected\"}"));
+    }
+
+    [Fact]
+    public async Task RedisKilledDuringConcurrentRequests_EveryRequestCompletesRight_AndSharingResumesWhenItReturns()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var uncached = await GatewayServer.StartAsync("--prefix-caching", "off");
+        await using var gateway = await GatewayServer.StartAsync(Store(redis));
+        var prompts = Enumerable.Range(0, 10).Select(i => Prompt(20 + i % 4, 40 + 8 * i)).ToArray();
+        var expected = new List<JsonElement>();
+        foreach (var p in prompts) expected.Add(await uncached.PostJsonAsync("/v1/completions", Request(p, maxTokens: 40)));
+
+        var requests = prompts.Select(p => PostAsync(gateway.Http, Request(p, maxTokens: 40))).ToList();
+        // Killed once pages have gone to Redis, with requests still generating (and writing decode pages).
+        await gateway.WaitForMetricAsync(Stored, v => v >= 1, "a page written");
+        redis.Kill();
+        var replies = await Task.WhenAll(requests);
+        for (var i = 0; i < prompts.Length; i++) Completions.AssertSame(expected[i], replies[i]);
+
+        // Down: still served, still ready, the outage visible.
+        await gateway.WaitForMetricAsync("moemesh_kv_store_up", v => v == 0, "store down");
+        var late = Prompt(30, 64);
+        Completions.AssertSame(await uncached.PostJsonAsync("/v1/completions", Request(late)), await gateway.PostJsonAsync("/v1/completions", Request(late)));
+        var (status, body) = await gateway.GetTextAsync("/readyz");
+        Assert.Equal(System.Net.HttpStatusCode.OK, status);
+        Assert.Contains("unavailable", body);
+
+        await redis.RestartAsync();
+        await gateway.WaitForMetricAsync("moemesh_kv_store_up", v => v == 1, "store back");
+        var fresh = Prompt(40, 70);
+        var storedBefore = await gateway.MetricAsync(Stored) ?? 0;
+        var reply = await gateway.PostJsonAsync("/v1/completions", Request(fresh));
+        await gateway.WaitForMetricAsync(Stored, v => v >= storedBefore + Reusable(fresh), "pages written after the restart");
+        await using var other = await GatewayServer.StartAsync(Store(redis));
+        Completions.AssertSame(reply, await other.PostJsonAsync("/v1/completions", Request(fresh)));
+        Assert.Equal(Reusable(fresh), await other.MetricAsync(Hits));
+    }
+
+    [Fact]
+    public async Task RedisFrozenDuringALookup_TheLookupIsAbandonedAtItsBudget_AndThePromptComputed()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        await using var gateway = await GatewayServer.StartAsync(Store(redis, "--kv-store-lookup-budget-ms", "300"));
+        await gateway.WaitForMetricAsync("moemesh_kv_store_up", v => v == 1, "store up");
+        await using var uncached = await GatewayServer.StartAsync("--prefix-caching", "off");
+        var prompt = Prompt(50, 80);
+        var expected = await uncached.PostJsonAsync("/v1/completions", Request(prompt));
+        redis.Pause();
+        try
+        {
+            var reply = await gateway.PostJsonAsync("/v1/completions", Request(prompt));
+            Completions.AssertSame(expected, reply);
+            // Our budget ended it ("timeout"), not the client library's own 5 s command timeout ("error").
+            Assert.Equal(1, await gateway.MetricAsync("moemesh_kv_store_lookups_total{result=\"timeout\"}"));
+            Assert.Null(await gateway.MetricAsync("moemesh_kv_store_lookups_total{result=\"error\"}"));
+        }
+        finally
+        {
+            redis.Resume();
+        }
+    }
+
+    [Fact]
+    public async Task GatewayStartedWithoutRedis_ServesReadyAndComputesLocally()
+    {
+        // Nothing listens there.
+        await using var gateway = await GatewayServer.StartAsync("--kv-store", $"redis://{Programs.PrivateLoopbackHost()}:6390");
+        await using var uncached = await GatewayServer.StartAsync("--prefix-caching", "off");
+        var prompt = Prompt(60, 50);
+        Completions.AssertSame(await uncached.PostJsonAsync("/v1/completions", Request(prompt)), await gateway.PostJsonAsync("/v1/completions", Request(prompt)));
+        Assert.Equal(0, await gateway.MetricAsync("moemesh_kv_store_up"));
+        Assert.Equal(1, await gateway.MetricAsync("moemesh_kv_store_lookups_total{result=\"unavailable\"}"));
+        var (status, body) = await gateway.GetTextAsync("/readyz");
+        Assert.Equal(System.Net.HttpStatusCode.OK, status);
+        Assert.Contains("unavailable", body);
+    }
+}
