@@ -37,8 +37,11 @@ internal sealed class GatewayLoad : IAsyncDisposable
         return new GatewayLoad(app, http, vocab);
     }
 
-    /// <summary>Generated tokens per second of <paramref name="concurrency"/> streaming clients, each generating <paramref name="tokens"/> tokens greedily.</summary>
-    public async Task<double> DecodeAsync(int concurrency, int tokens)
+    /// <summary>
+    /// Generated tokens per second of <paramref name="concurrency"/> streaming clients, each generating <paramref name="tokens"/>
+    /// tokens greedily from a random prompt (the same prompts for the same <paramref name="seed"/>).
+    /// </summary>
+    public async Task<double> DecodeAsync(int concurrency, int tokens, int seed = 100)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async i =>
@@ -49,7 +52,7 @@ internal sealed class GatewayLoad : IAsyncDisposable
             {
                 Content = JsonContent.Create(new
                 {
-                    prompt = RandomPrompt(PromptTokens, _vocab, 100 + i), max_tokens = tokens, temperature = 0, ignore_eos = true, stream = true,
+                    prompt = RandomPrompt(PromptTokens, _vocab, seed + i), max_tokens = tokens, temperature = 0, ignore_eos = true, stream = true,
                 }),
             };
             using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);

@@ -64,21 +64,24 @@ public sealed class KvStoreBenchmark(string cacheDir, int decodeTokens)
 
     private async Task DecodeAsync(string dir, int vocab, string redisUrl)
     {
-        // One gateway at a time in this process, rounds in ABBA order so that a drift of the VM weighs on both alike.
-        var memory = new List<double>();
-        var redis = new List<double>();
-        for (var round = 0; round < 4; round++)
+        // Both gateways in this process, used in turn (ABBA rounds, so that a drift of the VM weighs on both alike);
+        // fresh prompts each round, so that the Redis gateway writes its decode pages every round.
+        await using var memory = await GatewayLoad.StartAsync(dir, vocab);
+        await using var shared = await GatewayLoad.StartAsync(dir, vocab, "--kv-store", redisUrl, "--kv-store-prefix", "decode");
+        await memory.DecodeAsync(32, 4, seed: 1);
+        await shared.DecodeAsync(32, 4, seed: 1);
+        var m = new List<double>();
+        var r = new List<double>();
+        for (var round = 0; round < 6; round++)
         {
+            var seed = 10_000 + 100 * round;
             foreach (var useRedis in round % 2 == 0 ? new[] { false, true } : [true, false])
-            {
-                string[] args = useRedis ? ["--kv-store", redisUrl, "--kv-store-prefix", $"decode-{round}"] : [];
-                await using var gateway = await GatewayLoad.StartAsync(dir, vocab, args);
-                await gateway.DecodeAsync(32, 4); // warm-up
-                (useRedis ? redis : memory).Add(await gateway.DecodeAsync(32, decodeTokens));
-            }
+                (useRedis ? r : m).Add(await (useRedis ? shared : memory).DecodeAsync(32, decodeTokens, seed));
         }
-        Console.WriteLine($"decode, 32 sequences x {decodeTokens} tokens: memory {Median(memory):F1} tokens/s [{Join(memory, "F1", 1)}], " +
-            $"redis {Median(redis):F1} tokens/s [{Join(redis, "F1", 1)}]; ratio redis / memory: {Median(redis) / Median(memory):F3}");
+        var written = await shared.MetricAsync("moemesh_kv_store_written_pages_total");
+        var dropped = await shared.MetricAsync("moemesh_kv_store_write_dropped_pages_total");
+        Console.WriteLine($"decode, 32 sequences x {decodeTokens} tokens (median of 6): memory {Median(m):F1} tokens/s [{Join(m, "F1", 1)}], " +
+            $"redis {Median(r):F1} tokens/s [{Join(r, "F1", 1)}]; ratio redis / memory: {Median(r) / Median(m):F3} ({written} pages written, {dropped} dropped)");
     }
 
     private static async Task<double> StoredPagesAsync(GatewayProcess g) => await g.MetricAsync("moemesh_kv_store_written_pages_total{result=\"stored\"}") ?? 0;

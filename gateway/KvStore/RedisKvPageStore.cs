@@ -137,7 +137,7 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IDisposable
                     if (remaining <= TimeSpan.Zero) throw new TimeoutException();
                     values = await Task.WhenAll(gets).WaitAsync(remaining);
                 }
-                catch (TimeoutException)
+                catch (TimeoutException e) when (e is not RedisTimeoutException)
                 {
                     Observe(gets);
                     return "timeout";
@@ -163,10 +163,12 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IDisposable
             }
             return "hit";
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e)
         {
+            // Whatever failed, the prompt is computed; a dropped connection is already logged as an outage.
             _metrics.Errors.WithLabels("lookup").Inc();
-            _logger.LogDebug(e, "KV store lookup failed");
+            if (e is RedisException or TimeoutException) _logger.LogDebug(e, "KV store lookup failed");
+            else _logger.LogWarning(e, "KV store lookup failed");
             return "error";
         }
     }
@@ -251,12 +253,13 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IDisposable
             _metrics.WrittenPages.WithLabels("present").Inc(stored.Length - n);
             _metrics.WrittenBytes.Inc(batch.Sum(w => (long)w.Value.Length));
         }
-        catch (Exception e) when (e is RedisException or TimeoutException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
             Observe(sets);
             _metrics.Errors.WithLabels("write").Inc();
             _metrics.WriteDroppedPages.WithLabels("error").Inc(batch.Count);
-            _logger.LogDebug(e, "KV store write failed");
+            if (e is RedisException or TimeoutException) _logger.LogDebug(e, "KV store write failed");
+            else _logger.LogWarning(e, "KV store write failed");
         }
     }
 

@@ -10,16 +10,20 @@ namespace MoeMesh.Testing;
 /// </summary>
 public sealed class RedisServer : IAsyncDisposable
 {
+    private readonly string[] _settings;
     private Process? _process;
+
+    private RedisServer(string[] settings) => _settings = settings;
 
     public string Host { get; } = Programs.PrivateLoopbackHost();
     // A high port too: a system Redis listening on 0.0.0.0:6379 would otherwise answer for it.
     public int Port { get; } = Random.Shared.Next(20_000, 60_000);
     public string Url => $"redis://{Host}:{Port}";
 
-    public static async Task<RedisServer> StartAsync()
+    /// <summary>Starts a server; <paramref name="settings"/> are extra redis-server options (e.g. "--maxmemory", "100kb").</summary>
+    public static async Task<RedisServer> StartAsync(params string[] settings)
     {
-        var server = new RedisServer();
+        var server = new RedisServer(settings);
         await server.RestartAsync();
         return server;
     }
@@ -29,8 +33,8 @@ public sealed class RedisServer : IAsyncDisposable
     {
         Kill();
         var info = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "--bind", Host, "--port", Port.ToString(), "--save", "", "--appendonly", "no", "--protected-mode", "no", "--dir", Path.GetTempPath(), "--loglevel", "warning" })
-            info.ArgumentList.Add(a);
+        string[] args = ["--bind", Host, "--port", Port.ToString(), "--save", "", "--appendonly", "no", "--protected-mode", "no", "--dir", Path.GetTempPath(), "--loglevel", "warning", .. _settings];
+        foreach (var a in args) info.ArgumentList.Add(a);
         _process = Process.Start(info)!;
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();

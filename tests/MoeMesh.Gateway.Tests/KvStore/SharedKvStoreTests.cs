@@ -180,6 +180,21 @@ public sealed class SharedKvStoreTests
     }
 
     [Fact]
+    public async Task FullRedisRefusingWrites_FailsNoRequest()
+    {
+        // Over its memory limit with no eviction policy: Redis answers every write with an OOM error.
+        await using var redis = await RedisServer.StartAsync("--maxmemory", "100kb", "--maxmemory-policy", "noeviction");
+        await using var gateway = await GatewayServer.StartAsync(Store(redis));
+        await gateway.WaitForMetricAsync("moemesh_kv_store_up", v => v == 1, "store up");
+        await using var uncached = await GatewayServer.StartAsync("--prefix-caching", "off");
+        var prompt = Prompt(70, 90);
+        Completions.AssertSame(await uncached.PostJsonAsync("/v1/completions", Request(prompt)), await gateway.PostJsonAsync("/v1/completions", Request(prompt)));
+        await gateway.WaitForMetricAsync("moemesh_kv_store_errors_total{operation=\"write\"}", v => v >= 1, "refused writes counted");
+        Assert.Null(await gateway.MetricAsync(Stored));
+        Completions.AssertSame(await uncached.PostJsonAsync("/v1/completions", Request(prompt)), await gateway.PostJsonAsync("/v1/completions", Request(prompt)));
+    }
+
+    [Fact]
     public async Task GatewayStartedWithoutRedis_ServesReadyAndComputesLocally()
     {
         // Nothing listens there.
