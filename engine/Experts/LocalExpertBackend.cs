@@ -91,7 +91,7 @@ public sealed class LocalExpertBackend : IExpertBackend
             offset += counts[e];
         }
         var combined = zeros_like(hidden);
-        combined.index_add_(0, tokenOf, cat(outputs, 0), 1);
+        combined.index_add_(0, tokenOf, cat(outputs, 0), Scalars.One);
         return combined.MoveToOuterDisposeScope();
     }
 

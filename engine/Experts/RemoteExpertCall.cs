@@ -92,7 +92,7 @@ internal sealed class RemoteExpertCall : IExpertCall
         foreach (var (call, reply) in done.OrderBy(d => d.Call.Pairs.Min(p => _experts[p])))
         {
             var partial = WireTensors.FromBytes(reply, call.Rows.Length, _hidden, _dtype, device).to(_options.DType);
-            output.index_add_(0, tensor(call.Rows.Select(r => (long)r).ToArray(), device: device), partial, 1);
+            output.index_add_(0, tensor(call.Rows.Select(r => (long)r).ToArray(), device: device), partial, Scalars.One);
         }
         return output.MoveToOuterDisposeScope();
     }

@@ -1,6 +1,7 @@
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Kv;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Model;
@@ -24,12 +25,12 @@ public sealed class MlaAttention
     private readonly Tensor _wUk;
     private readonly Tensor _wUv;
     private readonly Tensor _wo;
-    private readonly double _scale;
+    private readonly Scalar _scale;
 
     public MlaAttention(ModelConfig c, CheckpointReader r, string prefix, ComputeOptions o, double softmaxScale)
     {
         _c = c;
-        _scale = softmaxScale;
+        _scale = softmaxScale.ToScalar();
         var h = c.NumAttentionHeads;
         var d = c.HiddenSize;
         if (c.QLoraRank is { } q)

@@ -1,5 +1,6 @@
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Model;
@@ -14,10 +15,12 @@ public sealed class MoeGate
     private readonly ModelConfig _c;
     private readonly Tensor _weight;
     private readonly Tensor? _bias;
+    private readonly Scalar _routedScale;
 
     public MoeGate(ModelConfig c, CheckpointReader r, string prefix, Device device)
     {
         _c = c;
+        _routedScale = c.RoutedScalingFactor.ToScalar();
         _weight = r.Read($"{prefix}.weight", device, ScalarType.Float32, c.NRoutedExperts, c.HiddenSize);
         if (c.TopkMethod == TopkMethod.NoAuxTc)
             _bias = r.Read($"{prefix}.e_score_correction_bias", device, ScalarType.Float32, c.NRoutedExperts);
@@ -40,15 +43,15 @@ public sealed class MoeGate
                 : grouped.amax(new long[] { -1 });
             var keep = groupScores.topk(_c.TopkGroup, dim: -1).indexes;
             var dropped = ones(n, _c.NGroup, ScalarType.Bool, x.device).scatter_(1, keep, zeros_like(keep, ScalarType.Bool));
-            choice = grouped.masked_fill(dropped.unsqueeze(-1), float.NegativeInfinity).view(n, -1);
+            choice = grouped.masked_fill(dropped.unsqueeze(-1), Scalars.NegativeInfinity).view(n, -1);
         }
         var ids = choice.topk(_c.NumExpertsPerTok, dim: -1).indexes;
         var weights = scores.gather(1, ids);
         var k = _c.NumExpertsPerTok;
         var normalise = k > 1 && _c.NormTopkProb;
-        if (normalise) weights = weights / (weights.sum(-1, keepdim: true) + 1e-20);
+        if (normalise) weights = weights / (weights.sum(-1, keepdim: true) + Scalars.Tiny);
         // DeepSeek-V2's modeling code scales only unnormalised weights; V3 scales after normalising.
-        if (_c.ModelType == "deepseek_v3" || !normalise) weights = weights * _c.RoutedScalingFactor;
+        if (_c.ModelType == "deepseek_v3" || !normalise) weights = weights * _routedScale;
         return (ids.MoveToOuterDisposeScope(), weights.MoveToOuterDisposeScope());
     }
 }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Model;
@@ -6,12 +7,13 @@ namespace MoeMesh.Engine.Model;
 public sealed class RmsNorm(Tensor weight, double eps)
 {
     private readonly Tensor _weight = weight.to(ScalarType.Float32);
+    private readonly Scalar _eps = eps.ToScalar();
 
     public Tensor Forward(Tensor x)
     {
         using var scope = NewDisposeScope();
         var xf = x.to(ScalarType.Float32);
-        var normed = xf * rsqrt(xf.pow(2).mean(new long[] { -1 }, keepdim: true) + eps) * _weight;
+        var normed = xf * rsqrt(xf.pow(Scalars.Two).mean(new long[] { -1 }, keepdim: true) + _eps) * _weight;
         return normed.to(x.dtype).MoveToOuterDisposeScope();
     }
 }
