@@ -33,6 +33,7 @@ public sealed class KvStoreBenchmark(string cacheDir, int decodeTokens)
     {
         await using var writer = await GatewayProcess.StartAsync(dir, gatewayArgs);
         await using var reader = await GatewayProcess.StartAsync(dir, gatewayArgs);
+        foreach (var g in new[] { writer, reader }) await g.WaitForMetricAsync("moemesh_kv_store_up", v => v == 1, "connected to Redis");
         var cold = new List<double>();
         var local = new List<double>();
         var shared = new List<double>();

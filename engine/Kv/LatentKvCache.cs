@@ -42,11 +42,12 @@ public sealed class LatentKvCache : IDisposable
     /// <summary>Copies page <paramref name="page"/> of every layer into <paramref name="destination"/> (<see cref="PageBytes"/> long).</summary>
     public void ReadPage(int page, Span<byte> destination)
     {
+        using var scope = NewDisposeScope();
         var layerBytes = PageBytes / _layers.Length;
         for (var l = 0; l < _layers.Length; l++)
         {
             // A fresh host copy: its bytes start at offset 0 whatever the device and the view.
-            using var host = _layers[l].narrow(0, (long)page * PageSize, PageSize).to(CPU).clone();
+            var host = _layers[l].narrow(0, (long)page * PageSize, PageSize).to(CPU).clone();
             host.bytes.CopyTo(destination.Slice(l * layerBytes, layerBytes));
         }
     }
@@ -55,15 +56,15 @@ public sealed class LatentKvCache : IDisposable
     public void WritePage(int page, ReadOnlySpan<byte> source)
     {
         if (source.Length != PageBytes) throw new ArgumentException($"a page is {PageBytes} bytes, got {source.Length}", nameof(source));
+        using var scope = NewDisposeScope();
         var layerBytes = PageBytes / _layers.Length;
         for (var l = 0; l < _layers.Length; l++)
         {
-            using var host = empty(PageSize, _layers[l].shape[1], DType);
+            var host = empty(PageSize, _layers[l].shape[1], DType);
             var layerSource = source.Slice(l * layerBytes, layerBytes);
             // The setter only reads the span it is given; it takes a writable one.
             host.bytes = MemoryMarshal.CreateSpan(ref MemoryMarshal.GetReference(layerSource), layerSource.Length);
-            using var target = _layers[l].narrow(0, (long)page * PageSize, PageSize);
-            target.copy_(host);
+            _layers[l].narrow(0, (long)page * PageSize, PageSize).copy_(host);
         }
     }
 

@@ -52,12 +52,13 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IDisposable
 
     public bool IsUp => _redis?.IsConnected == true;
 
-    public Task StartAsync(CancellationToken cancellationToken)
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
-        // Not awaited: the gateway serves (computing locally) while Redis is unreachable.
-        _ = ConnectAsync();
         _writer = Task.Run(WriteLoopAsync, CancellationToken.None);
-        return Task.CompletedTask;
+        // The first attempt gets its connect timeout, so that a gateway normally shares from its first request;
+        // past it the gateway serves (computing locally) and the client keeps connecting in the background.
+        var connecting = ConnectAsync();
+        await Task.WhenAny(connecting, Task.Delay(_config.ConnectTimeout + 500, cancellationToken));
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)

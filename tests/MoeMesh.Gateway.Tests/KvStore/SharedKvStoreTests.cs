@@ -37,12 +37,32 @@ public sealed class SharedKvStoreTests
 
     private static string[] Store(RedisServer redis, params string[] more) => ["--kv-store", redis.Url, .. more];
 
+    private const string Up = "moemesh_kv_store_up";
+
+    /// <summary>
+    /// A gateway on the shared store, once it is connected: before that it computes locally and shares nothing
+    /// (as it must), which would leave a test's first request unshared.
+    /// </summary>
+    private static async Task<GatewayServer> SharingGatewayAsync(RedisServer redis, params string[] more)
+    {
+        var gateway = await GatewayServer.StartAsync(Store(redis, more));
+        await gateway.WaitForMetricAsync(Up, v => v == 1, "store connected");
+        return gateway;
+    }
+
+    private static async Task<GatewayProcess> SharingGatewayProcessAsync(RedisServer redis)
+    {
+        var gateway = await GatewayProcess.StartAsync(GatewayServer.ModelDir, Store(redis));
+        await gateway.WaitForMetricAsync(Up, v => v == 1, "store connected");
+        return gateway;
+    }
+
     [Fact]
     public async Task SecondGatewayProcess_ReusesTheFirstsPages_AndAnswersAsAGatewayWithoutCache()
     {
         await using var redis = await RedisServer.StartAsync();
-        await using var first = await GatewayProcess.StartAsync(GatewayServer.ModelDir, Store(redis));
-        await using var second = await GatewayProcess.StartAsync(GatewayServer.ModelDir, Store(redis));
+        await using var first = await SharingGatewayProcessAsync(redis);
+        await using var second = await SharingGatewayProcessAsync(redis);
         await using var uncached = await GatewayServer.StartAsync("--prefix-caching", "off");
         var prompt = Prompt(1, 200);
         var continued = prompt.Concat(Prompt(2, 40)).ToArray();
@@ -64,13 +84,13 @@ public sealed class SharedKvStoreTests
         await using var redis = await RedisServer.StartAsync();
         var prompt = Prompt(3, 100);
         JsonElement before;
-        await using (var gateway = await GatewayServer.StartAsync(Store(redis)))
+        await using (var gateway = await SharingGatewayAsync(redis))
         {
             before = await gateway.PostJsonAsync("/v1/completions", Request(prompt));
             await gateway.WaitForMetricAsync(Stored, v => v >= Reusable(prompt), "pages written");
             Assert.Equal(0, await gateway.MetricAsync(Hits));
         }
-        await using var restarted = await GatewayServer.StartAsync(Store(redis));
+        await using var restarted = await SharingGatewayAsync(redis);
         var after = await restarted.PostJsonAsync("/v1/completions", Request(prompt));
         Assert.Equal(Reusable(prompt), await restarted.MetricAsync(Hits));
         Assert.Equal(1, await restarted.MetricAsync("moemesh_kv_store_lookups_total{result=\"hit\"}"));
@@ -82,7 +102,7 @@ public sealed class SharedKvStoreTests
     {
         await using var redis = await RedisServer.StartAsync();
         var prefix = $"corrupt-{Guid.NewGuid():N}";
-        await using var writer = await GatewayServer.StartAsync(Store(redis, "--kv-store-prefix", prefix));
+        await using var writer = await SharingGatewayAsync(redis, "--kv-store-prefix", prefix);
         (string Corruption, string Reason)[] cases = [("flipped byte", "checksum"), ("truncated", "size"), ("fingerprint", "fingerprint"), ("tokens", "tokens")];
         var prompts = cases.Select((_, i) => Prompt(10 + i, 60)).ToArray();
         var expected = new List<JsonElement>();
@@ -109,7 +129,7 @@ public sealed class SharedKvStoreTests
             await db.StringSetAsync(key, value);
         }
 
-        await using var reader = await GatewayServer.StartAsync(Store(redis, "--kv-store-prefix", prefix));
+        await using var reader = await SharingGatewayAsync(redis, "--kv-store-prefix", prefix);
         for (var i = 0; i < cases.Length; i++)
         {
             Completions.AssertSame(expected[i], await reader.PostJsonAsync("/v1/completions", Request(prompts[i])));
@@ -124,7 +144,7 @@ public sealed class SharedKvStoreTests
     {
         await using var redis = await RedisServer.StartAsync();
         await using var uncached = await GatewayServer.StartAsync("--prefix-caching", "off");
-        await using var gateway = await GatewayServer.StartAsync(Store(redis));
+        await using var gateway = await SharingGatewayAsync(redis);
         var prompts = Enumerable.Range(0, 10).Select(i => Prompt(20 + i % 4, 40 + 8 * i)).ToArray();
         var expected = new List<JsonElement>();
         foreach (var p in prompts) expected.Add(await uncached.PostJsonAsync("/v1/completions", Request(p, maxTokens: 40)));
@@ -137,7 +157,7 @@ public sealed class SharedKvStoreTests
         for (var i = 0; i < prompts.Length; i++) Completions.AssertSame(expected[i], replies[i]);
 
         // Down: still served, still ready, the outage visible.
-        await gateway.WaitForMetricAsync("moemesh_kv_store_up", v => v == 0, "store down");
+        await gateway.WaitForMetricAsync(Up, v => v == 0, "store down");
         var late = Prompt(30, 64);
         Completions.AssertSame(await uncached.PostJsonAsync("/v1/completions", Request(late)), await gateway.PostJsonAsync("/v1/completions", Request(late)));
         var (status, body) = await gateway.GetTextAsync("/readyz");
@@ -145,12 +165,12 @@ public sealed class SharedKvStoreTests
         Assert.Contains("unavailable", body);
 
         await redis.RestartAsync();
-        await gateway.WaitForMetricAsync("moemesh_kv_store_up", v => v == 1, "store back");
+        await gateway.WaitForMetricAsync(Up, v => v == 1, "store back");
         var fresh = Prompt(40, 70);
         var storedBefore = await gateway.MetricAsync(Stored) ?? 0;
         var reply = await gateway.PostJsonAsync("/v1/completions", Request(fresh));
         await gateway.WaitForMetricAsync(Stored, v => v >= storedBefore + Reusable(fresh), "pages written after the restart");
-        await using var other = await GatewayServer.StartAsync(Store(redis));
+        await using var other = await SharingGatewayAsync(redis);
         Completions.AssertSame(reply, await other.PostJsonAsync("/v1/completions", Request(fresh)));
         Assert.Equal(Reusable(fresh), await other.MetricAsync(Hits));
     }
@@ -159,8 +179,7 @@ public sealed class SharedKvStoreTests
     public async Task RedisFrozenDuringALookup_TheLookupIsAbandonedAtItsBudget_AndThePromptComputed()
     {
         await using var redis = await RedisServer.StartAsync();
-        await using var gateway = await GatewayServer.StartAsync(Store(redis, "--kv-store-lookup-budget-ms", "300"));
-        await gateway.WaitForMetricAsync("moemesh_kv_store_up", v => v == 1, "store up");
+        await using var gateway = await SharingGatewayAsync(redis, "--kv-store-lookup-budget-ms", "300");
         await using var uncached = await GatewayServer.StartAsync("--prefix-caching", "off");
         var prompt = Prompt(50, 80);
         var expected = await uncached.PostJsonAsync("/v1/completions", Request(prompt));
@@ -184,8 +203,7 @@ public sealed class SharedKvStoreTests
     {
         // Over its memory limit with no eviction policy: Redis answers every write with an OOM error.
         await using var redis = await RedisServer.StartAsync("--maxmemory", "100kb", "--maxmemory-policy", "noeviction");
-        await using var gateway = await GatewayServer.StartAsync(Store(redis));
-        await gateway.WaitForMetricAsync("moemesh_kv_store_up", v => v == 1, "store up");
+        await using var gateway = await SharingGatewayAsync(redis);
         await using var uncached = await GatewayServer.StartAsync("--prefix-caching", "off");
         var prompt = Prompt(70, 90);
         Completions.AssertSame(await uncached.PostJsonAsync("/v1/completions", Request(prompt)), await gateway.PostJsonAsync("/v1/completions", Request(prompt)));
@@ -202,7 +220,7 @@ public sealed class SharedKvStoreTests
         await using var uncached = await GatewayServer.StartAsync("--prefix-caching", "off");
         var prompt = Prompt(60, 50);
         Completions.AssertSame(await uncached.PostJsonAsync("/v1/completions", Request(prompt)), await gateway.PostJsonAsync("/v1/completions", Request(prompt)));
-        Assert.Equal(0, await gateway.MetricAsync("moemesh_kv_store_up"));
+        Assert.Equal(0, await gateway.MetricAsync(Up));
         Assert.Equal(1, await gateway.MetricAsync("moemesh_kv_store_lookups_total{result=\"unavailable\"}"));
         var (status, body) = await gateway.GetTextAsync("/readyz");
         Assert.Equal(System.Net.HttpStatusCode.OK, status);
