@@ -66,7 +66,10 @@ public sealed record GatewayOptions
         var (cli, read) = Declare();
         var parsed = cli.Parse(args, environment);
         if (parsed.HelpRequested) return null;
-        return read(parsed);
+        var options = read(parsed);
+        if (options.KvStore != MemoryStore && !options.PrefixCaching)
+            throw cli.Error("--kv-store shares the prefix cache's pages between gateways: it needs --prefix-caching on");
+        return options;
     }
 
     /// <summary>The --help text.</summary>

@@ -52,6 +52,7 @@ public sealed class CommandLineTests
     [InlineData(new[] { "--device", "gpu" }, "--device: expected cpu, cuda or cuda:N")]
     [InlineData(new[] { "--kv-store", "redis:/cache" }, "--kv-store: expected memory, redis://")]
     [InlineData(new[] { "--kv-store", "redis://cache:6379/db1" }, "--kv-store: '/db1': the database is a number")]
+    [InlineData(new[] { "--kv-store", "redis://cache:6379", "--prefix-caching", "off" }, "--kv-store shares the prefix cache's pages between gateways: it needs --prefix-caching on")]
     [InlineData(new[] { "--expert-nodes", "http://user:pw@node:9000" }, "credentials")]
     [InlineData(new[] { "--special-tokens-in-content", "yes" }, "expected plain or special")]
     [InlineData(new[] { "stray" }, "'stray'")]
