@@ -91,7 +91,7 @@ public sealed record GatewayOptions
         var kvStore = cli.Add("--kv-store", "memory|URL", $"Where KV-cache pages are shared between gateways: memory (default: not shared) or {RedisUrl.Syntax}",
             StoreUrl, d.KvStore);
         var kvPrefix = cli.Add("--kv-store-prefix", "TEXT", $"Prefix of the shared store's keys (default {d.KvStorePrefix}); deployments sharing one Redis keep theirs apart with it", Values.Text, d.KvStorePrefix);
-        var kvTtl = cli.Add("--kv-store-ttl-seconds", "N", $"Time a shared page lives after it was last used (default {d.KvStoreTtlSeconds})", Values.PositiveInt, d.KvStoreTtlSeconds);
+        var kvTtl = cli.Add("--kv-store-ttl-seconds", "N", $"Time a shared page lives after it was last used by any gateway (renewed at most every eighth of it; default {d.KvStoreTtlSeconds})", Values.PositiveInt, d.KvStoreTtlSeconds);
         var kvBudget = cli.Add("--kv-store-lookup-budget-ms", "N", $"Longest a prompt waits for the shared store before it is computed (default {d.KvStoreLookupBudgetMs})", Values.PositiveInt, d.KvStoreLookupBudgetMs);
         var kvQueue = cli.Add("--kv-store-write-queue-bytes", "N", $"Computed pages waiting to be written to the shared store, at most (default {d.KvStoreWriteQueueBytes}); beyond it pages are not shared", Values.PositiveLong, d.KvStoreWriteQueueBytes);
         var device = cli.Add("--device", "cpu|cuda[:N]", "Compute device (default cpu; cuda computes in bfloat16)", Values.Device, d.Device);

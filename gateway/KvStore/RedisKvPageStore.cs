@@ -1,5 +1,5 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Threading.Channels;
 using MoeMesh.Engine.Kv;
 using MoeMesh.Gateway.Metrics;
 using StackExchange.Redis;
@@ -7,17 +7,18 @@ using StackExchange.Redis;
 namespace MoeMesh.Gateway.KvStore;
 
 /// <summary>
-/// Latent KV pages shared through Redis. Lookups pipeline a window of GETEX (refreshing the TTL of what is
-/// used) per round trip and stop at the first miss or bad page; a lookup is abandoned at its budget. Writes
-/// go through a queue bounded in bytes to one writer task (SET NX with the TTL), never on the engine loop
-/// beyond copying the page. While Redis is down, slow, full or empty, requests are computed locally.
+/// Latent KV pages shared through Redis. A lookup pipelines a window of GETs per round trip, stops at the
+/// first miss or bad page, and is abandoned at its budget; lookups of one page at the same time share one GET.
+/// Pages that pass their checks get their TTL renewed, and so do the pages a gateway serves from its own cache
+/// (at most every TTL/8 per page), so that the prefixes in use stay in Redis; a page that fails a check is
+/// deleted, so that the next gateway to compute it writes it again. Writes go through
+/// <see cref="RedisPageWriter"/>. While Redis is down, slow, full or empty, requests are computed locally.
 /// </summary>
-public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IDisposable
+public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IAsyncDisposable
 {
     /// <summary>Most bytes of page values one lookup round trip asks for.</summary>
     private const int WindowBytes = 16 << 20;
-    private const int MaxWritesPerRoundTrip = 32;
-    private static readonly TimeSpan WriteTimeout = TimeSpan.FromSeconds(5);
+    private const int MaxRenewalsTracked = 100_000;
 
     private readonly ConfigurationOptions _config;
     private readonly string _endpoint;
@@ -25,16 +26,14 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IDisposable
     private readonly KvStoreSettings _settings;
     private readonly KvStoreMetrics _metrics;
     private readonly ILogger<RedisKvPageStore> _logger;
-    private readonly Channel<PageWrite> _writes = Channel.CreateUnbounded<PageWrite>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly CancellationTokenSource _stopping = new();
+    private readonly RedisPageWriter _writer;
     private readonly int _window;
+    private readonly long _renewEvery;
+    private readonly ConcurrentDictionary<string, Task<byte[]?>> _fetching = new();
+    private readonly ConcurrentDictionary<UInt128, long> _renewed = new();
     private volatile ConnectionMultiplexer? _redis;
-    private Task _writer = Task.CompletedTask;
-    private long _queuedBytes;
     // 0 not yet known, 1 up, 2 down: the outage is logged once, when it starts.
     private int _state;
-
-    private sealed record PageWrite(string Key, byte[] Value);
 
     public RedisKvPageStore(KvStoreSettings settings, KvPageLayout layout, KvStoreMetrics metrics, ILogger<RedisKvPageStore> logger)
     {
@@ -44,7 +43,9 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IDisposable
         _layout = layout;
         _metrics = metrics;
         _logger = logger;
+        _writer = new RedisPageWriter(settings, metrics, logger);
         _window = Math.Clamp(WindowBytes / KvPageFormat.ValueBytes(layout), 1, 64);
+        _renewEvery = (long)(Math.Max(1, settings.Ttl.TotalSeconds / 8) * Stopwatch.Frequency);
     }
 
     /// <summary>Bytes of one page's value in the store.</summary>
@@ -54,40 +55,46 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IDisposable
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        _writer = Task.Run(WriteLoopAsync, CancellationToken.None);
+        _writer.Start();
         // The first attempt gets its connect timeout, so that a gateway normally shares from its first request;
-        // past it the gateway serves (computing locally) and the client keeps connecting in the background.
-        var connecting = ConnectAsync();
+        // past it the gateway serves (computing locally) and the clients keep connecting in the background.
+        var connecting = Task.WhenAll(ConnectReaderAsync(), ConnectWriterAsync());
         await Task.WhenAny(connecting, Task.Delay(_config.ConnectTimeout + 500, cancellationToken));
     }
 
-    public async Task StopAsync(CancellationToken cancellationToken)
-    {
-        _writes.Writer.TryComplete();
-        _stopping.Cancel();
-        await _writer.WaitAsync(cancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
-    }
+    public async Task StopAsync(CancellationToken cancellationToken) => await _writer.DisposeAsync();
 
-    public void Dispose()
+    public async ValueTask DisposeAsync()
     {
-        _stopping.Cancel();
+        await _writer.DisposeAsync();
         _redis?.Dispose();
     }
 
-    private async Task ConnectAsync()
+    private async Task ConnectReaderAsync()
+    {
+        // The lookup budget, not the client's command timeout, decides how long a lookup may take.
+        var reader = _config.Clone();
+        reader.AsyncTimeout = (int)Math.Min(int.MaxValue, Math.Max(_config.AsyncTimeout, _settings.LookupBudget.TotalMilliseconds + 1000));
+        if (await ConnectAsync(reader) is not { } redis) return;
+        redis.ConnectionFailed += (_, e) => NoteState(up: false, e.Exception?.Message ?? e.FailureType.ToString());
+        redis.ConnectionRestored += (_, _) => NoteState(up: true, null);
+        _redis = redis;
+        NoteState(redis.IsConnected, redis.IsConnected ? null : "not reachable");
+    }
+
+    private async Task ConnectWriterAsync() => _writer.Redis = await ConnectAsync(_config);
+
+    private async Task<ConnectionMultiplexer?> ConnectAsync(ConfigurationOptions config)
     {
         try
         {
-            var redis = await ConnectionMultiplexer.ConnectAsync(_config);
-            redis.ConnectionFailed += (_, e) => NoteState(up: false, e.Exception?.Message ?? e.FailureType.ToString());
-            redis.ConnectionRestored += (_, _) => NoteState(up: true, null);
-            _redis = redis;
-            NoteState(redis.IsConnected, redis.IsConnected ? null : "not reachable");
+            return await ConnectionMultiplexer.ConnectAsync(config);
         }
         catch (Exception e)
         {
             // Bad TLS or credentials settings: sharing stays off, serving goes on.
             _logger.LogError(e, "KV store {Endpoint}: cannot set up the connection; pages are not shared", _endpoint);
+            return null;
         }
     }
 
@@ -122,43 +129,44 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IDisposable
         hashes[0] = PageHash.Root;
         for (var p = 0; p < firstPage + count; p++) hashes[p + 1] = PageHash.Of(hashes[p], tokens, p, _layout.PageSize);
         var db = redis.GetDatabase();
+        // The pages this gateway serves from its own cache are in use: keep them in Redis too.
+        for (var p = 0; p < firstPage; p++) Renew(db, hashes[p + 1]);
         try
         {
             while (found.Count < count)
             {
                 var first = firstPage + found.Count;
                 var n = Math.Min(_window, count - found.Count);
-                var gets = new Task<RedisValue>[n];
-                for (var i = 0; i < n; i++) gets[i] = db.StringGetSetExpiryAsync(Key(hashes[first + i + 1]), _settings.Ttl);
+                var gets = new Task<byte[]?>[n];
+                for (var i = 0; i < n; i++) gets[i] = Fetch(db, Key(hashes[first + i + 1]));
+                var all = Task.WhenAll(gets);
                 var remaining = TimeSpan.FromSeconds((double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency);
-                RedisValue[] values;
+                byte[]?[] values;
                 var started = Stopwatch.GetTimestamp();
                 try
                 {
                     if (remaining <= TimeSpan.Zero) throw new TimeoutException();
-                    values = await Task.WhenAll(gets).WaitAsync(remaining);
+                    values = await all.WaitAsync(remaining);
                 }
                 catch (TimeoutException e) when (e is not RedisTimeoutException)
                 {
-                    Observe(gets);
+                    Observe(all);
                     return "timeout";
                 }
                 _metrics.ReadSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
                 for (var i = 0; i < n; i++)
                 {
-                    if (values[i].IsNull) return found.Count == 0 ? "miss" : "partial";
-                    var value = (byte[])values[i]!;
-                    _metrics.ReadBytes.Inc(value.Length);
+                    if (values[i] is not { } value) return found.Count == 0 ? "miss" : "partial";
                     var page = first + i;
                     var pageTokens = new int[_layout.PageSize];
                     for (var t = 0; t < pageTokens.Length; t++) pageTokens[t] = tokens[page * _layout.PageSize + t];
                     var (payload, rejection) = KvPageFormat.Decode(value, _layout, hashes[page], pageTokens);
                     if (rejection != KvPageRejection.None)
                     {
-                        _metrics.RejectedPages.WithLabels(rejection.ToString().ToLowerInvariant()).Inc();
-                        _logger.LogWarning("KV store page {Key} rejected ({Reason}); it is computed instead", Key(hashes[page + 1]), rejection);
+                        await RejectAsync(db, hashes[page + 1], rejection, deadline);
                         return "rejected";
                     }
+                    Renew(db, hashes[page + 1]);
                     found.Add(payload);
                 }
             }
@@ -174,101 +182,81 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IDisposable
         }
     }
 
+    /// <summary>One GET per key at a time: lookups of the same page (a burst of one prompt) share it and its bytes.</summary>
+    private Task<byte[]?> Fetch(IDatabase db, string key)
+    {
+        if (_fetching.TryGetValue(key, out var pending)) return pending;
+        var fetch = GetAsync(db, key);
+        if (_fetching.TryAdd(key, fetch))
+            _ = fetch.ContinueWith(t => _fetching.TryRemove(new KeyValuePair<string, Task<byte[]?>>(key, t)), TaskScheduler.Default);
+        return fetch;
+    }
+
+    private async Task<byte[]?> GetAsync(IDatabase db, string key)
+    {
+        var value = await db.StringGetAsync(key);
+        if (value.IsNull) return null;
+        var bytes = (byte[])value!;
+        _metrics.ReadBytes.Inc(bytes.Length);
+        return bytes;
+    }
+
+    /// <summary>Renews a page's TTL, at most every TTL/8, without waiting for the answer.</summary>
+    private void Renew(IDatabase db, UInt128 pageHash)
+    {
+        var now = Stopwatch.GetTimestamp();
+        if (_renewed.TryGetValue(pageHash, out var last) && now - last < _renewEvery) return;
+        if (_renewed.Count >= MaxRenewalsTracked) _renewed.Clear();
+        _renewed[pageHash] = now;
+        db.KeyExpire(Key(pageHash), _settings.Ttl, CommandFlags.FireAndForget);
+    }
+
+    /// <summary>
+    /// Counts and deletes a page that failed a check, so that the gateway computing it now can write it again
+    /// (waited for within the lookup's budget: the write comes later, on the writer's connection).
+    /// </summary>
+    private async Task RejectAsync(IDatabase db, UInt128 pageHash, KvPageRejection rejection, long deadline)
+    {
+        var key = Key(pageHash);
+        _metrics.RejectedPages.WithLabels(rejection.ToString().ToLowerInvariant()).Inc();
+        _logger.LogWarning("KV store page {Key} rejected ({Reason}); it is deleted and computed instead", key, rejection);
+        var delete = db.KeyDeleteAsync(key);
+        try
+        {
+            await delete.WaitAsync(TimeSpan.FromSeconds(Math.Max(0, (double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency)));
+        }
+        catch (TimeoutException)
+        {
+            Observe(delete);
+        }
+    }
+
     public void Offer(CachedPage page, LatentKvCache cache)
     {
-        if (!IsUp)
+        if (_writer.Redis is not { IsConnected: true })
         {
             _metrics.WriteDroppedPages.WithLabels("unavailable").Inc();
             return;
         }
         var size = PageValueBytes;
-        if (Interlocked.Add(ref _queuedBytes, size) > _settings.WriteQueueBytes)
-        {
-            Interlocked.Add(ref _queuedBytes, -size);
-            _metrics.WriteDroppedPages.WithLabels("queue_full").Inc();
-            return;
-        }
+        if (!_writer.TryReserve(size)) return;
         try
         {
             var value = KvPageFormat.Prepare(_layout, page.ParentHash, page.Tokens);
             cache.ReadPage(page.Page, value.AsSpan(KvPageFormat.PayloadOffset(_layout), _layout.PayloadBytes));
-            _writes.Writer.TryWrite(new PageWrite(Key(page.Hash), value));
-            _metrics.WriteQueuePages.Inc();
+            _writer.Enqueue(new RedisPageWriter.PageWrite(Key(page.Hash), value));
         }
         catch (Exception e)
         {
-            Interlocked.Add(ref _queuedBytes, -size);
+            _writer.Unreserve(size);
             _metrics.WriteDroppedPages.WithLabels("error").Inc();
             _logger.LogError(e, "Copying a KV page for the store failed; it is not shared");
         }
     }
 
-    private async Task WriteLoopAsync()
-    {
-        var batch = new List<PageWrite>();
-        try
-        {
-            while (await _writes.Reader.WaitToReadAsync(_stopping.Token))
-            {
-                while (batch.Count < MaxWritesPerRoundTrip && _writes.Reader.TryRead(out var write)) batch.Add(write);
-                try
-                {
-                    await WriteAsync(batch);
-                }
-                finally
-                {
-                    Interlocked.Add(ref _queuedBytes, -batch.Sum(w => (long)w.Value.Length));
-                    _metrics.WriteQueuePages.Dec(batch.Count);
-                    batch.Clear();
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            // Stopping: what is still queued is a cache's content, not worth delaying shutdown for.
-        }
-    }
-
-    private async Task WriteAsync(List<PageWrite> batch)
-    {
-        if (_redis is not { IsConnected: true } redis)
-        {
-            _metrics.WriteDroppedPages.WithLabels("unavailable").Inc(batch.Count);
-            return;
-        }
-        var db = redis.GetDatabase();
-        var sets = new Task<bool>[batch.Count];
-        for (var i = 0; i < batch.Count; i++)
-        {
-            KvPageFormat.Seal(batch[i].Value);
-            // NX: a page another gateway wrote first is not overwritten (it holds the same values).
-            sets[i] = db.StringSetAsync(batch[i].Key, batch[i].Value, _settings.Ttl, When.NotExists);
-        }
-        var started = Stopwatch.GetTimestamp();
-        try
-        {
-            var stored = await Task.WhenAll(sets).WaitAsync(WriteTimeout, _stopping.Token);
-            _metrics.WriteSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
-            var n = stored.Count(s => s);
-            _metrics.WrittenPages.WithLabels("stored").Inc(n);
-            _metrics.WrittenPages.WithLabels("present").Inc(stored.Length - n);
-            _metrics.WrittenBytes.Inc(batch.Sum(w => (long)w.Value.Length));
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            Observe(sets);
-            _metrics.Errors.WithLabels("write").Inc();
-            _metrics.WriteDroppedPages.WithLabels("error").Inc(batch.Count);
-            if (e is RedisException or TimeoutException) _logger.LogDebug(e, "KV store write failed");
-            else _logger.LogWarning(e, "KV store write failed");
-        }
-    }
-
     private string Key(UInt128 pageHash) => KvPageKey.Of(_settings.KeyPrefix, _layout.Fingerprint, pageHash);
 
-    /// <summary>Abandoned operations still finish (or fail) later; their outcome is read so that nothing goes unobserved.</summary>
-    private static void Observe(IEnumerable<Task> tasks)
-    {
-        foreach (var t in tasks) _ = t.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously);
-    }
+    /// <summary>An abandoned operation still finishes (or fails) later; its outcome is read so that nothing goes unobserved.</summary>
+    internal static void Observe(Task task) =>
+        _ = task.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously);
 }

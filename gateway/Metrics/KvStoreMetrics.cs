@@ -11,6 +11,7 @@ public sealed class KvStoreMetrics
     public Counter HitPages { get; }
     public Counter HitTokens { get; }
     public Counter MissPages { get; }
+    public Counter DiscardedPages { get; }
     public Counter RejectedPages { get; }
     public Counter ReadBytes { get; }
     public Histogram ReadSeconds { get; }
@@ -26,9 +27,10 @@ public sealed class KvStoreMetrics
     {
         var f = Prometheus.Metrics.WithCustomRegistry(gateway.Registry);
         Lookups = f.CreateCounter("moemesh_kv_store_lookups_total", "Prompt lookups in the shared store, by result (hit: every page asked for; partial; miss; rejected; timeout: over the lookup budget; error; unavailable: store down).", new CounterConfiguration { LabelNames = ["result"] });
-        HitPages = f.CreateCounter("moemesh_kv_store_hit_pages_total", "Pages read from the shared store and used.");
+        HitPages = f.CreateCounter("moemesh_kv_store_hit_pages_total", "Pages read from the shared store that passed every check.");
         HitTokens = f.CreateCounter("moemesh_kv_store_hit_tokens_total", "Prompt tokens whose latents came from the shared store.");
         MissPages = f.CreateCounter("moemesh_kv_store_miss_pages_total", "Pages looked up and not served by the shared store (absent, rejected, or past a miss, a timeout or an error).");
+        DiscardedPages = f.CreateCounter("moemesh_kv_store_discarded_pages_total", "Pages read from the shared store and verified but not imported: the prefix before them was evicted meanwhile, or the cache was full.");
         RejectedPages = f.CreateCounter("moemesh_kv_store_rejected_pages_total", "Stored pages that failed a check and were not used, by reason.", new CounterConfiguration { LabelNames = ["reason"] });
         ReadBytes = f.CreateCounter("moemesh_kv_store_read_bytes_total", "Bytes of page values read from the shared store.");
         ReadSeconds = f.CreateHistogram("moemesh_kv_store_read_seconds", "Round trip of one pipelined read of pages.", new HistogramConfiguration { Buckets = RoundTripBuckets });

@@ -32,6 +32,9 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     private readonly Dictionary<long, GenerationHandle> _active = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly CancellationTokenSource _stop = new();
+    // Cancelled when shutdown begins (before the server stops, which waits for requests in flight): a store lookup
+    // still in flight gives up, and its request is computed in the grace period.
+    private readonly CancellationTokenSource _stopLookups = new();
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     // Submit and the final drain take it, so that no submission slips in after the loop has ended.
     private readonly Lock _gate = new();
@@ -87,8 +90,12 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
             var prompt = group[0].Prompt;
             var reusable = (prompt.Count - 1) / Engine.Cache.PageSize;
             var local = Engine.CachedPrefixPages(prompt);
-            if (reusable > local && await store!.LookupAsync(prompt, local, reusable - local) is { Count: > 0 } pages)
+            if (reusable > local && await store!.LookupAsync(prompt, local, reusable - local).WaitAsync(_stopLookups.Token) is { Count: > 0 } pages)
                 found = new ImportedPrefix(local, pages);
+        }
+        catch (OperationCanceledException)
+        {
+            // Shutting down: computed without the store's pages.
         }
         catch (Exception e)
         {
@@ -123,6 +130,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        lifetime.ApplicationStopping.Register(_stopLookups.Cancel);
         Engine.StepFailed = (e, reference) => logger.LogError(e, "Engine step failed (reference {Reference}); its sequences end with an error", reference);
         _thread = new Thread(Run) { IsBackground = true, Name = "moemesh-engine" };
         _thread.Start();
@@ -257,7 +265,8 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
         h.Imported = null;
         try
         {
-            Engine.ImportPages(h.Prompt, imported.FirstPage, imported.Pages);
+            var cached = Engine.ImportPages(h.Prompt, imported.FirstPage, imported.Pages);
+            storeMetrics?.DiscardedPages.Inc(imported.Pages.Count - cached);
         }
         catch (Exception e)
         {

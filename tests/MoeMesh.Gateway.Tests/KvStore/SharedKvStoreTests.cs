@@ -111,12 +111,13 @@ public sealed class SharedKvStoreTests
 
         using var client = await ConnectionMultiplexer.ConnectAsync($"{redis.Host}:{redis.Port}");
         var db = client.GetDatabase();
-        var keys = client.GetServer(redis.Host, redis.Port).Keys(pattern: $"{prefix}:*").Select(k => (string)k!).ToList();
+        // Page 1 of each prompt: page 0 is still used, the lookup stops at the bad page.
+        var page1 = prompts.Select(p => $":{PageHash.Of(PageHash.Of(PageHash.Root, p, 0, PageSize), p, 1, PageSize):x32}").ToArray();
+        var keys = await Eventually.HoldsAsync(() => Task.FromResult(client.GetServer(redis.Host, redis.Port).Keys(pattern: $"{prefix}:*").Select(k => (string)k!).ToList()),
+            ks => page1.All(suffix => ks.Any(k => k.EndsWith(suffix, StringComparison.Ordinal))), "page 1 of every prompt in Redis");
         for (var i = 0; i < cases.Length; i++)
         {
-            // Page 1 of each prompt: page 0 is still used, the lookup stops at the bad page.
-            var hash = PageHash.Of(PageHash.Of(PageHash.Root, prompts[i], 0, PageSize), prompts[i], 1, PageSize);
-            var key = keys.Single(k => k.EndsWith($":{hash:x32}", StringComparison.Ordinal));
+            var key = keys.Single(k => k.EndsWith(page1[i], StringComparison.Ordinal));
             var value = (byte[])(await db.StringGetAsync(key))!;
             switch (cases[i].Corruption)
             {
@@ -137,6 +138,14 @@ public sealed class SharedKvStoreTests
         }
         Assert.Equal(cases.Length, await reader.MetricAsync(Hits)); // page 0 of each prompt only
         Assert.Equal(cases.Length, await reader.MetricAsync("moemesh_kv_store_lookups_total{result=\"rejected\"}"));
+
+        // Repaired: each bad page was deleted, so the reader's recomputed page 1 of each prompt was written
+        // (its pages 2 and 3 were in Redis already).
+        await reader.WaitForMetricAsync(Stored, v => v >= cases.Length, "recomputed pages written");
+        await using var third = await SharingGatewayAsync(redis, "--kv-store-prefix", prefix);
+        for (var i = 0; i < cases.Length; i++) Completions.AssertSame(expected[i], await third.PostJsonAsync("/v1/completions", Request(prompts[i])));
+        Assert.Equal(prompts.Sum(Reusable), await third.MetricAsync(Hits));
+        Assert.Null(await third.MetricAsync("moemesh_kv_store_lookups_total{result=\"rejected\"}"));
     }
 
     [Fact]
@@ -149,12 +158,20 @@ public sealed class SharedKvStoreTests
         var expected = new List<JsonElement>();
         foreach (var p in prompts) expected.Add(await uncached.PostJsonAsync("/v1/completions", Request(p, maxTokens: 40)));
 
-        var requests = prompts.Select(p => PostAsync(gateway.Http, Request(p, maxTokens: 40))).ToList();
-        // Killed once pages have gone to Redis, with requests still generating (and writing decode pages).
-        await gateway.WaitForMetricAsync(Stored, v => v >= 1, "a page written");
-        redis.Kill();
-        var replies = await Task.WhenAll(requests);
-        for (var i = 0; i < prompts.Length; i++) Completions.AssertSame(expected[i], replies[i]);
+        Task<JsonElement[]> replies;
+        using (var hold = new Serving.LoopHold(gateway, 8))
+        {
+            replies = Task.WhenAll(prompts.Select(p => PostAsync(gateway.Http, Request(p, maxTokens: 40))));
+            // Killed between two steps, once pages have gone to Redis, with every request still generating.
+            await hold.ReachedAsync();
+            await gateway.WaitForMetricAsync(Stored, v => v >= 1, "a page written");
+            redis.Kill();
+            hold.Release();
+        }
+        for (var i = 0; i < prompts.Length; i++) Completions.AssertSame(expected[i], (await replies)[i]);
+        // Pages computed after the kill were not shared, and said so.
+        await Eventually.HoldsAsync(async () => (await gateway.MetricAsync("moemesh_kv_store_write_dropped_pages_total{reason=\"unavailable\"}") ?? 0)
+            + (await gateway.MetricAsync("moemesh_kv_store_write_dropped_pages_total{reason=\"error\"}") ?? 0), v => v >= 1, "pages dropped after the kill");
 
         // Down: still served, still ready, the outage visible.
         await gateway.WaitForMetricAsync(Up, v => v == 0, "store down");
@@ -195,6 +212,31 @@ public sealed class SharedKvStoreTests
         finally
         {
             redis.Resume();
+        }
+    }
+
+    [Fact]
+    public async Task ShutdownWithALookupInFlight_StillAnswersTheAcceptedRequest()
+    {
+        await using var redis = await RedisServer.StartAsync();
+        // A budget longer than the test: only shutdown can end this lookup early.
+        var gateway = await SharingGatewayAsync(redis, "--kv-store-lookup-budget-ms", "600000");
+        await using var uncached = await GatewayServer.StartAsync("--prefix-caching", "off");
+        var prompt = Prompt(80, 50);
+        var expected = await uncached.PostJsonAsync("/v1/completions", Request(prompt));
+        redis.Pause();
+        try
+        {
+            var reply = PostAsync(gateway.Http, Request(prompt));
+            await gateway.WaitForMetricAsync("moemesh_requests_waiting", v => v == 1, "the request waiting on its lookup");
+            var stopping = gateway.App.StopAsync();
+            Completions.AssertSame(expected, await reply);
+            await stopping;
+        }
+        finally
+        {
+            redis.Resume();
+            await gateway.DisposeAsync();
         }
     }
 
