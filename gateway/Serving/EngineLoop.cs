@@ -45,6 +45,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     private (FinishReason Reason, string Message)? _ended;
     private int _queued;
     private int _engineWaiting;
+    private readonly SharedPrefixLoader? _shared = store is null ? null : new(store, host.Engine, storeMetrics, logger);
 
     private LlmEngine Engine => host.Engine;
 
@@ -65,7 +66,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     /// <summary>Queues sequences; throws <see cref="QueueFullException"/> past --max-queue and <see cref="ServiceStoppingException"/> once stopping.</summary>
     public void Submit(IReadOnlyList<GenerationHandle> handles)
     {
-        var lookUp = store is not null && options.PrefixCaching ? handles.Where(h => h.Sampling.PromptLogprobs is null).ToList() : [];
+        var lookUp = _shared is not null && options.PrefixCaching ? handles.Where(h => h.Sampling.PromptLogprobs is null).ToList() : [];
         lock (_gate)
         {
             if (!_accepting) throw new ServiceStoppingException(_failed ? FailedMessage : StoppingMessage);
@@ -84,24 +85,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     /// <summary>Looks a prompt's pages up in the shared store (those not cached here already), then queues its handles with what was found.</summary>
     private async Task LookUpThenQueueAsync(List<GenerationHandle> group)
     {
-        ImportedPrefix? found = null;
-        try
-        {
-            var prompt = group[0].Prompt;
-            var reusable = (prompt.Count - 1) / Engine.Cache.PageSize;
-            var local = Engine.CachedPrefixPages(prompt);
-            if (reusable > local && await store!.LookupAsync(prompt, local, reusable - local).WaitAsync(_stopLookups.Token) is { Count: > 0 } pages)
-                found = new ImportedPrefix(local, pages);
-        }
-        catch (OperationCanceledException)
-        {
-            // Shutting down: computed without the store's pages.
-        }
-        catch (Exception e)
-        {
-            // The store never throws by contract; whatever went wrong, the prompt is computed.
-            logger.LogError(e, "KV store lookup failed; the prompt is computed");
-        }
+        var found = await _shared!.FindAsync(group[0].Prompt, _stopLookups.Token);
         lock (_gate)
         {
             if (_ended is { } end)
@@ -191,7 +175,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
             BeforeStep?.Invoke();
             foreach (var update in Engine.Step()) Publish(update);
             // Before the next step, which may reuse these pages.
-            if (store is not null) foreach (var page in Engine.TakeComputedPages()) store.Offer(page, Engine.Cache);
+            _shared?.OfferComputed();
             UpdateGauges();
         }
     }
@@ -237,7 +221,11 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
                 }
                 h.Sequence = Engine.Add(h.Prompt, h.Sampling);
                 _active[h.Sequence.Id] = h;
-                if (h.Imported is { } imported) Import(h, imported);
+                if (h.Imported is { } imported)
+                {
+                    h.Imported = null;
+                    _shared!.Import(h.Prompt, imported);
+                }
                 metrics.PromptTokens.Inc(h.Prompt.Count);
             }
             catch (ArgumentException e)
@@ -256,22 +244,6 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
                 Volatile.Write(ref _engineWaiting, Engine.WaitingCount);
                 Interlocked.Decrement(ref _queued);
             }
-        }
-    }
-
-    /// <summary>Copies pages found in the shared store into the cache; a failure only means they are computed.</summary>
-    private void Import(GenerationHandle h, ImportedPrefix imported)
-    {
-        h.Imported = null;
-        try
-        {
-            var cached = Engine.ImportPages(h.Prompt, imported.FirstPage, imported.Pages);
-            storeMetrics?.DiscardedPages.Inc(imported.Pages.Count - cached);
-        }
-        catch (Exception e)
-        {
-            storeMetrics?.Errors.WithLabels("import").Inc();
-            logger.LogError(e, "Importing KV pages from the store failed; the prompt is computed");
         }
     }
 
