@@ -1,8 +1,14 @@
 using MoeMesh.Cli;
+using MoeMesh.Operator.Crd;
 
-// The MoeDeployment operator (group moemesh.dev, version v1alpha1) is built in the operator release;
-// this entry point fixes the project's place in the solution, its command name and its command line.
-var cli = new CommandLine("moemesh-operator", "Reconciles MoeDeployment resources (moemesh.dev/v1alpha1).");
+// The MoeDeployment operator (group moemesh.dev, version v1alpha1). `moemesh-operator crd` prints the
+// CustomResourceDefinition generated from the C# types; the controller itself is being built.
+if (args is ["crd"])
+{
+    Console.Write(CrdGenerator.Yaml());
+    return 0;
+}
+var cli = new CommandLine("moemesh-operator", "Reconciles MoeDeployment resources (moemesh.dev/v1alpha1). 'moemesh-operator crd' prints the CRD.");
 try
 {
     if (cli.Parse(args).HelpRequested)
@@ -15,5 +21,5 @@ catch (CommandLineException e)
 {
     return e.Report();
 }
-Console.Error.WriteLine("moemesh-operator: the controller ships in the operator release; nothing to run yet.");
+Console.Error.WriteLine("moemesh-operator: the controller is not built yet; 'moemesh-operator crd' prints the CRD.");
 return 2;

@@ -1,0 +1,48 @@
+using System.ComponentModel;
+using System.Text.Json.Serialization;
+using k8s.Models;
+
+namespace MoeMesh.Operator.Resources;
+
+/// <summary>What the operator observed of the deployment.</summary>
+public sealed class MoeDeploymentStatus
+{
+    [JsonPropertyName("observedGeneration")]
+    [Description("The spec generation this status describes.")]
+    public long? ObservedGeneration { get; set; }
+
+    [JsonPropertyName("conditions")]
+    [Description("Ready, Progressing and Degraded, with a reason and a message a user can act on.")]
+    public IList<V1Condition>? Conditions { get; set; }
+
+    [JsonPropertyName("gateway")]
+    [Description("Gateway replicas: desired and ready.")]
+    public TierStatus? Gateway { get; set; }
+
+    [JsonPropertyName("experts")]
+    [Description("Expert nodes: desired and ready.")]
+    public TierStatus? Experts { get; set; }
+
+    [JsonPropertyName("gatewaySelector")]
+    [Description("Label selector of the gateway pods (for the scale subresource).")]
+    public string? GatewaySelector { get; set; }
+
+    [JsonPropertyName("placementGeneration")]
+    [Description("Generation of the expert placement in force on the nodes.")]
+    public long? PlacementGeneration { get; set; }
+
+    [JsonPropertyName("url")]
+    [Description("In-cluster URL of the gateway Service.")]
+    public string? Url { get; set; }
+}
+
+public sealed class TierStatus
+{
+    [JsonPropertyName("desired")]
+    [Description("Replicas wanted.")]
+    public int Desired { get; set; }
+
+    [JsonPropertyName("ready")]
+    [Description("Replicas ready.")]
+    public int Ready { get; set; }
+}

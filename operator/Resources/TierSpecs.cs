@@ -1,0 +1,129 @@
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
+using System.Text.Json.Serialization;
+using k8s.Models;
+using MoeMesh.Operator.Crd;
+
+namespace MoeMesh.Operator.Resources;
+
+/// <summary>The gateway tier: a fixed replica count, or bounds the autoscaler keeps it within.</summary>
+[Cel("!has(self.replicas) || (!has(self.minReplicas) && !has(self.maxReplicas))", "set replicas, or minReplicas and maxReplicas, not both")]
+[Cel("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas")]
+public sealed class GatewayTierSpec
+{
+    [JsonPropertyName("replicas"), Range(0, 1000)]
+    [Description("Gateway replicas (the scale subresource's field); default 1.")]
+    public int? Replicas { get; set; }
+
+    [JsonPropertyName("minReplicas"), Range(1, 1000)]
+    [Description("Fewest gateway replicas the autoscaler keeps.")]
+    public int? MinReplicas { get; set; }
+
+    [JsonPropertyName("maxReplicas"), Range(1, 1000)]
+    [Description("Most gateway replicas the autoscaler starts.")]
+    public int? MaxReplicas { get; set; }
+
+    [JsonPropertyName("resources")]
+    [Description("CPU, memory and nvidia.com/gpu of each gateway.")]
+    public V1ResourceRequirements? Resources { get; set; }
+
+    [JsonPropertyName("nodeSelector")]
+    [Description("Node labels a gateway pod must match.")]
+    public IDictionary<string, string>? NodeSelector { get; set; }
+
+    [JsonPropertyName("tolerations"), MaxLength(32)]
+    [Description("Taints the gateway pods tolerate.")]
+    public IList<V1Toleration>? Tolerations { get; set; }
+
+    [JsonPropertyName("extraArgs"), MaxLength(64)]
+    [Description("More moemesh-gateway options, e.g. [\"--max-running\", \"128\"].")]
+    public IList<string>? ExtraArgs { get; set; }
+}
+
+/// <summary>The expert tier: nodes, how many experts each holds, and how many holders each expert has.</summary>
+[Cel("!has(self.nodes) || (!has(self.minNodes) && !has(self.maxNodes))", "set nodes, or minNodes and maxNodes, not both")]
+[Cel("!has(self.minNodes) || !has(self.maxNodes) || self.minNodes <= self.maxNodes", "minNodes must not exceed maxNodes")]
+[Cel("!(has(self.expertsPerNode) && has(self.memoryPerNode))", "set expertsPerNode or memoryPerNode, not both")]
+public sealed class ExpertTierSpec
+{
+    [JsonPropertyName("nodes"), Range(0, 4096)]
+    [Description("Expert nodes; 0 runs every expert inside the gateways; default 0.")]
+    public int? Nodes { get; set; }
+
+    [JsonPropertyName("minNodes"), Range(1, 4096)]
+    [Description("Fewest expert nodes the autoscaler keeps.")]
+    public int? MinNodes { get; set; }
+
+    [JsonPropertyName("maxNodes"), Range(1, 4096)]
+    [Description("Most expert nodes the autoscaler starts.")]
+    public int? MaxNodes { get; set; }
+
+    [JsonPropertyName("expertsPerNode"), Range(1, 65536)]
+    [Description("Expert slots of each node per MoE layer; default: the routed experts spread evenly with the redundant slots.")]
+    public int? ExpertsPerNode { get; set; }
+
+    [JsonPropertyName("memoryPerNode")]
+    [Description("Memory budget of each node's experts (e.g. 70Gi); slots follow from the experts' size.")]
+    public ResourceQuantity? MemoryPerNode { get; set; }
+
+    [JsonPropertyName("minReplicasPerExpert"), Range(1, 16), DefaultValue(1)]
+    [Description("Ready holders every expert keeps, through scale-down and placement changes.")]
+    public int? MinReplicasPerExpert { get; set; }
+
+    [JsonPropertyName("redundantSlots"), Range(0, 65536), DefaultValue(0)]
+    [Description("Extra expert slots per MoE layer over the whole tier, for replicas of hot experts (EPLB's redundant experts).")]
+    public int? RedundantSlots { get; set; }
+
+    [JsonPropertyName("resources")]
+    [Description("CPU, memory and nvidia.com/gpu of each expert node.")]
+    public V1ResourceRequirements? Resources { get; set; }
+
+    [JsonPropertyName("nodeSelector")]
+    [Description("Node labels an expert-node pod must match.")]
+    public IDictionary<string, string>? NodeSelector { get; set; }
+
+    [JsonPropertyName("tolerations"), MaxLength(32)]
+    [Description("Taints the expert-node pods tolerate.")]
+    public IList<V1Toleration>? Tolerations { get; set; }
+
+    [JsonPropertyName("extraArgs"), MaxLength(64)]
+    [Description("More moemesh-expert-node options.")]
+    public IList<string>? ExtraArgs { get; set; }
+}
+
+public sealed class KvStoreSpec
+{
+    [JsonPropertyName("redis"), Required]
+    [Description("A Redis the gateways share latent KV pages through.")]
+    public RedisStoreSpec Redis { get; set; } = new();
+}
+
+public sealed class RedisStoreSpec
+{
+    [JsonPropertyName("url"), Required, RegularExpression("^rediss?://[^@/]+(:[0-9]+)?(/[0-9]+)?$")]
+    [Description("redis://HOST:PORT[/DB] or rediss://... (TLS), without credentials: the password comes from passwordSecret.")]
+    public string Url { get; set; } = "";
+
+    [JsonPropertyName("passwordSecret")]
+    [Description("The Secret key holding the Redis password.")]
+    public SecretKeyRef? PasswordSecret { get; set; }
+
+    [JsonPropertyName("keyPrefix"), StringLength(64, MinimumLength = 1)]
+    [Description("Prefix of the page keys; default: the MoeDeployment's namespace and name.")]
+    public string? KeyPrefix { get; set; }
+}
+
+/// <summary>A key of a Secret in the MoeDeployment's namespace.</summary>
+public sealed class SecretKeyRef
+{
+    [JsonPropertyName("name"), Required, StringLength(253, MinimumLength = 1)]
+    [Description("Name of the Secret.")]
+    public string Name { get; set; } = "";
+
+    [JsonPropertyName("key"), Required, StringLength(253, MinimumLength = 1)]
+    [Description("Key of the value in the Secret.")]
+    public string Key { get; set; } = "";
+}
+
+/// <summary>Reserved for the autoscaling release; no field yet.</summary>
+public sealed class ScalingSpec;
