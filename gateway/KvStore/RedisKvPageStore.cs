@@ -48,9 +48,6 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IAsyncDispo
         _renewEvery = (long)(Math.Max(1, settings.Ttl.TotalSeconds / 8) * Stopwatch.Frequency);
     }
 
-    /// <summary>Bytes of one page's value in the store.</summary>
-    public int PageValueBytes => KvPageFormat.ValueBytes(_layout);
-
     public bool IsUp => _redis?.IsConnected == true;
 
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -100,7 +97,7 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IAsyncDispo
 
     private void NoteState(bool up, string? why)
     {
-        _metrics.Up.Set(up ? 1 : 0);
+        // moemesh_kv_store_up is read from IsUp at scrape time; this only logs the transitions.
         var before = Interlocked.Exchange(ref _state, up ? 1 : 2);
         if (up && before != 1) _logger.LogInformation("KV store {Endpoint} connected; KV pages are shared", _endpoint);
         if (!up && before != 2) _logger.LogWarning("KV store {Endpoint} unavailable ({Reason}); requests are computed locally until it returns", _endpoint, why);
@@ -238,7 +235,7 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IAsyncDispo
             _metrics.WriteDroppedPages.WithLabels("unavailable").Inc();
             return;
         }
-        var size = PageValueBytes;
+        var size = KvPageFormat.ValueBytes(_layout);
         if (!_writer.TryReserve(size)) return;
         try
         {

@@ -9,7 +9,7 @@ namespace MoeMesh.Operator.Resources;
 /// <summary>The gateway tier: a fixed replica count, or bounds the autoscaler keeps it within.</summary>
 [Cel("!has(self.replicas) || (!has(self.minReplicas) && !has(self.maxReplicas))", "set replicas, or minReplicas and maxReplicas, not both")]
 [Cel("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas")]
-public sealed class GatewayTierSpec
+public sealed class GatewayTierSpec : TierPodSpec
 {
     [JsonPropertyName("replicas"), Range(0, 1000)]
     [Description("Gateway replicas (the scale subresource's field); default 1.")]
@@ -22,29 +22,13 @@ public sealed class GatewayTierSpec
     [JsonPropertyName("maxReplicas"), Range(1, 1000)]
     [Description("Most gateway replicas the autoscaler starts.")]
     public int? MaxReplicas { get; set; }
-
-    [JsonPropertyName("resources")]
-    [Description("CPU, memory and nvidia.com/gpu of each gateway.")]
-    public V1ResourceRequirements? Resources { get; set; }
-
-    [JsonPropertyName("nodeSelector")]
-    [Description("Node labels a gateway pod must match.")]
-    public IDictionary<string, string>? NodeSelector { get; set; }
-
-    [JsonPropertyName("tolerations"), MaxLength(32)]
-    [Description("Taints the gateway pods tolerate.")]
-    public IList<V1Toleration>? Tolerations { get; set; }
-
-    [JsonPropertyName("extraArgs"), MaxLength(64)]
-    [Description("More moemesh-gateway options, e.g. [\"--max-running\", \"128\"].")]
-    public IList<string>? ExtraArgs { get; set; }
 }
 
 /// <summary>The expert tier: nodes, how many experts each holds, and how many holders each expert has.</summary>
 [Cel("!has(self.nodes) || (!has(self.minNodes) && !has(self.maxNodes))", "set nodes, or minNodes and maxNodes, not both")]
 [Cel("!has(self.minNodes) || !has(self.maxNodes) || self.minNodes <= self.maxNodes", "minNodes must not exceed maxNodes")]
 [Cel("!(has(self.expertsPerNode) && has(self.memoryPerNode))", "set expertsPerNode or memoryPerNode, not both")]
-public sealed class ExpertTierSpec
+public sealed class ExpertTierSpec : TierPodSpec
 {
     [JsonPropertyName("nodes"), Range(0, 4096)]
     [Description("Expert nodes; 0 runs every expert inside the gateways; default 0.")]
@@ -73,21 +57,25 @@ public sealed class ExpertTierSpec
     [JsonPropertyName("redundantSlots"), Range(0, 65536), DefaultValue(0)]
     [Description("Extra expert slots per MoE layer over the whole tier, for replicas of hot experts (EPLB's redundant experts).")]
     public int? RedundantSlots { get; set; }
+}
 
+/// <summary>How the pods of a tier run: the same fields for both tiers.</summary>
+public abstract class TierPodSpec
+{
     [JsonPropertyName("resources")]
-    [Description("CPU, memory and nvidia.com/gpu of each expert node.")]
+    [Description("CPU, memory and nvidia.com/gpu of each pod of the tier.")]
     public V1ResourceRequirements? Resources { get; set; }
 
     [JsonPropertyName("nodeSelector")]
-    [Description("Node labels an expert-node pod must match.")]
+    [Description("Node labels a pod of the tier must match.")]
     public IDictionary<string, string>? NodeSelector { get; set; }
 
     [JsonPropertyName("tolerations"), MaxLength(32)]
-    [Description("Taints the expert-node pods tolerate.")]
+    [Description("Taints the pods of the tier tolerate.")]
     public IList<V1Toleration>? Tolerations { get; set; }
 
     [JsonPropertyName("extraArgs"), MaxLength(64)]
-    [Description("More moemesh-expert-node options.")]
+    [Description("More options of the tier's program (moemesh-gateway or moemesh-expert-node), e.g. [\"--max-running\", \"128\"].")]
     public IList<string>? ExtraArgs { get; set; }
 }
 

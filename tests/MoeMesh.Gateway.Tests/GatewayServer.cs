@@ -86,11 +86,10 @@ public sealed class GatewayServer : IAsyncDisposable
     }
 
     /// <summary>The value of a metric series in /metrics (its name, with its labels if any); null when it is not there.</summary>
-    public async Task<double?> MetricAsync(string series) => Programs.Metric(await Http.GetStringAsync("/metrics"), series);
+    public Task<double?> MetricAsync(string series) => Programs.MetricAsync(Http, series);
 
     /// <summary>Polls the metric until <paramref name="done"/> holds for its value; returns that value.</summary>
-    public async Task<double> WaitForMetricAsync(string name, Func<double, bool> done, string what) =>
-        (await Eventually.HoldsAsync(() => MetricAsync(name), v => v is { } x && done(x), $"{name} {what}"))!.Value;
+    public Task<double> WaitForMetricAsync(string series, Func<double, bool> done, string what) => Programs.WaitForMetricAsync(Http, series, done, what);
 
     public Task<HttpResponseMessage> PostAsync(string path, object body) => Http.PostAsJsonAsync(path, body);
 

@@ -33,7 +33,7 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
 
     /// <summary>
     /// As <see cref="StartAsync"/>, listening on <paramref name="hostAndPort"/>. A node restarted on its own address
-    /// (see <see cref="PrivateLoopbackHost"/>) cannot find its port taken by another test or process meanwhile.
+    /// (see <see cref="Programs.PrivateLoopbackHost"/>) cannot find its port taken by another test or process meanwhile.
     /// </summary>
     public static Task<ExpertNodeProcess> StartAtAsync(string modelDir, string experts, string hostAndPort, params string[] extraArgs) =>
         StartCoreAsync(null, modelDir, experts, hostAndPort, new Dictionary<string, string>(), extraArgs);
@@ -41,9 +41,6 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
     /// <summary>As <see cref="StartAsync"/>, but returns once the node listens, without waiting for its experts to load.</summary>
     public static Task<ExpertNodeProcess> StartListeningAsync(string modelDir, string experts) =>
         StartCoreAsync(null, modelDir, experts, "127.0.0.1:0", new Dictionary<string, string>(), [], waitReady: false);
-
-    /// <summary>A loopback address of 127.0.0.0/8 that nothing else in the test run uses.</summary>
-    public static string PrivateLoopbackHost() => Programs.PrivateLoopbackHost();
 
     private static async Task<ExpertNodeProcess> StartCoreAsync(
         string? cpus, string modelDir, string experts, string hostAndPort, IReadOnlyDictionary<string, string> environment, string[] extraArgs, bool waitReady = true)

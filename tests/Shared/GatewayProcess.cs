@@ -36,11 +36,10 @@ public sealed class GatewayProcess : IAsyncDisposable
     }
 
     /// <summary>The value of a metric series (its name, with its labels if any); null when absent.</summary>
-    public async Task<double?> MetricAsync(string series) => Programs.Metric(await Http.GetStringAsync("/metrics"), series);
+    public Task<double?> MetricAsync(string series) => Programs.MetricAsync(Http, series);
 
     /// <summary>Polls the metric until <paramref name="done"/> holds for its value; returns that value.</summary>
-    public async Task<double> WaitForMetricAsync(string series, Func<double, bool> done, string what) =>
-        (await Eventually.HoldsAsync(() => MetricAsync(series), v => v is { } x && done(x), $"{series} {what}"))!.Value;
+    public Task<double> WaitForMetricAsync(string series, Func<double, bool> done, string what) => Programs.WaitForMetricAsync(Http, series, done, what);
 
     public ValueTask DisposeAsync()
     {

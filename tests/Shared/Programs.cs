@@ -11,11 +11,16 @@ public static class Programs
         var bin = new DirectoryInfo(AppContext.BaseDirectory); // .../bin/<Configuration>/<tfm>/
         var tfm = bin.Name;
         var configuration = bin.Parent!.Name;
-        var root = bin;
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Platform.sln"))) root = root.Parent;
-        if (root is null) throw new DirectoryNotFoundException($"no Platform.sln above {bin.FullName}");
-        var dll = Path.Combine(root.FullName, folder, "bin", configuration, tfm, $"{assembly}.dll");
+        var dll = Path.Combine(RepositoryRoot(), folder, "bin", configuration, tfm, $"{assembly}.dll");
         return File.Exists(dll) ? dll : throw new FileNotFoundException($"build {folder} first", dll);
+    }
+
+    /// <summary>The folder holding Platform.sln, above the running tests.</summary>
+    public static string RepositoryRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Platform.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new DirectoryNotFoundException($"no Platform.sln above {AppContext.BaseDirectory}");
     }
 
     /// <summary>Runs a program to its end (it must end by itself) and returns its exit code and output.</summary>
@@ -72,10 +77,14 @@ public static class Programs
         kill.WaitForExit();
     }
 
-    /// <summary>The value of a metric line in a Prometheus text page (<paramref name="series"/> is the name with its labels, if any); null when absent.</summary>
-    public static double? Metric(string page, string series)
+    /// <summary>The value of a metric series in a server's /metrics (<paramref name="series"/> is the name with its labels, if any); null when absent.</summary>
+    public static async Task<double?> MetricAsync(HttpClient http, string series)
     {
-        var line = page.Split('\n').FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));
+        var line = (await http.GetStringAsync("/metrics")).Split('\n').FirstOrDefault(l => l.StartsWith(series + " ", StringComparison.Ordinal));
         return line is null ? null : double.Parse(line.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
     }
+
+    /// <summary>Polls the series until <paramref name="done"/> holds for its value; returns that value.</summary>
+    public static async Task<double> WaitForMetricAsync(HttpClient http, string series, Func<double, bool> done, string what) =>
+        (await Eventually.HoldsAsync(() => MetricAsync(http, series), v => v is { } x && done(x), $"{series} {what}"))!.Value;
 }

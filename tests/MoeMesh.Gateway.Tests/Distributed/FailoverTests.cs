@@ -68,7 +68,7 @@ public sealed class FailoverTests
         var expected = await GatewayServer.InProcessJsonAsync(dir, "/v1/completions", request);
 
         await using var low = await ExpertNodeProcess.StartAsync(dir, "0-7");
-        var high = await ExpertNodeProcess.StartAtAsync(dir, "8-15", $"{ExpertNodeProcess.PrivateLoopbackHost()}:0");
+        var high = await ExpertNodeProcess.StartAtAsync(dir, "8-15", $"{Programs.PrivateLoopbackHost()}:0");
         await using var gateway = await GatewayServer.StartWithNodesAsync(dir, [low, high]);
         await high.DisposeAsync();
 

@@ -11,15 +11,7 @@ namespace MoeMesh.Operator.Tests.Crd;
 /// <summary>The MoeDeployment CRD: generated from the C# types, checked in unchanged, and validating the documented samples.</summary>
 public sealed class CrdTests
 {
-    private static string Root
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Platform.sln"))) dir = dir.Parent;
-            return dir?.FullName ?? throw new DirectoryNotFoundException("no Platform.sln above the tests");
-        }
-    }
+    private static string Root => Programs.RepositoryRoot();
 
     private static string CheckedIn => Path.Combine(Root, "charts", "moemesh", "crds", "moedeployments.moemesh.dev.yaml");
 
