@@ -67,7 +67,7 @@ app.MapGet("/v1/experts", () => Results.Json(new
     expert_bytes = holdings.ExpertBytes,
     checkpoint_bytes_read = holdings.CheckpointBytesRead,
     max_dispatch_tokens = options.MaxDispatchTokens,
-    placement = new { state = holdings.State.ToString(), error = holdings.PlacementError },
+    placement = new { state = holdings.State.ToString(), error = holdings.PlacementError, generation = holdings.Advertised?.Generation },
 }));
 app.MapPost("/v1/placement", async (HttpContext ctx) =>
 {

@@ -1,25 +1,63 @@
+using k8s;
 using MoeMesh.Cli;
 using MoeMesh.Operator.Crd;
+using MoeMesh.Operator.Hosting;
+using MoeMesh.Operator.Reconcile;
+using Prometheus;
 
 // The MoeDeployment operator (group moemesh.dev, version v1alpha1). `moemesh-operator crd` prints the
-// CustomResourceDefinition generated from the C# types; the controller itself is being built.
+// CustomResourceDefinition generated from the C# types; otherwise it reconciles MoeDeployments.
 if (args is ["crd"])
 {
     Console.Write(CrdGenerator.Yaml());
     return 0;
 }
-var cli = new CommandLine("moemesh-operator", "Reconciles MoeDeployment resources (moemesh.dev/v1alpha1). 'moemesh-operator crd' prints the CRD.");
+OperatorOptions options;
 try
 {
-    if (cli.Parse(args).HelpRequested)
+    if (OperatorOptions.Parse(args) is not { } parsed)
     {
-        Console.WriteLine(cli.Usage());
+        Console.WriteLine(OperatorOptions.Usage());
         return 0;
     }
+    options = parsed;
 }
 catch (CommandLineException e)
 {
     return e.Report();
 }
-Console.Error.WriteLine("moemesh-operator: the controller is not built yet; 'moemesh-operator crd' prints the CRD.");
-return 2;
+KubernetesClientConfiguration kube;
+try
+{
+    kube = options.Kubeconfig is { } file ? KubernetesClientConfiguration.BuildConfigFromConfigFile(file) : KubernetesClientConfiguration.BuildDefaultConfig();
+}
+catch (Exception e) when (e is k8s.Exceptions.KubeConfigException or IOException)
+{
+    Console.Error.WriteLine($"moemesh-operator: no Kubernetes API to talk to: {e.Message}");
+    return 2;
+}
+
+// The options come from our own parser; the host gets no command line to read on its own.
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions());
+builder.WebHost.UseUrls(options.Urls);
+builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
+builder.Services.AddSingleton(options);
+builder.Services.AddSingleton(options.Controller);
+builder.Services.AddSingleton<IKubernetes>(new Kubernetes(kube));
+builder.Services.AddSingleton<OperatorMetrics>();
+builder.Services.AddSingleton(sp => new EventRecorder(sp.GetRequiredService<IKubernetes>(), options.Identity, sp.GetRequiredService<ILogger<EventRecorder>>()));
+builder.Services.AddSingleton<Reconciler>();
+builder.Services.AddSingleton<Controller>();
+builder.Services.AddSingleton<LeaderService>();
+builder.Services.AddHostedService(sp => sp.GetRequiredService<LeaderService>());
+
+var app = builder.Build();
+// Probes and metrics only, for the cluster network: nothing here reads a secret or changes state.
+var leader = app.Services.GetRequiredService<LeaderService>();
+var metrics = app.Services.GetRequiredService<OperatorMetrics>();
+app.MapGet("/healthz", () => Results.Text("ok"));
+app.MapGet("/readyz", () => leader.Ready ? Results.Text("ready") : Results.Text("waiting for the API server", statusCode: 503));
+app.MapMetrics(registry: metrics.Registry);
+await app.RunAsync();
+return Environment.ExitCode;

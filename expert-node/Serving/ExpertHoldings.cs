@@ -110,6 +110,12 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
 
     public void Release(Served s) => s.Exit();
 
+    private void Advertise(ExpertPlacement placement)
+    {
+        _advertised = placement;
+        metrics.PlacementGeneration.Set(placement.Generation ?? -1);
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
@@ -121,7 +127,7 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
                 var backend = new LocalExpertBackend(Config, reader, options.Compute, first);
                 CheckpointBytesRead = reader.BytesRead;
                 Swap(backend);
-                _advertised = first;
+                Advertise(first);
                 _state = PlacementState.Steady;
                 logger.LogInformation("Loaded {Count} layer-experts: {Bytes} bytes read, {Held} bytes held", first.Pairs.Count(), reader.BytesRead, backend.ByteSize);
             }, stoppingToken);
@@ -174,7 +180,7 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
             using var reader = new CheckpointReader(options.Model);
             var union = await Task.Run(() => current.Reshape(Config, reader, options.Compute, current.Placement.Union(next)), ct);
             var before = Swap(union);
-            _advertised = next;
+            Advertise(next);
             _state = PlacementState.Draining;
             logger.LogInformation("Placement changed: now advertising {Count} layer-experts; dropped ones drain for {Seconds} s", next.Pairs.Count(), options.Drain.TotalSeconds);
             await Task.Delay(options.Drain, ct);

@@ -15,6 +15,7 @@ public sealed class NodeMetrics
     public Counter Rejected { get; }
     public Gauge ExpertBytes { get; }
     public Counter PlacementChanges { get; }
+    public Gauge PlacementGeneration { get; }
 
     public NodeMetrics()
     {
@@ -25,6 +26,8 @@ public sealed class NodeMetrics
         BatchTokens = f.CreateHistogram("moemesh_expert_batch_tokens", "Tokens per dispatch.", new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(1, 2, 14) });
         Rejected = f.CreateCounter("moemesh_expert_dispatch_rejected_total", "Dispatches refused, by error code.", new CounterConfiguration { LabelNames = ["code"] });
         ExpertBytes = f.CreateGauge("moemesh_expert_weight_bytes", "Bytes of expert weights held.");
+        PlacementGeneration = f.CreateGauge("moemesh_expert_placement_generation", "Generation of the placement document advertised (-1: none, or --experts).");
+        PlacementGeneration.Set(-1);
         PlacementChanges = f.CreateCounter("moemesh_expert_placement_changes_total", "Placement changes, by result (applied, failed).", new CounterConfiguration { LabelNames = ["result"] });
     }
 }

@@ -79,6 +79,10 @@ public static class CrdGenerator
         Type = "object",
         Description = "One served MoE model: a gateway tier, an expert tier, their placement and KV store.",
         Required = ["spec"],
+        XKubernetesValidations =
+        [
+            new V1ValidationRule { Rule = $"self.metadata.name.size() <= {Desired.Names.MaxNameLength}", Message = $"the name is at most {Desired.Names.MaxNameLength} characters: it prefixes the names of the pods, Services and ConfigMap the operator creates" },
+        ],
         Properties = new Dictionary<string, V1JSONSchemaProps>
         {
             ["apiVersion"] = new() { Type = "string" },

@@ -1,0 +1,51 @@
+using System.Text.Json;
+
+namespace MoeMesh.Operator.Desired;
+
+/// <summary>
+/// What each expert node holds: per node, a map from MoE layer ("*" for every layer not named) to an expert
+/// spec. The operator's uniform plan needs no model shape ("shard:i/n"); the placement planner writes
+/// per-layer plans from measured load. Nodes read their entry from the placement ConfigMap (--placement).
+/// </summary>
+public sealed record PlacementPlan(IReadOnlyList<IReadOnlyDictionary<string, string>> Nodes)
+{
+    /// <summary>The expert nodes' spec of shard i of n (engine ExpertSet: "shard:I/N").</summary>
+    public static string Shard(int i, int n) => $"shard:{i}/{n}";
+
+    /// <summary>
+    /// The experts cut into one shard per node; node i holds shards i..i+r-1 (mod n), so that every expert has
+    /// <paramref name="replicasPerExpert"/> holders (capped at the node count).
+    /// </summary>
+    public static PlacementPlan Uniform(int nodes, int replicasPerExpert)
+    {
+        var r = Math.Clamp(replicasPerExpert, 1, Math.Max(nodes, 1));
+        return new PlacementPlan(Enumerable.Range(0, nodes)
+            .Select(i => (IReadOnlyDictionary<string, string>)new SortedDictionary<string, string>(StringComparer.Ordinal)
+            {
+                ["*"] = string.Join(",", Enumerable.Range(0, r).Select(k => Shard((i + k) % nodes, nodes))),
+            })
+            .ToArray());
+    }
+
+    /// <summary>The document node <paramref name="i"/> reads, as ExpertPlacement.Parse takes it.</summary>
+    public string Document(int i, long generation) => JsonSerializer.Serialize(new { generation, layers = Nodes[i] });
+
+    /// <summary>
+    /// The shards of the "*" entries with no holder among <paramref name="readyNodes"/>, as "i/n" in shard order;
+    /// empty for a per-layer plan, whose coverage the gateways report.
+    /// </summary>
+    public IReadOnlyList<string> UncoveredShards(IEnumerable<int> readyNodes)
+    {
+        var ready = readyNodes.ToHashSet();
+        return Enumerable.Range(0, Nodes.Count)
+            .SelectMany(i => Shards(Nodes[i]).Select(shard => (Shard: shard, Ready: ready.Contains(i))))
+            .GroupBy(h => h.Shard)
+            .Where(g => !g.Any(h => h.Ready))
+            .Select(g => g.Key)
+            .OrderBy(s => int.Parse(s[..s.IndexOf('/')]))
+            .ToArray();
+    }
+
+    private static IEnumerable<string> Shards(IReadOnlyDictionary<string, string> node) =>
+        node.TryGetValue("*", out var spec) ? spec.Split(',').Where(p => p.StartsWith("shard:", StringComparison.Ordinal)).Select(p => p["shard:".Length..]) : [];
+}

@@ -1,0 +1,192 @@
+using System.Net;
+using System.Text.Json;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+using Microsoft.Extensions.Logging;
+using MoeMesh.Operator.Desired;
+using MoeMesh.Operator.Kube;
+using MoeMesh.Operator.Resources;
+
+namespace MoeMesh.Operator.Reconcile;
+
+/// <summary>
+/// One reconcile of one MoeDeployment: apply the desired children (server-side apply, field manager
+/// moemesh-operator, forced), delete what it manages but no longer wants, observe readiness and write the status
+/// (retried on conflicts). Throws on failures so that the controller retries with backoff.
+/// </summary>
+public sealed class Reconciler(IKubernetes client, EventRecorder events, OperatorMetrics metrics, ILogger<Reconciler> logger)
+{
+    private const int StatusAttempts = 5;
+
+    public async Task ReconcileAsync(string ns, string name, CancellationToken ct)
+    {
+        var md = await GetAsync(ns, name, ct);
+        // Gone: the API server's garbage collector removes the children through their owner references.
+        if (md is null || md.Metadata.DeletionTimestamp is not null) return;
+        if (md.Metadata.Name.Length > Names.MaxNameLength)
+        {
+            var message = $"the name is longer than {Names.MaxNameLength} characters; the children's names would not fit. Deploy it under a shorter name";
+            await WriteStatusAsync(md, m => StatusBuilder.Invalid(m, message, DateTime.UtcNow), ct);
+            return;
+        }
+        var n = Names.Of(md);
+        var counts = TierCounts.FromSpec(md.Spec);
+        var plan = PlacementPlan.Uniform(counts.ExpertNodes, md.Spec.Experts?.MinReplicasPerExpert ?? 1);
+        var generation = await PlacementGenerationAsync(n, plan, ct);
+        var desired = DesiredState.Children(md, counts, plan, generation.Value);
+        if (generation.Changed && TierCounts.HasExpertTier(md.Spec))
+            await events.RecordAsync(md, EventRecorder.Normal, "PlacementChanged",
+                $"placement generation {generation.Value}: {counts.ExpertNodes} expert nodes, {Math.Min(md.Spec.Experts?.MinReplicasPerExpert ?? 1, Math.Max(counts.ExpertNodes, 1))} holder(s) per expert", ct);
+
+        string? problem = null;
+        V1Deployment? gateway = null;
+        V1StatefulSet? experts = null;
+        try
+        {
+            var existing = await ManagedChildrenAsync(n, md, ct);
+            var specChanged = md.Metadata.Generation != md.Status?.ObservedGeneration;
+            foreach (var child in desired)
+            {
+                var kind = ChildKind.Of(child);
+                var applied = await kind.Apply(client, child, ct);
+                metrics.Applies.WithLabels(kind.Kind).Inc();
+                existing.Remove((kind.Kind, child.Name()), out var before);
+                if (before is null)
+                    await events.RecordAsync(md, EventRecorder.Normal, "Created", $"created {kind.Kind} {child.Name()}", ct);
+                else if (before.ResourceVersion != applied.Metadata.ResourceVersion)
+                    await events.RecordAsync(md, EventRecorder.Normal, specChanged ? "Updated" : "Restored",
+                        specChanged ? $"applied spec generation {md.Metadata.Generation} to {kind.Kind} {child.Name()}" : $"restored {kind.Kind} {child.Name()}, changed outside the operator", ct);
+                gateway ??= applied as V1Deployment;
+                experts ??= applied as V1StatefulSet;
+            }
+            foreach (var ((kindName, childName), _) in existing)
+            {
+                await ChildKind.All.First(k => k.Kind == kindName).Delete(client, ns, childName, ct);
+                await events.RecordAsync(md, EventRecorder.Normal, "Deleted", $"deleted {kindName} {childName}: the spec no longer needs it", ct);
+            }
+        }
+        catch (HttpOperationException e)
+        {
+            problem = $"the API server refused a change ({(int)e.Response.StatusCode}): {Message(e)}";
+        }
+        var ready = TierCounts.HasExpertTier(md.Spec) ? await ReadyExpertOrdinalsAsync(n, ct) : [];
+        var seen = new Observed(gateway?.Status?.ReadyReplicas ?? 0, experts?.Status?.ReadyReplicas ?? 0, ready, problem);
+        var after = await WriteStatusAsync(md, m => StatusBuilder.Build(m, counts, plan, generation.Value, seen, DateTime.UtcNow), ct);
+        await RecordTransitionsAsync(md, after, ct);
+        if (problem is not null) throw new ReconcileException(problem);
+    }
+
+    private async Task<MoeDeployment?> GetAsync(string ns, string name, CancellationToken ct)
+    {
+        try
+        {
+            return await client.CustomObjects.GetNamespacedCustomObjectAsync<MoeDeployment>(MoeDeployment.Group, MoeDeployment.Version, ns, MoeDeployment.Plural, name, ct);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The generation of the placement: the ConfigMap's, one more when the plan differs from what it holds.</summary>
+    private async Task<(long Value, bool Changed)> PlacementGenerationAsync(Names n, PlacementPlan plan, CancellationToken ct)
+    {
+        V1ConfigMap? current;
+        try
+        {
+            current = await client.CoreV1.ReadNamespacedConfigMapAsync(n.Placement, n.Namespace, cancellationToken: ct);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            current = null;
+        }
+        var generation = current?.Metadata.Annotations?.TryGetValue(Names.PlacementGenerationAnnotation, out var text) == true && long.TryParse(text, out var g) ? g : 0;
+        var same = generation > 0 && current!.Data is { } data && data.Count == plan.Nodes.Count
+            && Enumerable.Range(0, plan.Nodes.Count).All(i => data.TryGetValue(Names.PlacementKey(n.ExpertPod(i)), out var doc) && doc == plan.Document(i, generation));
+        return same ? (generation, false) : (generation + 1, true);
+    }
+
+    /// <summary>What this deployment's managed children are now, by kind and name, with their resource versions.</summary>
+    private async Task<Dictionary<(string Kind, string Name), V1ObjectMeta>> ManagedChildrenAsync(Names n, MoeDeployment md, CancellationToken ct)
+    {
+        var selector = $"{Names.ManagedSelector},{Names.DeploymentLabel}={n.Instance}";
+        var found = new Dictionary<(string, string), V1ObjectMeta>();
+        foreach (var kind in ChildKind.All)
+            foreach (var meta in await kind.List(client, n.Namespace, selector, ct))
+                // Only what this very resource owns: a namesake created before it was deleted and recreated is the GC's.
+                if (meta.OwnerReferences?.Any(o => o.Uid == md.Metadata.Uid) == true)
+                    found[(kind.Kind, meta.Name)] = meta;
+        return found;
+    }
+
+    /// <summary>The StatefulSet ordinals of the expert nodes the expert Service's EndpointSlices list as ready.</summary>
+    private async Task<IReadOnlyList<int>> ReadyExpertOrdinalsAsync(Names n, CancellationToken ct)
+    {
+        var slices = await client.DiscoveryV1.ListNamespacedEndpointSliceAsync(n.Namespace, labelSelector: $"kubernetes.io/service-name={n.Experts}", cancellationToken: ct);
+        return slices.Items.SelectMany(s => s.Endpoints ?? [])
+            .Where(e => e.Conditions?.Ready ?? true)
+            .Select(e => n.ExpertOrdinal(e.TargetRef?.Name ?? e.Hostname))
+            .OfType<int>()
+            .Distinct()
+            .Order()
+            .ToArray();
+    }
+
+    /// <summary>Writes the status through the status subresource when it changed; re-reads and retries on a 409 conflict.</summary>
+    private async Task<MoeDeploymentStatus?> WriteStatusAsync(MoeDeployment md, Func<MoeDeployment, MoeDeploymentStatus> build, CancellationToken ct)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var status = build(md);
+            if (Same(status, md.Status)) return status;
+            var before = md.Status;
+            md.Status = status;
+            try
+            {
+                await client.CustomObjects.ReplaceNamespacedCustomObjectStatusAsync<MoeDeployment>(md, MoeDeployment.Group, MoeDeployment.Version,
+                    md.Metadata.NamespaceProperty, MoeDeployment.Plural, md.Metadata.Name, cancellationToken: ct);
+                md.Status = before;
+                return status;
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < StatusAttempts)
+            {
+                metrics.Conflicts.Inc();
+                logger.LogDebug("Status of {Namespace}/{Name} changed meanwhile; retrying on the new version", md.Metadata.NamespaceProperty, md.Metadata.Name);
+                md = await GetAsync(md.Metadata.NamespaceProperty ?? "default", md.Metadata.Name, ct) ?? throw new ReconcileException("the MoeDeployment was deleted while its status was written");
+            }
+        }
+    }
+
+    /// <summary>Events for Ready and Degraded changing: what a user watching `kubectl describe` wants to see.</summary>
+    private async Task RecordTransitionsAsync(MoeDeployment md, MoeDeploymentStatus? after, CancellationToken ct)
+    {
+        foreach (var (type, bad) in new[] { (StatusBuilder.Ready, "False"), (StatusBuilder.Degraded, "True") })
+        {
+            var now = StatusBuilder.Find(after, type);
+            var was = StatusBuilder.Find(md.Status, type);
+            if (now is null || (was is not null && was.Status == now.Status && was.Reason == now.Reason)) continue;
+            await events.RecordAsync(md, now.Status == bad ? EventRecorder.Warning : EventRecorder.Normal, now.Reason, $"{type}={now.Status}: {now.Message}", ct);
+        }
+    }
+
+    private static bool Same(MoeDeploymentStatus a, MoeDeploymentStatus? b) =>
+        b is not null && JsonSerializer.Serialize(a, KubernetesJsonOptions) == JsonSerializer.Serialize(b, KubernetesJsonOptions);
+
+    private static readonly JsonSerializerOptions KubernetesJsonOptions = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
+
+    private static string Message(HttpOperationException e)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<V1Status>(e.Response.Content)?.Message ?? e.Message;
+        }
+        catch (JsonException)
+        {
+            return e.Message;
+        }
+    }
+}
+
+/// <summary>A reconcile that must be retried: the message says why.</summary>
+public sealed class ReconcileException(string message) : Exception(message);
