@@ -140,13 +140,11 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
         {
             var status = build(md);
             if (Same(status, md.Status)) return status;
-            var before = md.Status;
-            md.Status = status;
+            var update = new MoeDeployment { Metadata = md.Metadata, Spec = md.Spec, Status = status };
             try
             {
-                await client.CustomObjects.ReplaceNamespacedCustomObjectStatusAsync<MoeDeployment>(md, MoeDeployment.Group, MoeDeployment.Version,
+                await client.CustomObjects.ReplaceNamespacedCustomObjectStatusAsync<MoeDeployment>(update, MoeDeployment.Group, MoeDeployment.Version,
                     md.Metadata.NamespaceProperty, MoeDeployment.Plural, md.Metadata.Name, cancellationToken: ct);
-                md.Status = before;
                 return status;
             }
             catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < StatusAttempts)

@@ -76,7 +76,7 @@ public sealed class Store
             if (t.Namespaced) meta["namespace"] = ns;
             meta["uid"] = Guid.NewGuid().ToString();
             meta["creationTimestamp"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ");
-            meta["generation"] = 1;
+            meta["generation"] = 1L;
             meta.Remove("deletionTimestamp");
             _objects[key] = new Entry(o);
             Commit(t, "ADDED", o);
@@ -201,7 +201,7 @@ public sealed class Store
         var spec = ResourceType.SpecPart(entry.Object);
         if (JsonNode.DeepEquals(Comparable(entry.Object), Comparable(next))) return entry.Object.DeepClone().AsObject();
         if (!JsonNode.DeepEquals(spec, ResourceType.SpecPart(next)))
-            Meta(next)["generation"] = (Meta(entry.Object)["generation"]?.GetValue<long>() ?? 1) + 1;
+            Meta(next)["generation"] = (long.TryParse(Meta(entry.Object)["generation"]?.ToString(), out var g) ? g : 1) + 1;
         entry.Object = next;
         Commit(t, "MODIFIED", next);
         return next.DeepClone().AsObject();

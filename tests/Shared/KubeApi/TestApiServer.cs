@@ -64,7 +64,8 @@ public sealed class TestApiServer : IAsyncDisposable
                 server: {{Url.ToString().TrimEnd('/')}}
             users:
             - name: test
-              user: {}
+              user:
+                token: {{Token}}
             contexts:
             - name: test
               context:
@@ -76,7 +77,10 @@ public sealed class TestApiServer : IAsyncDisposable
         return path;
     }
 
-    public IKubernetes Client() => new Kubernetes(new KubernetesClientConfiguration { Host = Url.ToString() });
+    public IKubernetes Client() => new Kubernetes(new KubernetesClientConfiguration { Host = Url.ToString(), AccessToken = Token });
+
+    /// <summary>The bearer token every request must carry, as a real API server requires credentials.</summary>
+    public string Token { get; } = Guid.NewGuid().ToString("N");
 
     /// <summary>Runs <paramref name="action"/> before the first request matching <paramref name="match"/>; a returned code fails that request.</summary>
     public void Before(Func<ApiRequest, bool> match, Func<ApiRequest, (int Code, string Message)?> action)
@@ -97,6 +101,7 @@ public sealed class TestApiServer : IAsyncDisposable
         {
             var r = Parse(ctx.Request);
             _requests.Enqueue(r);
+            if (ctx.Request.Headers.Authorization.ToString() != $"Bearer {Token}") throw new ApiError(401, "Unauthorized", "Unauthorized");
             (int Code, string Message)? injected = null;
             lock (_hooks)
             {
