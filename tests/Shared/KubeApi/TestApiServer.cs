@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -8,6 +10,7 @@ using k8s.Models;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Logging;
 
 namespace MoeMesh.Testing.KubeApi;
@@ -40,14 +43,31 @@ public sealed class TestApiServer : IAsyncDisposable
     public static async Task<TestApiServer> StartAsync(params V1CustomResourceDefinition[] crds)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls($"http://{Programs.PrivateLoopbackHost()}:0");
+        var host = IPAddress.Parse(Programs.PrivateLoopbackHost());
+        // TLS as a real API server serves it: kubectl sends its bearer token only over TLS.
+        var certificate = SelfSigned(host);
+        builder.WebHost.UseKestrelHttpsConfiguration();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(host, 0, l => l.UseHttps(certificate)));
         builder.Logging.ClearProviders();
-        var server = new TestApiServer(builder.Build());
+        var server = new TestApiServer(builder.Build()) { _certificate = certificate };
         server._types.AddRange(crds.Select(ResourceType.FromCrd));
         server._app.Run(server.HandleAsync);
         await server._app.StartAsync();
         server.Url = new Uri(server._app.Urls.First());
         return server;
+    }
+
+    private X509Certificate2 _certificate = null!;
+
+    private static X509Certificate2 SelfSigned(IPAddress host)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=moemesh-test-apiserver", key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddIpAddress(host);
+        request.CertificateExtensions.Add(names.Build());
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
     }
 
     public ResourceType Type(string plural) => _types.Single(t => t.Plural == plural);
@@ -62,6 +82,7 @@ public sealed class TestApiServer : IAsyncDisposable
             - name: test
               cluster:
                 server: {{Url.ToString().TrimEnd('/')}}
+                certificate-authority-data: {{Convert.ToBase64String(Encoding.ASCII.GetBytes(_certificate.ExportCertificatePem()))}}
             users:
             - name: test
               user:
@@ -77,7 +98,10 @@ public sealed class TestApiServer : IAsyncDisposable
         return path;
     }
 
-    public IKubernetes Client() => new Kubernetes(new KubernetesClientConfiguration { Host = Url.ToString(), AccessToken = Token });
+    public IKubernetes Client() => new Kubernetes(new KubernetesClientConfiguration
+    {
+        Host = Url.ToString(), AccessToken = Token, SslCaCerts = new X509Certificate2Collection(X509CertificateLoader.LoadCertificate(_certificate.RawData)),
+    });
 
     /// <summary>The bearer token every request must carry, as a real API server requires credentials.</summary>
     public string Token { get; } = Guid.NewGuid().ToString("N");
