@@ -20,7 +20,7 @@ catch (CommandLineException e)
 {
     return e.Report();
 }
-catch (Exception e) when (e is ArgumentException or ModelConfigException or CheckpointException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
+catch (Exception e) when (e is ArgumentException or k8s.Exceptions.KubeConfigException or ModelConfigException or CheckpointException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
 {
     Console.Error.WriteLine($"moemesh-gateway: {e.Message}");
     return 2;

@@ -1,3 +1,4 @@
+using k8s;
 using Microsoft.AspNetCore.Diagnostics;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Dispatch;
@@ -29,8 +30,15 @@ public static class GatewayApp
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
         string dir;
         using (var loggerFactory = LoggerFactory.Create(l => l.AddConsole())) dir = ModelHost.ResolveDirectory(options, loggerFactory.CreateLogger("MoeMesh.Gateway"));
-        if (options.ExpertNodes is { } addresses)
-            AddExpertTier(builder.Services, ExpertNode.Reconcile([], addresses), ModelConfig.Load(Path.Combine(dir, "config.json")), ModelFingerprint.Of(dir), options);
+        if (options.RemoteExperts)
+            AddExpertTier(builder.Services, ExpertNode.Reconcile([], options.ExpertNodes ?? []), ModelConfig.Load(Path.Combine(dir, "config.json")), ModelFingerprint.Of(dir), options);
+        if (options.ExpertDiscovery is { } target)
+        {
+            var kube = options.Kubeconfig is { } file ? KubernetesClientConfiguration.BuildConfigFromConfigFile(file) : KubernetesClientConfiguration.BuildDefaultConfig();
+            builder.Services.AddSingleton<IKubernetes>(new Kubernetes(kube));
+            builder.Services.AddHostedService(sp => new EndpointSliceDiscovery(sp.GetRequiredService<IKubernetes>(), target, sp.GetRequiredService<ExpertNodeDirectory>(),
+                sp.GetRequiredService<GatewayMetrics>(), sp.GetRequiredService<ILogger<EndpointSliceDiscovery>>()));
+        }
         builder.Services.AddSingleton(sp => ModelHost.Load(options, dir, sp.GetRequiredService<ILoggerFactory>().CreateLogger("MoeMesh.Gateway"), sp.GetService<YarpExpertRouter>()));
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<GatewayMetrics>();

@@ -14,8 +14,17 @@ public sealed record GatewayOptions
     public string Urls { get; init; } = DefaultUrl;
     public string ServedModelName { get; init; } = "";
 
-    /// <summary>Expert-node base URLs; null runs every expert in-process.</summary>
+    /// <summary>Expert-node base URLs; null runs every expert in-process (unless discovery finds them).</summary>
     public IReadOnlyList<Uri>? ExpertNodes { get; init; }
+
+    /// <summary>The Kubernetes Service whose EndpointSlices list the expert nodes; null without discovery.</summary>
+    public ExpertDiscoveryTarget? ExpertDiscovery { get; init; }
+
+    /// <summary>Kubeconfig for discovery; null: $KUBECONFIG, ~/.kube/config, then the pod's service account.</summary>
+    public string? Kubeconfig { get; init; }
+
+    /// <summary>Whether experts run on expert nodes (a static list or discovered ones) rather than in-process.</summary>
+    public bool RemoteExperts => ExpertNodes is not null || ExpertDiscovery is not null;
     public int ExpertTimeoutMs { get; init; } = 10_000;
 
     /// <summary>Micro-batches per step; null: 2 with expert nodes (dispatch overlaps attention), 1 in-process.</summary>
@@ -26,6 +35,9 @@ public sealed record GatewayOptions
 
     /// <summary>Where KV pages are shared: <see cref="MemoryStore"/> (not shared) or a Redis URL.</summary>
     public string KvStore { get; init; } = MemoryStore;
+
+    /// <summary>Redis password kept out of the URL (e.g. from a Secret through MOEMESH_KV_STORE_PASSWORD); overrides one in the URL.</summary>
+    public string? KvStorePassword { get; init; }
     public string KvStorePrefix { get; init; } = "moemesh";
     public int KvStoreTtlSeconds { get; init; } = 86_400;
     public int KvStoreLookupBudgetMs { get; init; } = 250;
@@ -58,7 +70,7 @@ public sealed record GatewayOptions
 
     /// <summary>The shared store's settings; null with --kv-store memory.</summary>
     public KvStoreSettings? KvStoreSettings => KvStore == MemoryStore ? null
-        : new(KvStore, KvStorePrefix, TimeSpan.FromSeconds(KvStoreTtlSeconds), TimeSpan.FromMilliseconds(KvStoreLookupBudgetMs), KvStoreWriteQueueBytes);
+        : new(KvStore, KvStorePrefix, TimeSpan.FromSeconds(KvStoreTtlSeconds), TimeSpan.FromMilliseconds(KvStoreLookupBudgetMs), KvStoreWriteQueueBytes, KvStorePassword);
 
     /// <summary>Reads the command line and MOEMESH_ variables; null when --help was asked for. Throws <see cref="CommandLineException"/>.</summary>
     public static GatewayOptions? Parse(IReadOnlyList<string> args, Func<string, string?>? environment = null)
@@ -69,6 +81,8 @@ public sealed record GatewayOptions
         var options = read(parsed);
         if (options.KvStore != MemoryStore && !options.PrefixCaching)
             throw cli.Error("--kv-store shares the prefix cache's pages between gateways: it needs --prefix-caching on");
+        if (options.ExpertNodes is not null && options.ExpertDiscovery is not null)
+            throw cli.Error("give the expert nodes either as --expert-nodes or through --expert-discovery, not both");
         return options;
     }
 
@@ -82,6 +96,9 @@ public sealed record GatewayOptions
         var model = cli.Add("--model", "DIR", "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json); without it a demo model is generated into the cache folder", Values.OptionalText, d.Model);
         var urls = cli.Add("--urls", "URL", $"Listen address (default {DefaultUrl})", Values.Text, d.Urls);
         var nodes = cli.Add<IReadOnlyList<Uri>?>("--expert-nodes", "URL[,URL...]", "Expert-node base URLs; absent: all experts in-process", NodeList, null);
+        var discovery = cli.Add<ExpertDiscoveryTarget?>("--expert-discovery", "k8s://NAMESPACE/SERVICE",
+            "Expert nodes from the ready endpoints of a Kubernetes Service's EndpointSlices, followed as they change (instead of --expert-nodes)", ExpertDiscoveryTarget.Parse, null);
+        var kubeconfig = cli.Add<string?>("--kubeconfig", "FILE", "Kubeconfig for --expert-discovery (default: $KUBECONFIG, ~/.kube/config, then the pod's service account)", Values.OptionalText, null);
         var nodeKey = cli.Add("--expert-api-key", "KEY", "The expert nodes' --api-key, sent to them as 'Authorization: Bearer KEY'", Values.OptionalText, d.ExpertApiKey);
         var timeout = cli.Add("--expert-timeout-ms", "N", "Deadline of one dispatch to an expert node before it is retried elsewhere (default 10000)", Values.PositiveInt, d.ExpertTimeoutMs);
         var micro = cli.Add<int?>("--micro-batches", "1|2", "Split each step into two micro-batches whose expert dispatches overlap the other's attention (default: 2 with --expert-nodes, else 1)",
@@ -90,6 +107,7 @@ public sealed record GatewayOptions
         var prefix = cli.Add("--prefix-caching", "on|off", "Reuse the KV-cache pages of prompt prefixes computed before (default on)", Values.OnOff, d.PrefixCaching);
         var kvStore = cli.Add("--kv-store", "memory|URL", $"Where KV-cache pages are shared between gateways: memory (default: not shared) or {RedisUrl.Syntax}",
             StoreUrl, d.KvStore);
+        var kvPassword = cli.Add<string?>("--kv-store-password", "TEXT", "Redis password, kept out of the URL (set MOEMESH_KV_STORE_PASSWORD from a Secret)", Values.OptionalText, null);
         var kvPrefix = cli.Add("--kv-store-prefix", "TEXT", $"Prefix of the shared store's keys (default {d.KvStorePrefix}); deployments sharing one Redis keep theirs apart with it", Values.Text, d.KvStorePrefix);
         var kvTtl = cli.Add("--kv-store-ttl-seconds", "N", $"Time a shared page lives after it was last used by any gateway (renewed at most every eighth of it; default {d.KvStoreTtlSeconds})", Values.PositiveInt, d.KvStoreTtlSeconds);
         var kvBudget = cli.Add("--kv-store-lookup-budget-ms", "N", $"Longest a prompt waits for the shared store before it is computed (default {d.KvStoreLookupBudgetMs})", Values.PositiveInt, d.KvStoreLookupBudgetMs);
@@ -112,6 +130,9 @@ public sealed record GatewayOptions
             Model = p.Get(model),
             Urls = p.Get(urls),
             ExpertNodes = p.Get(nodes),
+            ExpertDiscovery = p.Get(discovery),
+            Kubeconfig = p.Get(kubeconfig),
+            KvStorePassword = p.Get(kvPassword),
             ExpertApiKey = p.Get(nodeKey),
             ExpertTimeoutMs = p.Get(timeout),
             MicroBatches = p.Get(micro),

@@ -39,6 +39,7 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IAsyncDispo
     {
         _settings = settings;
         _config = RedisUrl.Parse(settings.Url);
+        if (settings.Password is { } password) _config.Password = password;
         _endpoint = RedisUrl.Redacted(settings.Url);
         _layout = layout;
         _metrics = metrics;

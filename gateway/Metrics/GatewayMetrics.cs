@@ -26,6 +26,8 @@ public sealed class GatewayMetrics
     public Counter ExpertWait { get; }
     public Gauge ExpertCoverage { get; }
     public Gauge ExpertNodesAvailable { get; }
+    public Gauge DiscoveryUp { get; }
+    public Counter DiscoveryUpdates { get; }
 
     public GatewayMetrics()
     {
@@ -47,6 +49,8 @@ public sealed class GatewayMetrics
         ExpertWait = f.CreateCounter("moemesh_expert_wait_seconds_total", "Time the engine was blocked waiting for expert-node replies (dispatch latency not hidden by overlap).");
         ExpertCoverage = f.CreateGauge("moemesh_expert_coverage_ratio", "Fraction of (MoE layer, expert) pairs held by at least one available node; 1 with experts in-process.");
         ExpertNodesAvailable = f.CreateGauge("moemesh_expert_nodes_available", "Expert nodes that pass their health checks.");
+        DiscoveryUp = f.CreateGauge("moemesh_expert_discovery_up", "1 while the EndpointSlice watch of --expert-discovery runs; 0 while the API server is unreachable (the last known nodes stay).");
+        DiscoveryUpdates = f.CreateCounter("moemesh_expert_discovery_updates_total", "Node sets --expert-discovery handed to the routing table.");
         Rejected = f.CreateCounter("moemesh_requests_rejected_total", "Requests refused before generation, by HTTP status.", new CounterConfiguration { LabelNames = ["status"] });
     }
 }

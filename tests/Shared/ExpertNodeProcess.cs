@@ -77,8 +77,13 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
         _process.WaitForExit();
     }
 
+    private bool _disposed;
+
+    /// <summary>Kills the node and frees the process; a second call does nothing.</summary>
     public ValueTask DisposeAsync()
     {
+        if (_disposed) return ValueTask.CompletedTask;
+        _disposed = true;
         Kill();
         _process.Dispose();
         return ValueTask.CompletedTask;
