@@ -185,6 +185,38 @@ public sealed class PlacementTests
     }
 
     [Fact]
+    public async Task OperatorsUniformPlacement_IsServedByTheNodes_AndCoversEveryExpert()
+    {
+        // The documents the operator writes into the placement ConfigMap, read by real nodes through --placement.
+        var plan = MoeMesh.Operator.Desired.PlacementPlan.Uniform(2, 1);
+        var files = Enumerable.Range(0, 2).Select(_ => Path.Combine(Path.GetTempPath(), $"moemesh-placement-{Guid.NewGuid():N}.json")).ToArray();
+        for (var i = 0; i < 2; i++) await File.WriteAllTextAsync(files[i], plan.Document(i, 3));
+        try
+        {
+            var request = DistributedGenerationTests.Request(8, "The experts of a mixture");
+            var expected = await GatewayServer.InProcessJsonAsync(Dir, "/v1/completions", request);
+            await using var first = await ExpertNodeProcess.StartAsync(Dir, "all", 0, "--placement", files[0]);
+            await using var second = await ExpertNodeProcess.StartAsync(Dir, "all", 0, "--placement", files[1]);
+            var config = ModelConfig.Load(Path.Combine(Dir, "config.json"));
+            var half = config.NRoutedExperts / 2;
+            foreach (var (node, held) in new[] { (first, Enumerable.Range(0, half)), (second, Enumerable.Range(half, config.NRoutedExperts - half)) })
+            {
+                using var http = new HttpClient { BaseAddress = node.Address };
+                var experts = await ExpertsAsync(http);
+                Assert.Equal(3, experts.GetProperty("placement").GetProperty("generation").GetInt64());
+                foreach (var layer in Enumerable.Range(0, config.NumHiddenLayers).Where(config.IsMoeLayer)) Assert.Equal(held, Held(experts, layer));
+                Assert.Equal(3, await Programs.MetricAsync(http, "moemesh_expert_placement_generation"));
+            }
+            await using var gateway = await GatewayServer.StartWithNodesAsync(Dir, [first, second]);
+            Completions.AssertSame(expected, await gateway.PostJsonAsync("/v1/completions", request));
+        }
+        finally
+        {
+            foreach (var f in files) File.Delete(f);
+        }
+    }
+
+    [Fact]
     public async Task GatewayFollowsAPlacementChange_AndKeepsServingWhenTheOldHolderDies()
     {
         var request = DistributedGenerationTests.Request(8, "The experts of a mixture", "Once upon a time");
