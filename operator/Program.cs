@@ -6,10 +6,16 @@ using MoeMesh.Operator.Reconcile;
 using Prometheus;
 
 // The MoeDeployment operator (group moemesh.dev, version v1alpha1). `moemesh-operator crd` prints the
-// CustomResourceDefinition generated from the C# types; otherwise it reconciles MoeDeployments.
+// CustomResourceDefinition generated from the C# types, `moemesh-operator crd-reference` its field reference;
+// otherwise it reconciles MoeDeployments.
 if (args is ["crd"])
 {
     Console.Write(CrdGenerator.Yaml());
+    return 0;
+}
+if (args is ["crd-reference"])
+{
+    Console.Write(CrdReference.Markdown());
     return 0;
 }
 OperatorOptions options;

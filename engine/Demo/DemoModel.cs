@@ -90,7 +90,12 @@ public static class DemoModel
         var list = new List<(string, long[], float[])>();
         void Add(string name, float std, float mean, params long[] shp)
         {
-            using var t = torch.randn(shp, generator: g) * std + mean;
+            // Scalars held in locals (and the alpha rooted): a temporary one may be finalized while libtorch reads it.
+            using var scale = std.ToScalar();
+            using var shift = mean.ToScalar();
+            using var drawn = torch.randn(shp, generator: g);
+            using var scaled = drawn.mul(scale);
+            using var t = scaled.add(shift, Model.Scalars.One);
             list.Add((name, shp, t.data<float>().ToArray()));
         }
         void Linear(string name, int outDim, int inDim) => Add(name, 1f / MathF.Sqrt(inDim), 0, outDim, inDim);

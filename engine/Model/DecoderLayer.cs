@@ -37,7 +37,7 @@ public sealed class DecoderLayer
     public Step Begin(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionMode mode)
     {
         using var scope = NewDisposeScope();
-        var h = x + _attention.Forward(_inputNorm.Forward(x), batch, cos, sin, cache, mode);
+        var h = Scalars.Plus(x, _attention.Forward(_inputNorm.Forward(x), batch, cos, sin, cache, mode));
         var normed = _postNorm.Forward(h);
         var moe = _moe?.Begin(normed);
         // Only what the second half reads outlives this scope; attention's intermediates go now.
@@ -53,7 +53,7 @@ public sealed class DecoderLayer
     {
         using var scope = NewDisposeScope();
         var ffn = step.Moe is { } moe ? _moe!.Finish(moe) : _dense!.Forward(step.Normed);
-        return (step.H + ffn).MoveToOuterDisposeScope();
+        return Scalars.Plus(step.H, ffn).MoveToOuterDisposeScope();
     }
 
     public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionMode mode)

@@ -129,5 +129,5 @@ public sealed class MlaAttention
     }
 
     private Tensor Softmax(Tensor scores, Tensor mask) =>
-        (scores.to(ScalarType.Float32) * _scale + mask).softmax(-1).to(scores.dtype);
+        Scalars.Plus(scores.to(ScalarType.Float32) * _scale, mask).softmax(-1).to(scores.dtype);
 }

@@ -33,7 +33,7 @@ public sealed class MoeGate
         var n = x.shape[0];
         var logits = Weights.Linear(x.to(ScalarType.Float32), _weight);
         var scores = _c.ScoringFunc == ScoringFunc.Sigmoid ? logits.sigmoid() : logits.softmax(-1);
-        var choice = _bias is null ? scores : scores + _bias;
+        var choice = _bias is null ? scores : Scalars.Plus(scores, _bias);
         if (_c.TopkMethod != TopkMethod.Greedy && _c.NGroup > 1)
         {
             var grouped = choice.view(n, _c.NGroup, -1);
@@ -49,7 +49,7 @@ public sealed class MoeGate
         var weights = scores.gather(1, ids);
         var k = _c.NumExpertsPerTok;
         var normalise = k > 1 && _c.NormTopkProb;
-        if (normalise) weights = weights / (weights.sum(-1, keepdim: true) + Scalars.Tiny);
+        if (normalise) weights = weights / Scalars.Plus(weights.sum(-1, keepdim: true), Scalars.Tiny);
         // DeepSeek-V2's modeling code scales only unnormalised weights; V3 scales after normalising.
         if (_c.ModelType == "deepseek_v3" || !normalise) weights = weights * _routedScale;
         return (ids.MoveToOuterDisposeScope(), weights.MoveToOuterDisposeScope());

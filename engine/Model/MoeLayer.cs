@@ -38,7 +38,7 @@ public sealed class MoeLayer
         using var scope = NewDisposeScope();
         var shared = _shared?.Forward(step.X);
         var routed = step.Call.Complete();
-        var y = shared is null ? routed : routed + shared;
+        var y = shared is null ? routed : Scalars.Plus(routed, shared);
         return y.MoveToOuterDisposeScope();
     }
 

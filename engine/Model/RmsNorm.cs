@@ -13,7 +13,7 @@ public sealed class RmsNorm(Tensor weight, double eps)
     {
         using var scope = NewDisposeScope();
         var xf = x.to(ScalarType.Float32);
-        var normed = xf * rsqrt(xf.pow(Scalars.Two).mean(new long[] { -1 }, keepdim: true) + _eps) * _weight;
+        var normed = xf * rsqrt(Scalars.Plus(xf.pow(Scalars.Two).mean(new long[] { -1 }, keepdim: true), _eps)) * _weight;
         return normed.to(x.dtype).MoveToOuterDisposeScope();
     }
 }

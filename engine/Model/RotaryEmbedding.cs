@@ -77,7 +77,7 @@ public sealed class RotaryEmbedding
         var x1 = pairs.select(-1, 1);
         var c = cos.unsqueeze(1);
         var s = sin.unsqueeze(1);
-        var rotated = stack(new[] { x0 * c - x1 * s, x0 * s + x1 * c }, -1);
+        var rotated = stack(new[] { x0 * c - x1 * s, Scalars.Plus(x0 * s, x1 * c) }, -1);
         return rotated.reshape(shape).to(x.dtype).MoveToOuterDisposeScope();
     }
 }

@@ -27,7 +27,7 @@ public sealed record OperatorOptions(
         Func<string, string?> env = Environment.GetEnvironmentVariable;
         var cli = new CommandLine("moemesh-operator",
             "Reconciles MoeDeployment resources (moemesh.dev/v1alpha1) into gateways, expert nodes and their placement. "
-            + "'moemesh-operator crd' prints the CRD. Endpoints: /healthz, /readyz, /metrics.");
+            + "'moemesh-operator crd' prints the CRD, 'moemesh-operator crd-reference' its field reference. Endpoints: /healthz, /readyz, /metrics.");
         var kubeconfig = cli.Add<string?>("--kubeconfig", "FILE", "Kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, then the pod's service account)", Values.OptionalText, null);
         var ns = cli.Add<string?>("--namespace", "NS", "Watch MoeDeployments in this namespace only (default: all namespaces)", Values.OptionalText, null);
         var urls = cli.Add("--urls", "URL", $"Listen address of /healthz, /readyz and /metrics (default {DefaultUrl}); meant for the cluster network: nothing there changes state", Values.Text, DefaultUrl);

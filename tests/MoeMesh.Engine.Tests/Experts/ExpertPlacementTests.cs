@@ -38,7 +38,7 @@ public class ExpertPlacementTests
         var c = ModelConfig.Load(Path.Combine(TestModels.V3Dir, "config.json"));
         var moe = Enumerable.Range(0, c.NumHiddenLayers).Where(c.IsMoeLayer).ToArray();
         Assert.True(moe.Length >= 2);
-        var p = ExpertPlacement.Parse(c, $$"""{"generation": 7, "layers": {"{{moe[0]}}": [1], "*": "shard:1/2"}}""");
+        var p = ExpertPlacement.Parse(c, """{"generation": 7, "layers": {"LAYER": [1], "*": "shard:1/2"}}""".Replace("LAYER", moe[0].ToString()));
         Assert.Equal(7, p.Generation);
         Assert.Equal([1], p.Layers[moe[0]]);
         var half = Enumerable.Range(c.NRoutedExperts / 2, c.NRoutedExperts - c.NRoutedExperts / 2);

@@ -23,6 +23,16 @@ public sealed class CrdTests
     }
 
     [Fact]
+    public async Task CrdReference_InDocs_IsTheGeneratedOne()
+    {
+        var (code, stdout, stderr) = await Programs.RunAsync(Programs.Dll("operator", "moemesh-operator"), ["crd-reference"]);
+        Assert.True(code == 0, stderr);
+        Assert.True(stdout == File.ReadAllText(Path.Combine(Root, "docs", "crd-reference.md")),
+            "docs/crd-reference.md differs from the generated reference: run 'dotnet run --project operator -- crd-reference > docs/crd-reference.md'");
+        Assert.Contains("| `spec.experts.minReplicasPerExpert` | integer | min 1; max 16; default `1` |", stdout);
+    }
+
+    [Fact]
     public async Task OperatorCrdCommand_PrintsTheGeneratedCrd()
     {
         var (code, stdout, stderr) = await Programs.RunAsync(Programs.Dll("operator", "moemesh-operator"), ["crd"]);
