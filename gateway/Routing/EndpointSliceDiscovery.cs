@@ -25,20 +25,24 @@ public sealed class EndpointSliceDiscovery(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var failures = 0;
+        var selector = $"kubernetes.io/service-name={target.Service}";
         while (!stoppingToken.IsCancellationRequested)
         {
             using var period = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
             period.CancelAfter(WatchPeriod);
             try
             {
-                // Without a resource version the watch starts with every current slice (ADDED), so a restart resyncs.
+                // The whole set first, applied at once, then the changes from that version: a restart never routes to a partial set.
+                var list = await client.DiscoveryV1.ListNamespacedEndpointSliceAsync(target.Namespace, labelSelector: selector, cancellationToken: period.Token);
                 _slices.Clear();
+                foreach (var slice in list.Items) _slices[slice.Metadata.Name] = slice;
+                metrics.DiscoveryUp.Set(1);
+                failures = 0;
+                await ApplyAsync(stoppingToken);
                 var events = client.DiscoveryV1.WatchListNamespacedEndpointSliceAsync(target.Namespace,
-                    labelSelector: $"kubernetes.io/service-name={target.Service}", cancellationToken: period.Token);
+                    labelSelector: selector, resourceVersion: list.Metadata.ResourceVersion, cancellationToken: period.Token);
                 await foreach (var (type, slice) in events.WithCancellation(period.Token))
                 {
-                    failures = 0;
-                    metrics.DiscoveryUp.Set(1);
                     if (type == WatchEventType.Deleted) _slices.Remove(slice.Metadata.Name);
                     else if (type is WatchEventType.Added or WatchEventType.Modified) _slices[slice.Metadata.Name] = slice;
                     else continue;
@@ -81,21 +85,26 @@ public sealed class EndpointSliceDiscovery(
         logger.LogInformation("Expert discovery ({Target}): {Count} ready nodes", target, nodes.Count);
     }
 
-    /// <summary>The base URLs of the ready endpoints (a missing ready condition counts as ready, as the API defines it), in a stable order.</summary>
+    /// <summary>
+    /// The base URLs of the ready endpoints (a missing ready condition counts as ready, as the API defines it), in a
+    /// stable order; a pod listed in several slices (dual-stack: an IPv4 and an IPv6 one) counts once, by IPv4.
+    /// </summary>
     public static IReadOnlyList<Uri> ReadyAddresses(IEnumerable<V1EndpointSlice> slices)
     {
-        var urls = new SortedSet<string>(StringComparer.Ordinal);
-        foreach (var slice in slices)
+        var byPod = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var slice in slices.OrderBy(s => s.AddressType == "IPv4" ? 0 : 1).ThenBy(s => s.Metadata?.Name, StringComparer.Ordinal))
         {
             var port = slice.Ports?.FirstOrDefault(p => p.Name == "http") ?? (slice.Ports?.Count == 1 ? slice.Ports[0] : null);
             if (port?.Port is not { } number) continue;
             foreach (var endpoint in slice.Endpoints ?? [])
             {
                 if (endpoint.Conditions?.Ready == false || endpoint.Conditions?.Terminating == true) continue;
-                foreach (var address in endpoint.Addresses ?? [])
-                    urls.Add(slice.AddressType == "IPv6" ? $"http://[{address}]:{number}/" : $"http://{address}:{number}/");
+                if (endpoint.Addresses is not { Count: > 0 } addresses) continue;
+                var address = addresses[0];
+                var pod = endpoint.TargetRef?.Uid ?? endpoint.TargetRef?.Name ?? endpoint.Hostname ?? address;
+                byPod.TryAdd(pod, slice.AddressType == "IPv6" ? $"http://[{address}]:{number}/" : $"http://{address}:{number}/");
             }
         }
-        return urls.Select(u => new Uri(u)).ToArray();
+        return byPod.Values.Order(StringComparer.Ordinal).Select(u => new Uri(u)).ToArray();
     }
 }

@@ -19,7 +19,7 @@ public sealed class Controller(IKubernetes client, Reconciler reconciler, Operat
     private readonly WorkQueue<(string Namespace, string Name)> _queue = new(settings.RetryBase, settings.RetryMax);
     private int _synced;
 
-    /// <summary>Whether the MoeDeployment watch has delivered the current state once.</summary>
+    /// <summary>Whether the MoeDeployments have been listed once (and queued).</summary>
     public bool Synced => Volatile.Read(ref _synced) == 1;
 
     public async Task RunAsync(CancellationToken ct)
@@ -88,16 +88,11 @@ public sealed class Controller(IKubernetes client, Reconciler reconciler, Operat
                 {
                     failures = 0;
                     if (type == WatchEventType.Bookmark || meta is null) continue;
-                    if (resource == "moedeployments")
-                    {
-                        _queue.Add((meta.NamespaceProperty ?? "default", meta.Name));
-                        Interlocked.Exchange(ref _synced, 1);
-                    }
+                    if (resource == "moedeployments") _queue.Add((meta.NamespaceProperty ?? "default", meta.Name));
                     else if (meta.Labels?.TryGetValue(Names.DeploymentLabel, out var owner) == true)
                         _queue.Add((meta.NamespaceProperty ?? "default", owner));
                     metrics.QueueDepth.Set(_queue.Depth);
                 }
-                if (resource == "moedeployments") Interlocked.Exchange(ref _synced, 1);
                 // The server ended the watch: start the next one from the current state, after a breath.
                 await Task.Delay(settings.RetryBase, ct);
             }
@@ -122,12 +117,23 @@ public sealed class Controller(IKubernetes client, Reconciler reconciler, Operat
         }
     }
 
+    /// <summary>
+    /// Every MoeDeployment (as ADDED, from one list: once it is read the controller is synced, even with none),
+    /// then the changes from the list's version.
+    /// </summary>
     private async IAsyncEnumerable<(WatchEventType, V1ObjectMeta)> MoeDeployments(IKubernetes c, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
+        var list = settings.Namespace is { } ns
+            ? await c.CustomObjects.ListNamespacedCustomObjectAsync<MoeDeploymentList>(MoeDeployment.Group, MoeDeployment.Version, ns, MoeDeployment.Plural, cancellationToken: ct)
+            : await c.CustomObjects.ListClusterCustomObjectAsync<MoeDeploymentList>(MoeDeployment.Group, MoeDeployment.Version, MoeDeployment.Plural, cancellationToken: ct);
+        foreach (var md in list.Items) yield return (WatchEventType.Added, md.Metadata);
+        Interlocked.Exchange(ref _synced, 1);
 #pragma warning disable CS0618 // WatchAsync on the response task is the typed watch of custom objects in this client
-        var response = settings.Namespace is { } ns
-            ? c.CustomObjects.ListNamespacedCustomObjectWithHttpMessagesAsync<object>(MoeDeployment.Group, MoeDeployment.Version, ns, MoeDeployment.Plural, watch: true, cancellationToken: ct)
-            : c.CustomObjects.ListClusterCustomObjectWithHttpMessagesAsync<object>(MoeDeployment.Group, MoeDeployment.Version, MoeDeployment.Plural, watch: true, cancellationToken: ct);
+        var response = settings.Namespace is { } ns2
+            ? c.CustomObjects.ListNamespacedCustomObjectWithHttpMessagesAsync<object>(MoeDeployment.Group, MoeDeployment.Version, ns2, MoeDeployment.Plural,
+                resourceVersion: list.Metadata.ResourceVersion, watch: true, cancellationToken: ct)
+            : c.CustomObjects.ListClusterCustomObjectWithHttpMessagesAsync<object>(MoeDeployment.Group, MoeDeployment.Version, MoeDeployment.Plural,
+                resourceVersion: list.Metadata.ResourceVersion, watch: true, cancellationToken: ct);
         await foreach (var (type, md) in response.WatchAsync<MoeDeployment, object>(cancellationToken: ct))
             yield return (type, md.Metadata);
 #pragma warning restore CS0618

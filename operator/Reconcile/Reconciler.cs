@@ -33,48 +33,86 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
         var n = Names.Of(md);
         var counts = TierCounts.FromSpec(md.Spec);
         var plan = PlacementPlan.Uniform(counts.ExpertNodes, md.Spec.Experts?.MinReplicasPerExpert ?? 1);
-        var generation = await PlacementGenerationAsync(n, plan, ct);
+        var generation = await PlacementGenerationAsync(n, md, plan, ct);
         var desired = DesiredState.Children(md, counts, plan, generation.Value);
-        if (generation.Changed && TierCounts.HasExpertTier(md.Spec))
-            await events.RecordAsync(md, EventRecorder.Normal, "PlacementChanged",
-                $"placement generation {generation.Value}: {counts.ExpertNodes} expert nodes, {Math.Min(md.Spec.Experts?.MinReplicasPerExpert ?? 1, Math.Max(counts.ExpertNodes, 1))} holder(s) per expert", ct);
 
-        string? problem = null;
+        // Every child is tried, and every unwanted one deleted, even after a refusal: one bad child does not freeze the rest.
+        var problems = new List<string>();
         V1Deployment? gateway = null;
         V1StatefulSet? experts = null;
-        try
+        var existing = await ManagedChildrenAsync(n, md, ct);
+        var specChanged = md.Metadata.Generation != md.Status?.ObservedGeneration;
+        foreach (var child in desired)
         {
-            var existing = await ManagedChildrenAsync(n, md, ct);
-            var specChanged = md.Metadata.Generation != md.Status?.ObservedGeneration;
-            foreach (var child in desired)
+            var kind = ChildKind.Of(child);
+            IKubernetesObject<V1ObjectMeta> applied;
+            try
             {
-                var kind = ChildKind.Of(child);
-                var applied = await kind.Apply(client, child, ct);
-                metrics.Applies.WithLabels(kind.Kind).Inc();
-                existing.Remove((kind.Kind, child.Name()), out var before);
-                if (before is null)
-                    await events.RecordAsync(md, EventRecorder.Normal, "Created", $"created {kind.Kind} {child.Name()}", ct);
-                else if (before.ResourceVersion != applied.Metadata.ResourceVersion)
-                    await events.RecordAsync(md, EventRecorder.Normal, specChanged ? "Updated" : "Restored",
-                        specChanged ? $"applied spec generation {md.Metadata.Generation} to {kind.Kind} {child.Name()}" : $"restored {kind.Kind} {child.Name()}, changed outside the operator", ct);
-                gateway ??= applied as V1Deployment;
-                experts ??= applied as V1StatefulSet;
+                applied = await kind.Apply(client, child, ct);
             }
-            foreach (var ((kindName, childName), _) in existing)
+            catch (HttpOperationException e)
+            {
+                problems.Add($"the API server refused {kind.Kind} {child.Name()} ({(int)e.Response.StatusCode}): {Message(e)}");
+                continue;
+            }
+            metrics.Applies.WithLabels(kind.Kind).Inc();
+            existing.Remove((kind.Kind, child.Name()), out var before);
+            if (before is null)
+                await events.RecordAsync(md, EventRecorder.Normal, specChanged || md.Status is null ? "Created" : "Restored",
+                    specChanged || md.Status is null ? $"created {kind.Kind} {child.Name()}" : $"recreated {kind.Kind} {child.Name()}, deleted outside the operator", ct);
+            else if (Changed(before, applied.Metadata))
+                await events.RecordAsync(md, EventRecorder.Normal, specChanged ? "Updated" : "Restored",
+                    specChanged ? $"applied spec generation {md.Metadata.Generation} to {kind.Kind} {child.Name()}" : $"restored {kind.Kind} {child.Name()}, changed outside the operator", ct);
+            if (applied is V1ConfigMap && generation.Changed)
+                await events.RecordAsync(md, EventRecorder.Normal, "PlacementChanged",
+                    $"placement generation {generation.Value}: {counts.ExpertNodes} expert nodes, {Math.Min(md.Spec.Experts?.MinReplicasPerExpert ?? 1, Math.Max(counts.ExpertNodes, 1))} holder(s) per expert", ct);
+            gateway ??= applied as V1Deployment;
+            experts ??= applied as V1StatefulSet;
+        }
+        foreach (var ((kindName, childName), _) in existing)
+        {
+            try
             {
                 await ChildKind.All.First(k => k.Kind == kindName).Delete(client, ns, childName, ct);
                 await events.RecordAsync(md, EventRecorder.Normal, "Deleted", $"deleted {kindName} {childName}: the spec no longer needs it", ct);
             }
+            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+            {
+                // Gone already: what was wanted.
+            }
+            catch (HttpOperationException e)
+            {
+                problems.Add($"the API server refused to delete {kindName} {childName} ({(int)e.Response.StatusCode}): {Message(e)}");
+            }
         }
-        catch (HttpOperationException e)
-        {
-            problem = $"the API server refused a change ({(int)e.Response.StatusCode}): {Message(e)}";
-        }
+        // Readiness from what is there, also when this round could not apply the tier's workload.
+        gateway ??= await ReadOrNullAsync(() => client.AppsV1.ReadNamespacedDeploymentAsync(n.Gateway, ns, cancellationToken: ct));
+        if (TierCounts.HasExpertTier(md.Spec)) experts ??= await ReadOrNullAsync(() => client.AppsV1.ReadNamespacedStatefulSetAsync(n.Experts, ns, cancellationToken: ct));
+        var problem = problems.Count == 0 ? null : string.Join("; ", problems);
         var ready = TierCounts.HasExpertTier(md.Spec) ? await ReadyExpertOrdinalsAsync(n, ct) : [];
         var seen = new Observed(gateway?.Status?.ReadyReplicas ?? 0, experts?.Status?.ReadyReplicas ?? 0, ready, problem);
         var after = await WriteStatusAsync(md, m => StatusBuilder.Build(m, counts, plan, generation.Value, seen, DateTime.UtcNow), ct);
-        await RecordTransitionsAsync(md, after, ct);
+        if (after is not null) await RecordTransitionsAsync(md, after, ct);
         if (problem is not null) throw new ReconcileException(problem);
+    }
+
+    /// <summary>
+    /// Whether an apply changed the child: its generation for kinds that have one (so that status written by
+    /// Kubernetes' own controllers in between does not count), else its resource version.
+    /// </summary>
+    private static bool Changed(V1ObjectMeta before, V1ObjectMeta after) =>
+        before.Generation is { } g && after.Generation is { } h ? g != h : before.ResourceVersion != after.ResourceVersion;
+
+    private static async Task<T?> ReadOrNullAsync<T>(Func<Task<T>> read) where T : class
+    {
+        try
+        {
+            return await read();
+        }
+        catch (HttpOperationException)
+        {
+            return null;
+        }
     }
 
     private async Task<MoeDeployment?> GetAsync(string ns, string name, CancellationToken ct)
@@ -89,8 +127,11 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
         }
     }
 
-    /// <summary>The generation of the placement: the ConfigMap's, one more when the plan differs from what it holds.</summary>
-    private async Task<(long Value, bool Changed)> PlacementGenerationAsync(Names n, PlacementPlan plan, CancellationToken ct)
+    /// <summary>
+    /// The generation of the placement: the ConfigMap's, one more when the plan differs from what it holds. Never
+    /// below the one in the status, so that it only grows even if the ConfigMap was deleted or the tier removed.
+    /// </summary>
+    private async Task<(long Value, bool Changed)> PlacementGenerationAsync(Names n, MoeDeployment md, PlacementPlan plan, CancellationToken ct)
     {
         V1ConfigMap? current;
         try
@@ -101,8 +142,9 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
         {
             current = null;
         }
-        var generation = current?.Metadata.Annotations?.TryGetValue(Names.PlacementGenerationAnnotation, out var text) == true && long.TryParse(text, out var g) ? g : 0;
-        var same = generation > 0 && current!.Data is { } data && data.Count == plan.Nodes.Count
+        var written = current?.Metadata.Annotations?.TryGetValue(Names.PlacementGenerationAnnotation, out var text) == true && long.TryParse(text, out var g) ? g : 0;
+        var generation = Math.Max(written, md.Status?.PlacementGeneration ?? 0);
+        var same = written == generation && generation > 0 && current!.Data is { } data && data.Count == plan.Nodes.Count
             && Enumerable.Range(0, plan.Nodes.Count).All(i => data.TryGetValue(Names.PlacementKey(n.ExpertPod(i)), out var doc) && doc == plan.Document(i, generation));
         return same ? (generation, false) : (generation + 1, true);
     }
@@ -133,7 +175,10 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
             .ToArray();
     }
 
-    /// <summary>Writes the status through the status subresource when it changed; re-reads and retries on a 409 conflict.</summary>
+    /// <summary>
+    /// Writes the status through the status subresource when it changed; re-reads and retries on a 409 conflict.
+    /// Null when the spec changed meanwhile (nothing written: the next reconcile describes the new generation).
+    /// </summary>
     private async Task<MoeDeploymentStatus?> WriteStatusAsync(MoeDeployment md, Func<MoeDeployment, MoeDeploymentStatus> build, CancellationToken ct)
     {
         for (var attempt = 1; ; attempt++)
@@ -151,13 +196,16 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
             {
                 metrics.Conflicts.Inc();
                 logger.LogDebug("Status of {Namespace}/{Name} changed meanwhile; retrying on the new version", md.Metadata.NamespaceProperty, md.Metadata.Name);
-                md = await GetAsync(md.Metadata.NamespaceProperty ?? "default", md.Metadata.Name, ct) ?? throw new ReconcileException("the MoeDeployment was deleted while its status was written");
+                var newer = await GetAsync(md.Metadata.NamespaceProperty ?? "default", md.Metadata.Name, ct) ?? throw new ReconcileException("the MoeDeployment was deleted while its status was written");
+                // The spec changed meanwhile: this round's status describes the older one; the change's own reconcile writes it.
+                if (newer.Metadata.Generation != md.Metadata.Generation) return null;
+                md = newer;
             }
         }
     }
 
     /// <summary>Events for Ready and Degraded changing: what a user watching `kubectl describe` wants to see.</summary>
-    private async Task RecordTransitionsAsync(MoeDeployment md, MoeDeploymentStatus? after, CancellationToken ct)
+    private async Task RecordTransitionsAsync(MoeDeployment md, MoeDeploymentStatus after, CancellationToken ct)
     {
         foreach (var (type, bad) in new[] { (StatusBuilder.Ready, "False"), (StatusBuilder.Degraded, "True") })
         {

@@ -31,16 +31,18 @@ public static class StatusBuilder
             : $"routed experts of shard{(uncovered.Count > 1 ? "s" : "")} {string.Join(", ", uncovered)} (every MoE layer) have no ready holder; "
               + $"expert nodes not ready: {string.Join(", ", notReady.Take(8))}{(notReady.Length > 8 ? $" and {notReady.Length - 8} more" : "")}";
 
+        // Uncovered experts come first: gateways report not-ready while an expert has no holder, so this is then
+        // why no gateway is ready too.
         var (readyStatus, readyReason, readyMessage) =
-            seen.GatewaysReady == 0 && seen.Problem is not null ? (false, "ApplyFailed", seen.Problem)
+            uncovered.Count > 0 ? (false, "ExpertsUncovered", uncoveredText)
+            : seen.GatewaysReady == 0 && seen.Problem is not null ? (false, "ApplyFailed", seen.Problem)
             : seen.GatewaysReady == 0 ? (false, "GatewaysUnavailable",
                 counts.Gateways == 0 ? "the gateway tier is scaled to 0 replicas" : $"no gateway is ready ({tiers}); kubectl describe pods -l {n.SelectorText(Names.GatewayComponent)} shows why")
-            : uncovered.Count > 0 ? (false, "ExpertsUncovered", uncoveredText)
             : (true, "Serving", $"{tiers}; {n.GatewayUrl} serves");
         var rolling = seen.GatewaysReady != counts.Gateways || (experts && seen.ExpertNodesReady != counts.ExpertNodes);
         var (degradedStatus, degradedReason, degradedMessage) =
             seen.Problem is not null ? (true, "ApplyFailed", seen.Problem)
-            : uncovered.Count > 0 && seen.GatewaysReady > 0 ? (true, "ExpertsUncovered", uncoveredText)
+            : uncovered.Count > 0 && seen.ReadyExpertOrdinals.Count > 0 ? (true, "ExpertsUncovered", uncoveredText)
             : (false, "AsExpected", "no fault seen");
 
         var previous = md.Status?.Conditions ?? [];

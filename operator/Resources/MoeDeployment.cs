@@ -29,3 +29,19 @@ public sealed class MoeDeployment : IKubernetesObject<V1ObjectMeta>, ISpec<MoeDe
     [JsonPropertyName("status")]
     public MoeDeploymentStatus? Status { get; set; }
 }
+
+/// <summary>A list of MoeDeployments, as the API server returns it.</summary>
+public sealed class MoeDeploymentList : IKubernetesObject<V1ListMeta>, IItems<MoeDeployment>
+{
+    [JsonPropertyName("apiVersion")]
+    public string ApiVersion { get; set; } = $"{MoeDeployment.Group}/{MoeDeployment.Version}";
+
+    [JsonPropertyName("kind")]
+    public string Kind { get; set; } = MoeDeployment.KindName + "List";
+
+    [JsonPropertyName("metadata")]
+    public V1ListMeta Metadata { get; set; } = new();
+
+    [JsonPropertyName("items")]
+    public IList<MoeDeployment> Items { get; set; } = [];
+}

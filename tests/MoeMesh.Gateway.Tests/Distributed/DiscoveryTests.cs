@@ -76,7 +76,7 @@ public sealed class DiscoveryTests
     }
 
     [Fact]
-    public void ReadyAddresses_SkipNotReadyAndTerminatingEndpoints_AndBracketIPv6()
+    public void ReadyAddresses_SkipNotReadyAndTerminatingEndpoints_CountPodsOnce_AndBracketIPv6()
     {
         var slices = new[]
         {
@@ -85,13 +85,17 @@ public sealed class DiscoveryTests
                   {"addresses":["10.0.0.2"],"conditions":{"ready":true}},
                   {"addresses":["10.0.0.1"]},
                   {"addresses":["10.0.0.3"],"conditions":{"ready":false}},
-                  {"addresses":["10.0.0.4"],"conditions":{"ready":true,"terminating":true}}]}
+                  {"addresses":["10.0.0.4"],"conditions":{"ready":true,"terminating":true}},
+                  {"addresses":["10.0.0.6"],"targetRef":{"kind":"Pod","name":"m-experts-6"}}]}
                 """),
             k8s.KubernetesJson.Deserialize<k8s.Models.V1EndpointSlice>("""
-                {"addressType":"IPv6","ports":[{"port":9000}],"endpoints":[{"addresses":["fd00::5"],"conditions":{"ready":true}}]}
+                {"addressType":"IPv6","ports":[{"port":9000}],"endpoints":[
+                  {"addresses":["fd00::5"],"conditions":{"ready":true}},
+                  {"addresses":["fd00::6"],"targetRef":{"kind":"Pod","name":"m-experts-6"}}]}
                 """),
         };
-        Assert.Equal(["http://10.0.0.1:9000/", "http://10.0.0.2:9000/", "http://[fd00::5]:9000/"],
+        // m-experts-6 is in both families' slices (dual-stack): once, by its IPv4 address.
+        Assert.Equal(["http://10.0.0.1:9000/", "http://10.0.0.2:9000/", "http://10.0.0.6:9000/", "http://[fd00::5]:9000/"],
             EndpointSliceDiscovery.ReadyAddresses(slices).Select(u => u.ToString()));
     }
 

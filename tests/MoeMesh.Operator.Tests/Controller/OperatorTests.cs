@@ -30,6 +30,8 @@ public sealed class OperatorTests
     {
         await using var cluster = await Cluster.StartAsync();
         await using var op = await cluster.StartOperatorAsync("op-a");
+        // Ready as soon as it has listed the (no) MoeDeployments there are.
+        await Eventually.HoldsAsync(async () => (await op.Http.GetAsync("/readyz")).StatusCode == HttpStatusCode.OK, "ready with nothing to reconcile");
         var md = await cluster.CreateAsync(Sample("m1", 2));
         var n = new Names(Ns, "m1");
         string[] all =
@@ -44,7 +46,9 @@ public sealed class OperatorTests
         Assert.Contains(cluster.Server.Requests, r => r.Verb == "patch" && r.Type?.Plural == "deployments"
             && r.ContentType!.StartsWith("application/apply-patch", StringComparison.Ordinal) && r.Query.Contains("fieldManager=moemesh-operator") && r.Query.Contains("force=true"));
 
-        var waiting = await Eventually.HoldsAsync(() => cluster.GetAsync(Ns, "m1"), m => Reason(m, "Ready") == "GatewaysUnavailable", "status before any pod is ready");
+        var waiting = await Eventually.HoldsAsync(() => cluster.GetAsync(Ns, "m1"), m => Reason(m, "Ready") == "ExpertsUncovered", "status before any pod is ready");
+        Assert.Contains("shards 0/2, 1/2", StatusBuilder(waiting, "Ready").Message);
+        Assert.Equal(("False", "AsExpected"), (StatusBuilder(waiting, "Degraded").Status, StatusBuilder(waiting, "Degraded").Reason));
         Assert.Equal(1, waiting.Status!.ObservedGeneration);
         Assert.Equal(1, waiting.Status.PlacementGeneration);
         Assert.Equal("http://m1-gateway.llm.svc:8000", waiting.Status.Url);
@@ -60,6 +64,7 @@ public sealed class OperatorTests
         var uncovered = await Eventually.HoldsAsync(() => cluster.GetAsync(Ns, "m1"), m => Reason(m, "Ready") == "ExpertsUncovered", "uncovered experts reported");
         Assert.Contains("shard 1/2", StatusBuilder(uncovered, "Ready").Message);
         Assert.Contains(n.ExpertPod(1), StatusBuilder(uncovered, "Ready").Message);
+        Assert.Equal("True", StatusBuilder(uncovered, "Degraded").Status);
         await Eventually.HoldsAsync(() => Task.FromResult(cluster.HasEvent(Ns, "m1", "ExpertsUncovered")), "a warning event for uncovered experts");
         Assert.True(cluster.HasEvent(Ns, "m1", "Created", $"Deployment {n.Gateway}"));
 
@@ -149,6 +154,26 @@ public sealed class OperatorTests
     }
 
     [Fact]
+    public async Task SpecChangedDuringAConflictedStatusWrite_IsNeverReportedAsObservedBeforeItIsApplied()
+    {
+        await using var cluster = await Cluster.StartAsync();
+        // The concurrent writer changes the spec between the operator's read and its status write.
+        cluster.Server.Before(r => r.Verb == "update" && r.Subresource == "status" && r.Name == "m7", _ =>
+        {
+            cluster.Server.Store.Patch(cluster.Server.Type("moedeployments"), Ns, "m7", o => o["spec"]!["experts"]!["nodes"] = 3, status: false);
+            return null;
+        });
+        await using var op = await cluster.StartOperatorAsync("op-a");
+        await cluster.CreateAsync(Sample("m7", 2));
+        var done = await Eventually.HoldsAsync(() => cluster.GetAsync(Ns, "m7"), m => m.Status?.ObservedGeneration == 2, "generation 2 observed");
+        Assert.Equal(3, done.Status!.Experts!.Desired);
+        Assert.Equal(3, cluster.Get("statefulsets", Ns, new Names(Ns, "m7").Experts)!["spec"]!["replicas"]!.GetValue<int>());
+        // No status ever claimed generation 2 with generation 1's expert count.
+        Assert.DoesNotContain(cluster.Server.Store.History(cluster.Server.Type("moedeployments")),
+            o => o["status"]?["observedGeneration"]?.GetValue<long>() == 2 && o["status"]?["experts"]?["desired"]?.GetValue<int>() == 2);
+    }
+
+    [Fact]
     public async Task DeletedResource_LeavesNothingBehind()
     {
         await using var cluster = await Cluster.StartAsync();
@@ -169,8 +194,8 @@ public sealed class OperatorTests
     public async Task TwoOperators_OnlyTheLeaderActs_AndTheOtherTakesOver()
     {
         await using var cluster = await Cluster.StartAsync();
-        var a = await cluster.StartOperatorAsync("op-a", "--lease-seconds", "3");
-        await using var b = await cluster.StartOperatorAsync("op-b", "--lease-seconds", "3");
+        var a = await cluster.StartOperatorAsync("op-a", "--lease-seconds", "8");
+        await using var b = await cluster.StartOperatorAsync("op-b", "--lease-seconds", "8");
         try
         {
             var leaders = await Eventually.HoldsAsync(async () => (await a.MetricAsync("moemesh_operator_leader"), await b.MetricAsync("moemesh_operator_leader")),

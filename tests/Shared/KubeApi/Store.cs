@@ -15,7 +15,8 @@ public sealed class ApiError(int code, string reason, string message) : Exceptio
 /// concurrency, generation on spec changes, status kept apart for kinds with a status subresource,
 /// server-side apply per field manager (fields a manager stops applying are removed; another applier's field
 /// is a conflict unless forced; an apply that changes nothing writes nothing), garbage collection through
-/// owner references, and a history every watch can start from.
+/// owner references (dependents of a deleted owner, and objects created for an owner already gone), and a
+/// history every watch can start from.
 /// </summary>
 public sealed class Store
 {
@@ -40,6 +41,12 @@ public sealed class Store
         {
             lock (_lock) return _rv;
         }
+    }
+
+    /// <summary>Every version an object of the type has had, in order (what a watch from the start sees).</summary>
+    public IReadOnlyList<JsonObject> History(ResourceType t)
+    {
+        lock (_lock) return _history.Where(h => h.Type == t).Select(h => h.Object.DeepClone().AsObject()).ToArray();
     }
 
     public JsonObject? Get(ResourceType t, string ns, string name)
@@ -78,9 +85,15 @@ public sealed class Store
             meta["creationTimestamp"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ");
             meta["generation"] = 1L;
             meta.Remove("deletionTimestamp");
-            _objects[key] = new Entry(o);
+            var entry = new Entry(o);
+            _objects[key] = entry;
             Commit(t, "ADDED", o);
-            return o.DeepClone().AsObject();
+            var created = o.DeepClone().AsObject();
+            // The garbage collector removes what is created for an owner that is already gone.
+            if (o["metadata"]?["ownerReferences"] is JsonArray owners && owners.Count > 0
+                && owners.All(r => !_objects.Values.Any(e => e.Object["metadata"]?["uid"]?.ToString() == r?["uid"]?.ToString())))
+                Remove(t, ns, name, entry);
+            return created;
         }
     }
 

@@ -112,8 +112,13 @@ public sealed class TestApiServer : IAsyncDisposable
         lock (_hooks) _hooks.Add((match, action));
     }
 
+    private bool _disposed;
+
+    /// <summary>Stops the server (open watches end); a second call does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (_disposed) return;
+        _disposed = true;
         await _stopping.CancelAsync();
         await _app.StopAsync();
         await _app.DisposeAsync();
