@@ -45,9 +45,11 @@ internal sealed class RemoteExpertCall : IExpertCall
         _weights = w.data<float>().ToArray();
     }
 
-    public static RemoteExpertCall Start(IExpertRouter router, ComputeOptions options, int layer, Tensor hidden, Tensor expertIds, Tensor weights, Action<TimeSpan> waited)
+    public static RemoteExpertCall Start(IExpertRouter router, ComputeOptions options, int layer, Tensor hidden, Tensor expertIds, Tensor weights, Action<TimeSpan> waited,
+        ExpertLoad? load = null)
     {
         var call = new RemoteExpertCall(router, options, layer, hidden, expertIds, weights, waited);
+        load?.Record(layer, call._experts);
         call._inFlight = call.Send(Enumerable.Range(0, call._experts.Length));
         return call;
     }

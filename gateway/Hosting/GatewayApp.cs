@@ -99,6 +99,21 @@ public static class GatewayApp
             metrics.ExpertCoverage.Set(1);
         }
         app.MapMetrics("/metrics", metrics.Registry);
+        // The routed-token load per MoE layer and expert over the last minute, for the placement planner: one compact
+        // document instead of 58 x 256 metric series. Read-only, next to /metrics and as open.
+        app.MapGet("/metrics/expert-load", (ModelHost host) =>
+        {
+            if (host.ExpertLoad is not { } load)
+                return OpenAiErrors.Result(404, "the experts run in-process: there is no routed load to report", "invalid_request_error", code: "no_expert_tier");
+            var counts = load.Read();
+            var config = host.Engine.Model.Config;
+            return Results.Json(new
+            {
+                window_seconds = load.Window.TotalSeconds,
+                experts = config.NRoutedExperts,
+                layers = Enumerable.Range(0, config.NumHiddenLayers).Where(config.IsMoeLayer).Select(l => new { layer = l, tokens = counts[l] }),
+            });
+        });
         return app;
     }
 

@@ -19,6 +19,9 @@ public sealed class ModelHost : IDisposable
     /// <summary>The remote expert backend when the experts are on nodes; null in-process.</summary>
     public RemoteExpertBackend? RemoteExperts { get; init; }
 
+    /// <summary>Tokens routed to each remote expert over the last minute (null with experts in-process): the placement planner's input.</summary>
+    public ExpertLoad? ExpertLoad { get; init; }
+
     /// <summary>Whether special-token text inside chat message content becomes special tokens (--special-tokens-in-content special).</summary>
     public bool SpecialTokensInContent { get; init; }
 
@@ -44,7 +47,9 @@ public sealed class ModelHost : IDisposable
         var tokenizer = HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));
         var tokConfig = TokenizerConfig.Load(Path.Combine(dir, "tokenizer_config.json"));
         var eos = config.EosTokenId ?? (tokConfig.EosToken is { } e ? tokenizer.TokenId(e) : null);
-        var remote = router is null ? null : new RemoteExpertBackend(router, compute);
+        // Ten-second buckets over a minute: recent enough to follow a shift, long enough to smooth a burst.
+        var load = router is null ? null : new ExpertLoad(config.NumHiddenLayers, config.NRoutedExperts, TimeSpan.FromSeconds(10), 6);
+        var remote = router is null ? null : new RemoteExpertBackend(router, compute, load);
         var model = remote is null ? DeepSeekModel.Load(dir, compute) : DeepSeekModel.Load(dir, compute, remote);
         logger.LogInformation("Loaded {Model}: {Layers} layers, {Experts} routed experts {Where} on {Device}", dir, config.NumHiddenLayers, config.NRoutedExperts,
             router is null ? "in-process" : "on expert nodes", options.Device);
@@ -72,6 +77,7 @@ public sealed class ModelHost : IDisposable
             Tokenizer = tokenizer,
             TokenizerConfig = tokConfig,
             RemoteExperts = remote,
+            ExpertLoad = load,
             SpecialTokensInContent = options.SpecialTokensInContent,
             ChatTemplate = () => MoeMesh.Engine.Text.ChatTemplate.FromJinja(tokConfig.ChatTemplate, tokConfig.BosToken ?? "", tokConfig.EosToken ?? ""),
         };
