@@ -38,12 +38,20 @@ public sealed class ExpertNodeDirectory(
     /// <summary>Why the node's last holdings poll failed; null when it answered.</summary>
     public string? LastError(string nodeId) => _errors.GetValueOrDefault(nodeId);
 
+    /// <summary>The placement generation the node advertised in the holdings the table uses; null without one.</summary>
+    public long? PlacementGeneration(string nodeId) => _generations.TryGetValue(nodeId, out var g) ? g : null;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _generations = new();
+
+    private sealed record PlacementReport([property: JsonPropertyName("generation")] long? Generation);
+
     private sealed record LayerHoldings([property: JsonPropertyName("layer")] int Layer, [property: JsonPropertyName("experts")] int[]? Experts);
 
     private sealed record NodeReport(
         [property: JsonPropertyName("model_fingerprint")] string? Fingerprint,
         [property: JsonPropertyName("ready")] bool Ready,
-        [property: JsonPropertyName("layers")] LayerHoldings?[]? Layers);
+        [property: JsonPropertyName("layers")] LayerHoldings?[]? Layers,
+        [property: JsonPropertyName("placement")] PlacementReport? Placement = null);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -138,6 +146,8 @@ public sealed class ExpertNodeDirectory(
                 continue;
             }
             next[node.Id] = report.Layers!.ToDictionary(l => l!.Layer, l => (IReadOnlyList<int>)l!.Experts!.Order().ToArray());
+            if (report.Placement?.Generation is { } generation) _generations[node.Id] = generation;
+            else _generations.TryRemove(node.Id, out _);
             _errors.TryRemove(node.Id, out _);
         }
         if (!Same(current, next))

@@ -19,6 +19,7 @@ public sealed class ExpertTier(ExpertNodeDirectory directory, YarpExpertRouter r
                 address = n.Address.ToString(),
                 available = available.Contains(n.Id),
                 error = directory.LastError(n.Id),
+                placement_generation = directory.PlacementGeneration(n.Id),
                 layers = directory.Table.Holdings.TryGetValue(n.Id, out var layers)
                     ? layers.Select(l => new { layer = l.Key, experts = l.Value }).ToArray()
                     : [],

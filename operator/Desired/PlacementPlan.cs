@@ -1,4 +1,4 @@
-using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace MoeMesh.Operator.Desired;
 
@@ -27,8 +27,12 @@ public sealed record PlacementPlan(IReadOnlyList<IReadOnlyDictionary<string, str
             .ToArray());
     }
 
-    /// <summary>The document node <paramref name="i"/> reads, as ExpertPlacement.Parse takes it.</summary>
-    public string Document(int i, long generation) => JsonSerializer.Serialize(new { generation, layers = Nodes[i] });
+    /// <summary>The document node <paramref name="i"/> reads, as ExpertPlacement.Parse takes it; an empty spec is an empty list (nothing).</summary>
+    public string Document(int i, long generation) => new JsonObject
+    {
+        ["generation"] = generation,
+        ["layers"] = new JsonObject(Nodes[i].Select(kv => KeyValuePair.Create(kv.Key, kv.Value.Length == 0 ? (JsonNode?)new JsonArray() : JsonValue.Create(kv.Value)))),
+    }.ToJsonString();
 
     /// <summary>
     /// The shards of the "*" entries with no holder among <paramref name="readyNodes"/>, as "i/n" in shard order;

@@ -1,0 +1,66 @@
+using MoeMesh.Operator.Desired;
+
+namespace MoeMesh.Operator.Placement;
+
+/// <summary>A placement of every MoE layer: the planner's output, and what a roll-out moves between.</summary>
+public sealed record ModelPlacement(IReadOnlyDictionary<int, LayerPlan> Layers)
+{
+    public int NodeCount => Layers.Values.Select(l => l.NodeCount).DefaultIfEmpty(0).Max();
+
+    /// <summary>
+    /// The uniform "shard:i/n" plan resolved against the model's shape (known once the gateways report load):
+    /// node i holds, on every MoE layer, the experts of its shards.
+    /// </summary>
+    public static ModelPlacement Resolve(PlacementPlan plan, IEnumerable<int> moeLayers, int experts)
+    {
+        var layers = new SortedDictionary<int, LayerPlan>();
+        foreach (var layer in moeLayers)
+            layers[layer] = new LayerPlan(plan.Nodes.Select(node => Experts(node.TryGetValue(layer.ToString(), out var s) ? s : node.GetValueOrDefault("*", ""), experts)));
+        return new ModelPlacement(layers);
+    }
+
+    /// <summary>Every node holds what it holds in either placement: the "make" half of make-before-break.</summary>
+    public ModelPlacement Union(ModelPlacement other) => new(new SortedDictionary<int, LayerPlan>(
+        Layers.Keys.Union(other.Layers.Keys).ToDictionary(l => l, l =>
+        {
+            var a = Layers.GetValueOrDefault(l);
+            var b = other.Layers.GetValueOrDefault(l);
+            var n = Math.Max(a?.NodeCount ?? 0, b?.NodeCount ?? 0);
+            return new LayerPlan(Enumerable.Range(0, n).Select(i =>
+                (a is not null && i < a.NodeCount ? a.Nodes[i] : []).Union(b is not null && i < b.NodeCount ? b.Nodes[i] : [])));
+        })));
+
+    /// <summary>Expert copies the target adds over this placement, over all layers.</summary>
+    public int MovesTo(ModelPlacement target) => target.Layers.Sum(l => l.Value.MovesFrom(Layers.TryGetValue(l.Key, out var p) ? p : new LayerPlan([])));
+
+    /// <summary>The per-node documents the nodes read (explicit expert lists per layer).</summary>
+    public PlacementPlan ToPlan() => new(Enumerable.Range(0, NodeCount)
+        .Select(i => (IReadOnlyDictionary<string, string>)new SortedDictionary<string, string>(
+            Layers.ToDictionary(l => l.Key.ToString(), l => i < l.Value.NodeCount ? string.Join(",", l.Value.Nodes[i]) : ""), StringComparer.Ordinal))
+        .ToArray());
+
+    private static IEnumerable<int> Experts(string spec, int experts)
+    {
+        var set = new SortedSet<int>();
+        foreach (var part in spec.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (part.StartsWith("shard:", StringComparison.Ordinal))
+            {
+                var (i, n) = (int.Parse(part[6..part.IndexOf('/')]), int.Parse(part[(part.IndexOf('/') + 1)..]));
+                for (var e = (int)((long)i * experts / n); e < (int)((long)(i + 1) * experts / n); e++) set.Add(e);
+            }
+            else set.Add(int.Parse(part));
+        }
+        return set;
+    }
+}
+
+/// <summary>
+/// Make-before-break: a placement change is rolled out in two phases. First every node also loads what it
+/// gains (the union of old and new), and only once every node advertises that and the gateways route by it,
+/// the second phase drops what moved away. Coverage never drops below either placement's.
+/// </summary>
+public static class Rollout
+{
+    public static IReadOnlyList<ModelPlacement> Phases(ModelPlacement from, ModelPlacement to) => [from.Union(to), to];
+}
