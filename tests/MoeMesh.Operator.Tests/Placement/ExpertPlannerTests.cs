@@ -56,7 +56,7 @@ public sealed class ExpertPlannerTests(ITestOutputHelper output)
         Assert.True(freshImbalance <= 1.05, $"fresh plan max/mean {freshImbalance:0.000}");
 
         // The loads drift: each expert's load times a log-normal factor (sigma 0.3).
-        var drifted = loads.Select(l => l.Select(x => x * Math.Exp(0.3 * Normal(random))).ToArray()).ToArray();
+        var drifted = loads.Select(l => SyntheticLoad.Drift(random, l, 0.3)).ToArray();
         var stale = plans.Select((p, i) => p.Imbalance(drifted[i])).Max();
         var replanned = ExpertPlanner.Fresh(drifted, V3);
         var freshMoves = replanned.Select((p, i) => p.MovesFrom(plans[i])).Sum();
@@ -88,7 +88,7 @@ public sealed class ExpertPlannerTests(ITestOutputHelper output)
         var b = ExpertPlanner.Fresh(load.ToArray(), shape);
         Assert.Equal(a.Nodes.Select(n => n.ToArray()), b.Nodes.Select(n => n.ToArray()));
         Assert.All(a.Replicas(Experts), c => Assert.True(c >= 2));
-        var drifted = load.Select(x => x * Math.Exp(0.3 * Normal(random))).ToArray();
+        var drifted = SyntheticLoad.Drift(random, load, 0.3);
         var budget = new MigrationBudget(40);
         var r1 = ExpertPlanner.Rebalance(drifted, a, shape, budget);
         var r2 = ExpertPlanner.Rebalance(drifted, b, shape, budget);
@@ -117,16 +117,7 @@ public sealed class ExpertPlannerTests(ITestOutputHelper output)
         Assert.Equal(63, repaired.NodeCount);
     }
 
-    private static double Normal(Random r) => Math.Sqrt(-2 * Math.Log(1 - r.NextDouble())) * Math.Cos(2 * Math.PI * r.NextDouble());
+    private static double[] LogNormal(Random r, int n, double sigma) => SyntheticLoad.LogNormal(r, n, sigma);
 
-    private static double[] LogNormal(Random r, int n, double sigma) => Enumerable.Range(0, n).Select(_ => Math.Exp(sigma * Normal(r))).ToArray();
-
-    /// <summary>Zipf over a random order of the experts: the k-th hottest gets 1/k^s.</summary>
-    private static double[] Zipf(Random r, int n, double s)
-    {
-        var order = Enumerable.Range(0, n).OrderBy(_ => r.Next()).ToArray();
-        var load = new double[n];
-        for (var k = 0; k < n; k++) load[order[k]] = 1 / Math.Pow(k + 1, s);
-        return load;
-    }
+    private static double[] Zipf(Random r, int n, double s) => SyntheticLoad.Zipf(r, n, s);
 }
