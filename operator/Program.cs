@@ -3,6 +3,7 @@ using MoeMesh.Cli;
 using MoeMesh.Operator.Crd;
 using MoeMesh.Operator.Hosting;
 using MoeMesh.Operator.Reconcile;
+using MoeMesh.Operator.Scaling;
 using Prometheus;
 
 // The MoeDeployment operator (group moemesh.dev, version v1alpha1). `moemesh-operator crd` prints the
@@ -53,6 +54,9 @@ builder.Services.AddSingleton(options.Controller);
 builder.Services.AddSingleton<IKubernetes>(new Kubernetes(kube));
 builder.Services.AddSingleton<OperatorMetrics>();
 builder.Services.AddSingleton(sp => new EventRecorder(sp.GetRequiredService<IKubernetes>(), options.Identity, sp.GetRequiredService<ILogger<EventRecorder>>()));
+builder.Services.AddSingleton<ScalingState>();
+builder.Services.AddSingleton(new ScalingSettings(options.ScalingInterval));
+builder.Services.AddSingleton<ScalingLoop>();
 builder.Services.AddSingleton<Reconciler>();
 builder.Services.AddSingleton<Controller>();
 builder.Services.AddSingleton<LeaderService>();

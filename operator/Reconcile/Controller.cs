@@ -14,7 +14,7 @@ namespace MoeMesh.Operator.Reconcile;
 /// watch is a resync), ends after the resync period and is started again; a reconcile that fails goes back
 /// with exponential backoff.
 /// </summary>
-public sealed class Controller(IKubernetes client, Reconciler reconciler, OperatorMetrics metrics, ControllerSettings settings, ILogger<Controller> logger)
+public sealed class Controller(IKubernetes client, Reconciler reconciler, Scaling.ScalingLoop scaling, OperatorMetrics metrics, ControllerSettings settings, ILogger<Controller> logger)
 {
     private readonly WorkQueue<(string Namespace, string Name)> _queue = new(settings.RetryBase, settings.RetryMax);
     private int _synced;
@@ -31,7 +31,20 @@ public sealed class Controller(IKubernetes client, Reconciler reconciler, Operat
         };
         loops.AddRange(ChildKind.All.Select(k => WatchLoopAsync(k.Plural, (c, t) => k.Watch(c, settings.Namespace, Names.ManagedSelector, t), ct)));
         loops.Add(WorkAsync(ct));
+        loops.Add(ScaleAsync(ct));
         await Task.WhenAll(loops);
+    }
+
+    /// <summary>The autoscaler's sampling loop; a decision that changes a count queues its deployment.</summary>
+    private async Task ScaleAsync(CancellationToken ct)
+    {
+        try
+        {
+            await scaling.RunAsync((ns, name) => _queue.Add((ns, name)), ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+        }
     }
 
     private async Task WorkAsync(CancellationToken ct)

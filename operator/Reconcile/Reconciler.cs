@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using MoeMesh.Operator.Desired;
 using MoeMesh.Operator.Kube;
 using MoeMesh.Operator.Resources;
+using MoeMesh.Operator.Scaling;
 
 namespace MoeMesh.Operator.Reconcile;
 
@@ -15,7 +16,7 @@ namespace MoeMesh.Operator.Reconcile;
 /// moemesh-operator, forced), delete what it manages but no longer wants, observe readiness and write the status
 /// (retried on conflicts). Throws on failures so that the controller retries with backoff.
 /// </summary>
-public sealed class Reconciler(IKubernetes client, EventRecorder events, OperatorMetrics metrics, ILogger<Reconciler> logger)
+public sealed class Reconciler(IKubernetes client, EventRecorder events, OperatorMetrics metrics, ScalingState scaling, ILogger<Reconciler> logger)
 {
     private const int StatusAttempts = 5;
 
@@ -23,7 +24,11 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
     {
         var md = await GetAsync(ns, name, ct);
         // Gone: the API server's garbage collector removes the children through their owner references.
-        if (md is null || md.Metadata.DeletionTimestamp is not null) return;
+        if (md is null || md.Metadata.DeletionTimestamp is not null)
+        {
+            scaling.Forget(ns, name);
+            return;
+        }
         if (md.Metadata.Name.Length > Names.MaxNameLength)
         {
             var message = $"the name is longer than {Names.MaxNameLength} characters; the children's names would not fit. Deploy it under a shorter name";
@@ -31,7 +36,8 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
             return;
         }
         var n = Names.Of(md);
-        var counts = TierCounts.FromSpec(md.Spec);
+        scaling.Track(md);
+        var counts = scaling.Counts(md);
         var plan = PlacementPlan.Uniform(counts.ExpertNodes, md.Spec.Experts?.MinReplicasPerExpert ?? 1);
         var generation = await PlacementGenerationAsync(n, md, plan, ct);
         var desired = DesiredState.Children(md, counts, plan, generation.Value);
@@ -42,6 +48,8 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
         V1StatefulSet? experts = null;
         var existing = await ManagedChildrenAsync(n, md, ct);
         var specChanged = md.Metadata.Generation != md.Status?.ObservedGeneration;
+        var scaled = !specChanged && md.Status is not null
+            && (counts.Gateways != md.Status.Gateway?.Desired || (TierCounts.HasExpertTier(md.Spec) && counts.ExpertNodes != md.Status.Experts?.Desired));
         foreach (var child in desired)
         {
             var kind = ChildKind.Of(child);
@@ -61,8 +69,10 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
                 await events.RecordAsync(md, EventRecorder.Normal, specChanged || md.Status is null ? "Created" : "Restored",
                     specChanged || md.Status is null ? $"created {kind.Kind} {child.Name()}" : $"recreated {kind.Kind} {child.Name()}, deleted outside the operator", ct);
             else if (Changed(before, applied.Metadata))
-                await events.RecordAsync(md, EventRecorder.Normal, specChanged ? "Updated" : "Restored",
-                    specChanged ? $"applied spec generation {md.Metadata.Generation} to {kind.Kind} {child.Name()}" : $"restored {kind.Kind} {child.Name()}, changed outside the operator", ct);
+                await events.RecordAsync(md, EventRecorder.Normal, specChanged ? "Updated" : scaled ? "Scaled" : "Restored",
+                    specChanged ? $"applied spec generation {md.Metadata.Generation} to {kind.Kind} {child.Name()}"
+                    : scaled ? $"applied the autoscaler's counts ({counts.Gateways} gateways, {counts.ExpertNodes} expert nodes) to {kind.Kind} {child.Name()}"
+                    : $"restored {kind.Kind} {child.Name()}, changed outside the operator", ct);
             if (applied is V1ConfigMap && generation.Changed)
                 await events.RecordAsync(md, EventRecorder.Normal, "PlacementChanged",
                     $"placement generation {generation.Value}: {counts.ExpertNodes} expert nodes, {Math.Min(md.Spec.Experts?.MinReplicasPerExpert ?? 1, Math.Max(counts.ExpertNodes, 1))} holder(s) per expert", ct);
@@ -91,7 +101,7 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
         var problem = problems.Count == 0 ? null : string.Join("; ", problems);
         var ready = TierCounts.HasExpertTier(md.Spec) ? await ReadyExpertOrdinalsAsync(n, ct) : [];
         var seen = new Observed(gateway?.Status?.ReadyReplicas ?? 0, experts?.Status?.ReadyReplicas ?? 0, ready, problem);
-        var after = await WriteStatusAsync(md, m => StatusBuilder.Build(m, counts, plan, generation.Value, seen, DateTime.UtcNow), ct);
+        var after = await WriteStatusAsync(md, m => StatusBuilder.Build(m, counts, plan, generation.Value, seen, DateTime.UtcNow, scaling.Decisions(m)), ct);
         if (after is not null) await RecordTransitionsAsync(md, after, ct);
         if (problem is not null) throw new ReconcileException(problem);
     }

@@ -15,7 +15,8 @@ public static class StatusBuilder
     public const string Progressing = "Progressing";
     public const string Degraded = "Degraded";
 
-    public static MoeDeploymentStatus Build(MoeDeployment md, TierCounts counts, PlacementPlan placement, long placementGeneration, Observed seen, DateTime now)
+    public static MoeDeploymentStatus Build(MoeDeployment md, TierCounts counts, PlacementPlan placement, long placementGeneration, Observed seen, DateTime now,
+        IList<ScalingDecisionStatus>? decisions = null)
     {
         var n = Names.Of(md);
         var experts = TierCounts.HasExpertTier(md.Spec);
@@ -60,6 +61,7 @@ public static class StatusBuilder
             GatewaySelector = n.SelectorText(Names.GatewayComponent),
             PlacementGeneration = experts ? placementGeneration : null,
             Url = n.GatewayUrl,
+            Decisions = decisions,
         };
     }
 

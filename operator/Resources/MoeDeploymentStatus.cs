@@ -1,3 +1,4 @@
+using System.ComponentModel.DataAnnotations;
 using System.ComponentModel;
 using System.Text.Json.Serialization;
 using k8s.Models;
@@ -34,6 +35,36 @@ public sealed class MoeDeploymentStatus
     [JsonPropertyName("url")]
     [Description("In-cluster URL of the gateway Service.")]
     public string? Url { get; set; }
+
+    [JsonPropertyName("decisions"), MaxLength(ScalingDecisionStatus.Kept)]
+    [Description("The autoscaler's last decisions, newest first, with the reason and the load they were taken on.")]
+    public IList<ScalingDecisionStatus>? Decisions { get; set; }
+}
+
+/// <summary>One autoscaling decision as status keeps it.</summary>
+public sealed class ScalingDecisionStatus
+{
+    public const int Kept = 8;
+
+    [JsonPropertyName("time")]
+    [Description("When it was taken.")]
+    public DateTime Time { get; set; }
+
+    [JsonPropertyName("tier")]
+    [Description("gateway or experts.")]
+    public string Tier { get; set; } = "";
+
+    [JsonPropertyName("from")]
+    [Description("Replicas before.")]
+    public int From { get; set; }
+
+    [JsonPropertyName("to")]
+    [Description("Replicas decided.")]
+    public int To { get; set; }
+
+    [JsonPropertyName("reason")]
+    [Description("Why, with the load it was measured at.")]
+    public string Reason { get; set; } = "";
 }
 
 public sealed class TierStatus

@@ -113,5 +113,73 @@ public sealed class SecretKeyRef
     public string Key { get; set; } = "";
 }
 
-/// <summary>Reserved for the autoscaling release; no field yet.</summary>
-public sealed class ScalingSpec;
+/// <summary>
+/// How the operator scales the tiers that have bounds (min/max) and when it may act: Knative's stable and panic
+/// windows, HPA's scale-down stabilisation and step limits. A tier with a fixed count (replicas, nodes) is left
+/// to that count (and to kubectl scale, an HPA or KEDA through the scale subresource).
+/// </summary>
+public sealed class ScalingSpec
+{
+    [JsonPropertyName("gateway")]
+    [Description("The gateway tier's metric and target per ready gateway.")]
+    public GatewayScalingSpec? Gateway { get; set; }
+
+    [JsonPropertyName("experts")]
+    [Description("The expert tier's metric and target per ready node.")]
+    public ExpertScalingSpec? Experts { get; set; }
+
+    [JsonPropertyName("stableWindowSeconds"), Range(6, 3600), DefaultValue(60)]
+    [Description("The load is averaged over this window for ordinary decisions.")]
+    public int? StableWindowSeconds { get; set; }
+
+    [JsonPropertyName("panicWindowSeconds"), Range(1, 600), DefaultValue(6)]
+    [Description("The short window that reacts to surges: at panicThreshold x the ready capacity, the tier scales up at once and does not shrink for a stable window.")]
+    public int? PanicWindowSeconds { get; set; }
+
+    [JsonPropertyName("panicThreshold"), Range(1.1, 10.0), DefaultValue(2.0)]
+    [Description("Multiple of the ready capacity that the panic window's load must reach to panic.")]
+    public double? PanicThreshold { get; set; }
+
+    [JsonPropertyName("tolerance"), Range(0.0, 0.5), DefaultValue(0.1)]
+    [Description("No change while the load per ready pod is within this fraction of the target.")]
+    public double? Tolerance { get; set; }
+
+    [JsonPropertyName("scaleDownStabilizationSeconds"), Range(0, 3600), DefaultValue(300)]
+    [Description("A tier shrinks only to the highest count any decision of this window asked for.")]
+    public int? ScaleDownStabilizationSeconds { get; set; }
+
+    [JsonPropertyName("maxScaleUpStep"), Range(1, 1000), DefaultValue(4)]
+    [Description("Most pods one decision adds.")]
+    public int? MaxScaleUpStep { get; set; }
+
+    [JsonPropertyName("maxScaleDownStep"), Range(1, 1000), DefaultValue(1)]
+    [Description("Most pods one decision removes.")]
+    public int? MaxScaleDownStep { get; set; }
+}
+
+/// <summary>What a gateway's load is measured in.</summary>
+public enum GatewayMetric
+{
+    /// <summary>Requests waiting for a slot (moemesh_requests_waiting) plus those running (moemesh_requests_running).</summary>
+    Requests,
+    /// <summary>Fraction of the KV cache in use (moemesh_kv_cache_usage_ratio).</summary>
+    KvCacheUsage,
+}
+
+public sealed class GatewayScalingSpec
+{
+    [JsonPropertyName("metric"), DefaultValue("Requests")]
+    [Description("Requests (waiting plus running per gateway) or KvCacheUsage (fraction of the KV cache in use).")]
+    public GatewayMetric? Metric { get; set; }
+
+    [JsonPropertyName("target"), Range(0.01, 100000.0)]
+    [Description("Target per ready gateway; default 32 requests, or 0.8 of the KV cache.")]
+    public double? Target { get; set; }
+}
+
+public sealed class ExpertScalingSpec
+{
+    [JsonPropertyName("targetBusy"), Range(0.05, 1.0), DefaultValue(0.7)]
+    [Description("Target fraction of time each ready expert node spends computing (from moemesh_expert_compute_seconds).")]
+    public double? TargetBusy { get; set; }
+}

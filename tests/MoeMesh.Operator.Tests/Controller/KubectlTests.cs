@@ -1,3 +1,4 @@
+using MoeMesh.Testing.Operator;
 using System.Diagnostics;
 using MoeMesh.Operator.Desired;
 using MoeMesh.Operator.Resources;

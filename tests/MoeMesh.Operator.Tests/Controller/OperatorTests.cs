@@ -1,3 +1,4 @@
+using MoeMesh.Testing.Operator;
 using k8s;
 using System.Net;
 using System.Text.Json.Nodes;

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace MoeMesh.Operator.Tests.Controller;
+namespace MoeMesh.Testing.Operator;
 
 /// <summary>A real moemesh-operator process talking to a test API server through a kubeconfig.</summary>
 public sealed class OperatorProcess : IAsyncDisposable

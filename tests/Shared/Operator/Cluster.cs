@@ -5,7 +5,7 @@ using MoeMesh.Operator.Desired;
 using MoeMesh.Operator.Resources;
 using MoeMesh.Testing.KubeApi;
 
-namespace MoeMesh.Operator.Tests.Controller;
+namespace MoeMesh.Testing.Operator;
 
 /// <summary>
 /// A test API server with the MoeDeployment CRD, a kubeconfig for it, and a client: what the operator tests
@@ -30,7 +30,9 @@ public sealed class Cluster : IAsyncDisposable
     public static async Task<Cluster> StartAsync()
     {
         var dir = Directory.CreateTempSubdirectory("moemesh-operator-").FullName;
-        return new Cluster(await TestApiServer.StartAsync(Samples.Crd()), dir);
+        var crd = KubernetesYaml.Deserialize<V1CustomResourceDefinition>(
+            File.ReadAllText(Path.Combine(Programs.RepositoryRoot(), "charts", "moemesh", "crds", "moedeployments.moemesh.dev.yaml")));
+        return new Cluster(await TestApiServer.StartAsync(crd), dir);
     }
 
     public string TempDir => _dir;

@@ -1,0 +1,75 @@
+using System.Text.Json.Nodes;
+using MoeMesh.Operator.Desired;
+using MoeMesh.Operator.Resources;
+using MoeMesh.Testing.Operator;
+
+namespace MoeMesh.Gateway.Tests.Distributed;
+
+/// <summary>
+/// The gateway tier autoscaled end to end: the real operator samples a real, loaded gateway process through the
+/// gateway Service's EndpointSlice on the test API server, scales the gateway Deployment up under a backlog and
+/// back down after the stabilisation window, with each decision in status and as an event.
+/// </summary>
+public sealed class AutoscalingTests
+{
+    [Fact]
+    public async Task Backlog_ScalesTheGatewaysUp_AndIdle_ScalesThemBackDown()
+    {
+        await using var cluster = await Cluster.StartAsync();
+        await using var op = await cluster.StartOperatorAsync("op-a", "--scaling-interval-ms", "500");
+        // One sequence at a time: concurrent requests queue, which is the load signal.
+        await using var gateway = await GatewayProcess.StartAsync(GatewayServer.ModelDir, "--max-running", "1");
+        var n = new Names("default", "auto");
+        var md = new MoeDeployment
+        {
+            Metadata = new() { Name = "auto", NamespaceProperty = "default" },
+            Spec = new MoeDeploymentSpec
+            {
+                Model = new ModelSource { Path = "/demo", HostPath = new HostPathSource { Path = "/var/lib/moemesh" } },
+                Gateway = new GatewayTierSpec { MinReplicas = 1, MaxReplicas = 4 },
+                Scaling = new ScalingSpec
+                {
+                    Gateway = new GatewayScalingSpec { Metric = GatewayMetric.Requests, Target = 1 },
+                    StableWindowSeconds = 6, PanicWindowSeconds = 2, ScaleDownStabilizationSeconds = 6,
+                },
+            },
+        };
+        await cluster.CreateAsync(md);
+        await Eventually.HoldsAsync(() => Task.FromResult(Replicas(cluster, n)), r => r == 1, "one gateway to start with");
+        GatewayEndpoint(cluster, n, gateway.Address);
+
+        // A backlog: eight long requests at once on a gateway that runs one at a time.
+        var requests = Enumerable.Range(0, 8).Select(i => gateway.Http.PostAsync("/v1/completions",
+            new StringContent($$"""{"prompt": "Once upon a time {{i}}", "max_tokens": 120, "ignore_eos": true}""", System.Text.Encoding.UTF8, "application/json"))).ToArray();
+        await Eventually.HoldsAsync(() => Task.FromResult(Replicas(cluster, n)), r => r > 1, "more gateways under the backlog");
+        var up = await Eventually.HoldsAsync(() => cluster.GetAsync("default", "auto"), m => m.Status?.Decisions?.Any(d => d.Tier == "gateway" && d.To > d.From) == true, "the decision in status");
+        var decision = up.Status!.Decisions!.First(d => d.Tier == "gateway" && d.To > d.From);
+        Assert.StartsWith("scale up: ", decision.Reason);
+        Assert.True(cluster.HasEvent("default", "auto", "ScaledUp"));
+        Assert.True(cluster.HasEvent("default", "auto", "Scaled", "applied the autoscaler's counts"));
+        foreach (var r in requests) (await r).EnsureSuccessStatusCode();
+
+        // Idle: back to the minimum, after the stabilisation window, one step at a time.
+        await Eventually.HoldsAsync(() => Task.FromResult(Replicas(cluster, n)), r => r == 1, "back to one gateway");
+        var down = await cluster.GetAsync("default", "auto");
+        Assert.Contains(down.Status!.Decisions!, d => d.Tier == "gateway" && d.To == d.From - 1 && d.Reason.StartsWith("scale down: ", StringComparison.Ordinal));
+        Assert.True(cluster.HasEvent("default", "auto", "ScaledDown"));
+    }
+
+    private static int Replicas(Cluster cluster, Names n) => cluster.Get("deployments", "default", n.Gateway)?["spec"]?["replicas"]?.GetValue<int>() ?? 0;
+
+    /// <summary>The gateway Service's EndpointSlice, pointing at the real gateway process.</summary>
+    private static void GatewayEndpoint(Cluster cluster, Names n, Uri address)
+    {
+        var type = cluster.Server.Type("endpointslices");
+        cluster.Server.Store.Create(type, "default", new JsonObject
+        {
+            ["apiVersion"] = "discovery.k8s.io/v1",
+            ["kind"] = "EndpointSlice",
+            ["metadata"] = new JsonObject { ["name"] = n.Gateway + "-slice", ["namespace"] = "default", ["labels"] = new JsonObject { ["kubernetes.io/service-name"] = n.Gateway } },
+            ["addressType"] = "IPv4",
+            ["endpoints"] = new JsonArray(new JsonObject { ["addresses"] = new JsonArray(address.Host), ["conditions"] = new JsonObject { ["ready"] = true } }),
+            ["ports"] = new JsonArray(new JsonObject { ["name"] = "http", ["port"] = address.Port, ["protocol"] = "TCP" }),
+        });
+    }
+}
