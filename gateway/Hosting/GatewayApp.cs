@@ -80,17 +80,16 @@ public static class GatewayApp
         metrics.Registry.AddBeforeCollectCallback(() => metrics.RequestsWaiting.Set(loop.Waiting));
         if (app.Services.GetService<ExpertTier>() is { } tier)
         {
-            // The admin routes (node proxies, routing table, node set) exist only with an admin key.
-            if (adminKey is not null)
-            {
-                app.MapReverseProxy();
-                app.MapExpertAdmin(tier);
-            }
+            // The proxy always runs: its configuration and health checks are what keep nodes available. Its admin
+            // routes (node proxies), the routing table and the node set exist only with an admin key.
+            app.MapReverseProxy();
+            if (adminKey is not null) app.MapExpertAdmin(tier);
             metrics.Registry.AddBeforeCollectCallback(() =>
             {
                 var coverage = tier.Coverage(host.Engine.Model.Config);
                 metrics.ExpertCoverage.Set(coverage.Ratio);
                 metrics.ExpertNodesAvailable.Set(coverage.AvailableNodes);
+                metrics.PlacementGenerationMin.Set(tier.Directory.MinPlacementGeneration());
                 if (host.RemoteExperts is { } remote) metrics.ExpertWait.IncTo(remote.WaitTime.TotalSeconds);
             });
         }
@@ -151,7 +150,8 @@ public static class GatewayApp
     private static void AddExpertTier(IServiceCollection services, IReadOnlyList<ExpertNode> nodes, ModelConfig config, string fingerprint, GatewayOptions options)
     {
         var nodeKey = BearerKey.From(options.ExpertApiKey);
-        services.AddSingleton(sp => new ExpertNodeDirectory(nodes, fingerprint, config, nodeKey,
+        var admin = options.AdminApiKey is not null;
+        services.AddSingleton(sp => new ExpertNodeDirectory(nodes, fingerprint, config, nodeKey, admin,
             sp.GetRequiredService<InMemoryConfigProvider>(), sp.GetRequiredService<ILogger<ExpertNodeDirectory>>()));
         services.AddHostedService(sp => sp.GetRequiredService<ExpertNodeDirectory>());
         // A reply holds one float32 row per token of a step at most.
@@ -160,6 +160,6 @@ public static class GatewayApp
             TimeSpan.FromMilliseconds(options.ExpertTimeoutMs), maxReply, sp.GetRequiredService<GatewayMetrics>(), sp.GetRequiredService<ILogger<YarpExpertRouter>>()));
         services.AddSingleton<ExpertTier>();
         services.AddSingleton<ILoadBalancingPolicy, LeastOutstandingWorkPolicy>();
-        services.AddReverseProxy().LoadFromMemory(ExpertProxyConfig.Routes(nodes, nodeKey), ExpertProxyConfig.Clusters(nodes));
+        services.AddReverseProxy().LoadFromMemory(ExpertProxyConfig.Routes(nodes, nodeKey, admin), ExpertProxyConfig.Clusters(nodes));
     }
 }

@@ -27,6 +27,7 @@ public sealed class GatewayMetrics
     public Gauge ExpertCoverage { get; }
     public Gauge ExpertNodesAvailable { get; }
     public Gauge DiscoveryUp { get; }
+    public Gauge PlacementGenerationMin { get; }
     public Counter DiscoveryUpdates { get; }
 
     public GatewayMetrics()
@@ -49,6 +50,7 @@ public sealed class GatewayMetrics
         ExpertWait = f.CreateCounter("moemesh_expert_wait_seconds_total", "Time the engine was blocked waiting for expert-node replies (dispatch latency not hidden by overlap).");
         ExpertCoverage = f.CreateGauge("moemesh_expert_coverage_ratio", "Fraction of (MoE layer, expert) pairs held by at least one available node; 1 with experts in-process.");
         ExpertNodesAvailable = f.CreateGauge("moemesh_expert_nodes_available", "Expert nodes that pass their health checks.");
+        PlacementGenerationMin = f.CreateGauge("moemesh_expert_placement_generation_min", "Lowest placement generation among the expert nodes in the routing table (-1: one has none, or no node): a roll-out's next phase waits for it.");
         DiscoveryUp = f.CreateGauge("moemesh_expert_discovery_up", "1 while the EndpointSlice watch of --expert-discovery runs; 0 while the API server is unreachable (the last known nodes stay).");
         DiscoveryUpdates = f.CreateCounter("moemesh_expert_discovery_updates_total", "Node sets --expert-discovery handed to the routing table.");
         Rejected = f.CreateCounter("moemesh_requests_rejected_total", "Requests refused before generation, by HTTP status.", new CounterConfiguration { LabelNames = ["status"] });

@@ -16,7 +16,7 @@ namespace MoeMesh.Gateway.Routing;
 /// Nodes join and leave through <see cref="SetNodesAsync"/>, which swaps YARP's configuration too.
 /// </summary>
 public sealed class ExpertNodeDirectory(
-    IReadOnlyList<ExpertNode> initial, string fingerprint, ModelConfig config, BearerKey? nodeKey, InMemoryConfigProvider proxyConfig, ILogger<ExpertNodeDirectory> logger)
+    IReadOnlyList<ExpertNode> initial, string fingerprint, ModelConfig config, BearerKey? nodeKey, bool adminRoutes, InMemoryConfigProvider proxyConfig, ILogger<ExpertNodeDirectory> logger)
     : BackgroundService
 {
     private static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(1);
@@ -42,6 +42,13 @@ public sealed class ExpertNodeDirectory(
     public long? PlacementGeneration(string nodeId) => _generations.TryGetValue(nodeId, out var g) ? g : null;
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _generations = new();
+
+    /// <summary>The lowest placement generation among the nodes the routing table uses; -1 when one has none or there is no node.</summary>
+    public long MinPlacementGeneration()
+    {
+        var routed = _table.Holdings.Keys.ToArray();
+        return routed.Length == 0 ? -1 : routed.Min(id => _generations.TryGetValue(id, out var g) ? g : -1);
+    }
 
     private sealed record PlacementReport([property: JsonPropertyName("generation")] long? Generation);
 
@@ -84,7 +91,7 @@ public sealed class ExpertNodeDirectory(
         try
         {
             _nodes = ExpertNode.Reconcile(_nodes, addresses);
-            proxyConfig.Update(ExpertProxyConfig.Routes(_nodes, nodeKey), ExpertProxyConfig.Clusters(_nodes));
+            proxyConfig.Update(ExpertProxyConfig.Routes(_nodes, nodeKey, adminRoutes), ExpertProxyConfig.Clusters(_nodes));
             logger.LogInformation("Expert nodes: {Nodes}", string.Join(", ", _nodes.Select(n => $"{n.Id}={n.Address}")));
         }
         finally

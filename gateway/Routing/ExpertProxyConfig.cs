@@ -44,11 +44,12 @@ public static class ExpertProxyConfig
     ];
 
     /// <summary>
-    /// The admin routes. The client's Authorization header (the gateway's own key) is never passed on:
-    /// the node gets the nodes' key when there is one, no Authorization header otherwise.
+    /// The admin routes; none without an admin key (the proxy still runs: its health checks keep the nodes
+    /// available). The client's Authorization header (the gateway's own key) is never passed on: the node gets
+    /// the nodes' key when there is one, no Authorization header otherwise.
     /// </summary>
-    public static IReadOnlyList<RouteConfig> Routes(IReadOnlyList<ExpertNode> nodes, BearerKey? nodeKey) =>
-        nodes.SelectMany(n => new[] { "metrics", "v1/experts" }.Select(path => new RouteConfig
+    public static IReadOnlyList<RouteConfig> Routes(IReadOnlyList<ExpertNode> nodes, BearerKey? nodeKey, bool admin) =>
+        !admin ? [] : nodes.SelectMany(n => new[] { "metrics", "v1/experts" }.Select(path => new RouteConfig
         {
             RouteId = $"{AdminCluster(n)}-{path.Replace('/', '-')}",
             ClusterId = AdminCluster(n),

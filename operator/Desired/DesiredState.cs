@@ -83,13 +83,22 @@ public static class DesiredState
         Subjects = [new Rbacv1Subject { Kind = "ServiceAccount", Name = n.GatewayAccount, NamespaceProperty = n.Namespace }],
     };
 
-    private static V1ConfigMap PlacementConfigMap(MoeDeployment md, Names n, PlacementPlan placement, long generation) => new()
+    private static V1ConfigMap PlacementConfigMap(MoeDeployment md, Names n, PlacementPlan placement, long generation)
     {
-        ApiVersion = "v1",
-        Kind = "ConfigMap",
-        Metadata = Meta(md, n, n.Placement, Names.ExpertComponent, new Dictionary<string, string> { [Names.PlacementGenerationAnnotation] = generation.ToString() }),
-        Data = Enumerable.Range(0, placement.Nodes.Count).ToDictionary(i => Names.PlacementKey(n.ExpertPod(i)), i => placement.Document(i, generation)),
-    };
+        var data = Enumerable.Range(0, placement.Nodes.Count).ToDictionary(i => Names.PlacementKey(n.ExpertPod(i)), i => placement.Document(i, generation));
+        return new V1ConfigMap
+        {
+            ApiVersion = "v1",
+            Kind = "ConfigMap",
+            // The digest tells the operator's own documents (which it keeps) from a hand edit (which it replaces).
+            Metadata = Meta(md, n, n.Placement, Names.ExpertComponent, new Dictionary<string, string>
+            {
+                [Names.PlacementGenerationAnnotation] = generation.ToString(),
+                [Names.PlacementDigestAnnotation] = PlacementPlan.Digest(data),
+            }),
+            Data = data,
+        };
+    }
 
     private static V1Service GatewayService(MoeDeployment md, Names n) => new()
     {

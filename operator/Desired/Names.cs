@@ -14,6 +14,7 @@ public sealed record Names(string Namespace, string Instance)
     public const string GatewayComponent = "gateway";
     public const string ExpertComponent = "expert-node";
     public const string PlacementGenerationAnnotation = "moemesh.dev/placement-generation";
+    public const string PlacementDigestAnnotation = "moemesh.dev/placement-digest";
     public const int GatewayPort = 8000;
     public const int ExpertPort = 9000;
 

@@ -34,6 +34,39 @@ public sealed record PlacementPlan(IReadOnlyList<IReadOnlyDictionary<string, str
         ["layers"] = new JsonObject(Nodes[i].Select(kv => KeyValuePair.Create(kv.Key, kv.Value.Length == 0 ? (JsonNode?)new JsonArray() : JsonValue.Create(kv.Value)))),
     }.ToJsonString();
 
+    /// <summary>A digest of a placement ConfigMap's documents.</summary>
+    public static string Digest(IDictionary<string, string> data) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(
+            string.Join("\n", data.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => kv.Key + "=" + kv.Value)))))[..16];
+
+    /// <summary>
+    /// The plan a placement ConfigMap holds for <paramref name="nodes"/> nodes (keys of <paramref name="pod"/> 0..n-1);
+    /// null when a document is missing or unreadable.
+    /// </summary>
+    public static PlacementPlan? FromDocuments(IDictionary<string, string> data, int nodes, Func<int, string> pod)
+    {
+        var plan = new List<IReadOnlyDictionary<string, string>>();
+        for (var i = 0; i < nodes; i++)
+        {
+            if (!data.TryGetValue(pod(i) + ".json", out var doc)) return null;
+            try
+            {
+                if (JsonNode.Parse(doc)?["layers"] is not JsonObject layers) return null;
+                plan.Add(new SortedDictionary<string, string>(layers.ToDictionary(kv => kv.Key, kv => kv.Value switch
+                {
+                    JsonArray a => string.Join(",", a.Select(x => x!.GetValue<int>())),
+                    JsonValue v => v.GetValue<string>(),
+                    _ => throw new FormatException("not an expert list"),
+                }), StringComparer.Ordinal));
+            }
+            catch (Exception e) when (e is System.Text.Json.JsonException or FormatException or InvalidOperationException)
+            {
+                return null;
+            }
+        }
+        return new PlacementPlan(plan);
+    }
+
     /// <summary>
     /// The shards of the "*" entries with no holder among <paramref name="readyNodes"/>, as "i/n" in shard order;
     /// empty for a per-layer plan, whose coverage the gateways report.

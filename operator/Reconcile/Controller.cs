@@ -14,7 +14,8 @@ namespace MoeMesh.Operator.Reconcile;
 /// watch is a resync), ends after the resync period and is started again; a reconcile that fails goes back
 /// with exponential backoff.
 /// </summary>
-public sealed class Controller(IKubernetes client, Reconciler reconciler, Scaling.ScalingLoop scaling, OperatorMetrics metrics, ControllerSettings settings, ILogger<Controller> logger)
+public sealed class Controller(IKubernetes client, Reconciler reconciler, Scaling.ScalingLoop scaling, Scaling.PlacementLoop placement,
+    OperatorMetrics metrics, ControllerSettings settings, ILogger<Controller> logger)
 {
     private readonly WorkQueue<(string Namespace, string Name)> _queue = new(settings.RetryBase, settings.RetryMax);
     private int _synced;
@@ -35,12 +36,12 @@ public sealed class Controller(IKubernetes client, Reconciler reconciler, Scalin
         await Task.WhenAll(loops);
     }
 
-    /// <summary>The autoscaler's sampling loop; a decision that changes a count queues its deployment.</summary>
+    /// <summary>The autoscaler's sampling loop and the placement rounds; a decision that changes the children queues their deployment.</summary>
     private async Task ScaleAsync(CancellationToken ct)
     {
         try
         {
-            await scaling.RunAsync((ns, name) => _queue.Add((ns, name)), ct);
+            await Task.WhenAll(scaling.RunAsync((ns, name) => _queue.Add((ns, name)), ct), placement.RunAsync((ns, name) => _queue.Add((ns, name)), ct));
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {

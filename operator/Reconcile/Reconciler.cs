@@ -38,8 +38,12 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
         var n = Names.Of(md);
         scaling.Track(md);
         var counts = scaling.Counts(md);
-        var plan = PlacementPlan.Uniform(counts.ExpertNodes, md.Spec.Experts?.MinReplicasPerExpert ?? 1);
-        var generation = await PlacementGenerationAsync(n, md, plan, ct);
+        var placement = await PlacementConfigMapAsync(n, ct);
+        // The planner's new placement; else the operator's own documents in force (kept across restarts and leaders);
+        // else (none yet, another node count, or edited by hand) the uniform one.
+        var plan = scaling.Placement(md, counts.ExpertNodes) ?? Kept(placement, n, counts.ExpertNodes)
+            ?? PlacementPlan.Uniform(counts.ExpertNodes, md.Spec.Experts?.MinReplicasPerExpert ?? 1);
+        var generation = PlacementGeneration(placement, n, md, plan);
         var desired = DesiredState.Children(md, counts, plan, generation.Value);
 
         // Every child is tried, and every unwanted one deleted, even after a refusal: one bad child does not freeze the rest.
@@ -141,23 +145,33 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
     /// The generation of the placement: the ConfigMap's, one more when the plan differs from what it holds. Never
     /// below the one in the status, so that it only grows even if the ConfigMap was deleted or the tier removed.
     /// </summary>
-    private async Task<(long Value, bool Changed)> PlacementGenerationAsync(Names n, MoeDeployment md, PlacementPlan plan, CancellationToken ct)
+    private static (long Value, bool Changed) PlacementGeneration(V1ConfigMap? current, Names n, MoeDeployment md, PlacementPlan plan)
     {
-        V1ConfigMap? current;
-        try
-        {
-            current = await client.CoreV1.ReadNamespacedConfigMapAsync(n.Placement, n.Namespace, cancellationToken: ct);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-        {
-            current = null;
-        }
         var written = current?.Metadata.Annotations?.TryGetValue(Names.PlacementGenerationAnnotation, out var text) == true && long.TryParse(text, out var g) ? g : 0;
         var generation = Math.Max(written, md.Status?.PlacementGeneration ?? 0);
         var same = written == generation && generation > 0 && current!.Data is { } data && data.Count == plan.Nodes.Count
             && Enumerable.Range(0, plan.Nodes.Count).All(i => data.TryGetValue(Names.PlacementKey(n.ExpertPod(i)), out var doc) && doc == plan.Document(i, generation));
         return same ? (generation, false) : (generation + 1, true);
     }
+
+    private async Task<V1ConfigMap?> PlacementConfigMapAsync(Names n, CancellationToken ct)
+    {
+        try
+        {
+            return await client.CoreV1.ReadNamespacedConfigMapAsync(n.Placement, n.Namespace, cancellationToken: ct);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The plan in the ConfigMap when it is the operator's own (its digest matches) and for this many nodes.</summary>
+    private static PlacementPlan? Kept(V1ConfigMap? map, Names n, int nodes) =>
+        map?.Data is { } data && map.Metadata.Annotations?.TryGetValue(Names.PlacementDigestAnnotation, out var digest) == true
+        && digest == PlacementPlan.Digest(data) && data.Count == nodes
+            ? PlacementPlan.FromDocuments(data, nodes, n.ExpertPod)
+            : null;
 
     /// <summary>What this deployment's managed children are now, by kind and name, with their resource versions.</summary>
     private async Task<Dictionary<(string Kind, string Name), V1ObjectMeta>> ManagedChildrenAsync(Names n, MoeDeployment md, CancellationToken ct)

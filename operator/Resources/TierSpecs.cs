@@ -155,6 +155,29 @@ public sealed class ScalingSpec
     [JsonPropertyName("maxScaleDownStep"), Range(1, 1000), DefaultValue(1)]
     [Description("Most pods one decision removes.")]
     public int? MaxScaleDownStep { get; set; }
+
+    [JsonPropertyName("placement")]
+    [Description("Rebalancing the expert placement from the gateways' measured load.")]
+    public PlacementSpec? Placement { get; set; }
+}
+
+public sealed class PlacementSpec
+{
+    [JsonPropertyName("intervalSeconds"), Range(0, 86400), DefaultValue(300)]
+    [Description("Time between rebalancing rounds; 0 keeps the uniform placement.")]
+    public int? IntervalSeconds { get; set; }
+
+    [JsonPropertyName("maxMovesPerRound"), Range(1, 1000000), DefaultValue(256)]
+    [Description("Most expert copies the nodes load in one round, over all MoE layers.")]
+    public int? MaxMovesPerRound { get; set; }
+
+    [JsonPropertyName("targetImbalance"), Range(1.0, 4.0), DefaultValue(1.05)]
+    [Description("A layer is balanced enough when its busiest node carries at most this multiple of the mean.")]
+    public double? TargetImbalance { get; set; }
+
+    [JsonPropertyName("minGain"), Range(0.0, 1.0), DefaultValue(0.02)]
+    [Description("A round whose improvement of max/mean is below this is skipped: moving weights is not free.")]
+    public double? MinGain { get; set; }
 }
 
 /// <summary>What a gateway's load is measured in.</summary>

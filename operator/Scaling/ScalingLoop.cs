@@ -1,6 +1,3 @@
-using System.Net;
-using k8s;
-using k8s.Models;
 using Microsoft.Extensions.Logging;
 using MoeMesh.Operator.Desired;
 using MoeMesh.Operator.Reconcile;
@@ -16,11 +13,10 @@ namespace MoeMesh.Operator.Scaling;
 /// from the rate of moemesh_expert_compute_seconds; a node is counted from its second sample on, so that a
 /// node still loading contributes neither capacity nor load.
 /// </summary>
-public sealed class ScalingLoop(IKubernetes client, ScalingState state, EventRecorder events, ScalingSettings settings, ILogger<ScalingLoop> logger)
+public sealed class ScalingLoop(ScalingState state, PodScraper pods, EventRecorder events, ScalingSettings settings, ILogger<ScalingLoop> logger)
 {
     private readonly Dictionary<(string, string, string), Autoscaler> _autoscalers = [];
     private readonly Dictionary<string, (double Sum, DateTime At)> _lastCompute = [];
-    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(2) };
 
     public async Task RunAsync(Action<string, string> reconcile, CancellationToken ct)
     {
@@ -52,8 +48,8 @@ public sealed class ScalingLoop(IKubernetes client, ScalingState state, EventRec
             var target = s.Scaling?.Gateway?.Target ?? (metric == GatewayMetric.Requests ? 32 : 0.8);
             var a = For(md, "gateway", Tuned(new AutoscalerSettings(target, gmin, s.Gateway.MaxReplicas ?? gmin), s.Scaling));
             var values = new List<double>();
-            foreach (var pod in await ReadyPodsAsync(n.Namespace, n.Gateway, ct))
-                if (await ScrapeAsync(pod, ct) is { } text)
+            foreach (var pod in await pods.ReadyAsync(n.Namespace, n.Gateway, ct))
+                if (await pods.MetricsAsync(pod, ct) is { } text)
                     values.Add(metric == GatewayMetric.Requests
                         ? (PrometheusText.Sum(text, "moemesh_requests_waiting") ?? 0) + (PrometheusText.Sum(text, "moemesh_requests_running") ?? 0)
                         : PrometheusText.Sum(text, "moemesh_kv_cache_usage_ratio") ?? 0);
@@ -63,9 +59,9 @@ public sealed class ScalingLoop(IKubernetes client, ScalingState state, EventRec
         {
             var a = For(md, "experts", Tuned(new AutoscalerSettings(s.Scaling?.Experts?.TargetBusy ?? 0.7, emin, s.Experts.MaxNodes ?? emin), s.Scaling));
             var values = new List<double>();
-            foreach (var pod in await ReadyPodsAsync(n.Namespace, n.Experts, ct))
+            foreach (var pod in await pods.ReadyAsync(n.Namespace, n.Experts, ct))
             {
-                if (await ScrapeAsync(pod, ct) is not { } text || PrometheusText.Sum(text, "moemesh_expert_compute_seconds_sum") is not { } sum) continue;
+                if (await pods.MetricsAsync(pod, ct) is not { } text || PrometheusText.Sum(text, "moemesh_expert_compute_seconds_sum") is not { } sum) continue;
                 var key = pod.ToString();
                 if (_lastCompute.TryGetValue(key, out var last) && now > last.At && sum >= last.Sum)
                     values.Add(Math.Min(1, (sum - last.Sum) / (now - last.At).TotalSeconds));
@@ -105,34 +101,6 @@ public sealed class ScalingLoop(IKubernetes client, ScalingState state, EventRec
         MaxStepDown = s.MaxScaleDownStep ?? a.MaxStepDown,
     };
 
-    /// <summary>Base URLs of the Service's ready endpoints.</summary>
-    private async Task<IReadOnlyList<Uri>> ReadyPodsAsync(string ns, string service, CancellationToken ct)
-    {
-        var slices = await client.DiscoveryV1.ListNamespacedEndpointSliceAsync(ns, labelSelector: $"kubernetes.io/service-name={service}", cancellationToken: ct);
-        var pods = new List<Uri>();
-        foreach (var slice in slices.Items)
-        {
-            var port = slice.Ports?.FirstOrDefault(p => p.Name == "http")?.Port ?? slice.Ports?.FirstOrDefault()?.Port;
-            if (port is null) continue;
-            foreach (var e in slice.Endpoints ?? [])
-                if (e.Conditions?.Ready != false && e.Addresses is { Count: > 0 } a)
-                    pods.Add(new Uri(slice.AddressType == "IPv6" ? $"http://[{a[0]}]:{port}/" : $"http://{a[0]}:{port}/"));
-        }
-        return pods;
-    }
-
-    private async Task<string?> ScrapeAsync(Uri pod, CancellationToken ct)
-    {
-        try
-        {
-            return await _http.GetStringAsync(new Uri(pod, "metrics"), ct);
-        }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
-        {
-            logger.LogDebug("Scraping {Pod}: {Error}", pod, e.Message);
-            return null;
-        }
-    }
 }
 
 /// <summary>How often the tiers' load is sampled.</summary>

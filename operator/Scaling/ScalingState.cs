@@ -18,6 +18,19 @@ public sealed class ScalingState
         public int? Gateways;
         public int? ExpertNodes;
         public readonly LinkedList<ScalingDecisionStatus> Decisions = new();
+        public PlacementPlan? Placement;
+    }
+
+    /// <summary>The planner's placement to write, while it matches the node count; null for the uniform one.</summary>
+    public PlacementPlan? Placement(MoeDeployment md, int nodes)
+    {
+        lock (_lock) return _entries.TryGetValue(Key(md), out var e) && e.Placement is { } p && p.Nodes.Count == nodes ? p : null;
+    }
+
+    public void SetPlacement(MoeDeployment md, PlacementPlan plan)
+    {
+        lock (_lock)
+            if (_entries.TryGetValue(Key(md), out var e)) e.Placement = plan;
     }
 
     /// <summary>The deployments to scale: those reconciled lately, with their latest spec.</summary>

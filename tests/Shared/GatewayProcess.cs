@@ -30,8 +30,9 @@ public sealed class GatewayProcess : IAsyncDisposable
         await Eventually.HoldsAsync(async () =>
         {
             if (process.HasExited) throw new InvalidOperationException("gateway exited while starting");
-            return (await gateway.Http.GetAsync("/readyz")).IsSuccessStatusCode;
-        }, $"gateway {address} ready");
+            var ready = await gateway.Http.GetAsync("/readyz");
+            return (ready.IsSuccessStatusCode, await ready.Content.ReadAsStringAsync());
+        }, r => r.IsSuccessStatusCode, $"gateway {address} ready");
         return gateway;
     }
 

@@ -74,3 +74,22 @@ public sealed class DistributedGenerationTests
         Assert.Contains("16 experts have no available node (layer 1 expert 8, layer 1 expert 9,", body);
     }
 }
+
+/// <summary>A gateway process without an admin key (as the operator runs it) serves through expert nodes, and has no admin routes.</summary>
+public sealed class NoAdminKeyTests
+{
+    [Fact]
+    public async Task GatewayWithoutAdminKey_ServesThroughExpertNodes_AndHasNoNodeProxies()
+    {
+        var dir = GatewayServer.ModelDir;
+        var request = DistributedGenerationTests.Request(4, "The experts of a mixture");
+        var expected = await GatewayServer.InProcessJsonAsync(dir, "/v1/completions", request);
+        await using var node = await ExpertNodeProcess.StartAsync(dir, "all");
+        await using var gateway = await GatewayProcess.StartAsync(dir, "--expert-nodes", node.Address.ToString());
+        var response = await gateway.Http.PostAsync("/v1/completions", new StringContent(System.Text.Json.JsonSerializer.Serialize(request), System.Text.Encoding.UTF8, "application/json"));
+        response.EnsureSuccessStatusCode();
+        Completions.AssertSame(expected, System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement);
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await gateway.Http.GetAsync("/admin/nodes/node-0/metrics")).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await gateway.Http.GetAsync("/admin/routing")).StatusCode);
+    }
+}

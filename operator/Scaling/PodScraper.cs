@@ -1,0 +1,44 @@
+using k8s;
+using Microsoft.Extensions.Logging;
+
+namespace MoeMesh.Operator.Scaling;
+
+/// <summary>Reads the pods of a Service: their ready endpoints (EndpointSlices) and what they serve over HTTP.</summary>
+public sealed class PodScraper(IKubernetes client, ILogger<PodScraper> logger) : IDisposable
+{
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(2) };
+
+    /// <summary>Base URLs of the Service's ready endpoints.</summary>
+    public async Task<IReadOnlyList<Uri>> ReadyAsync(string ns, string service, CancellationToken ct)
+    {
+        var slices = await client.DiscoveryV1.ListNamespacedEndpointSliceAsync(ns, labelSelector: $"kubernetes.io/service-name={service}", cancellationToken: ct);
+        var pods = new List<Uri>();
+        foreach (var slice in slices.Items)
+        {
+            var port = slice.Ports?.FirstOrDefault(p => p.Name == "http")?.Port ?? slice.Ports?.FirstOrDefault()?.Port;
+            if (port is null) continue;
+            foreach (var e in slice.Endpoints ?? [])
+                if (e.Conditions?.Ready != false && e.Addresses is { Count: > 0 } a)
+                    pods.Add(new Uri(slice.AddressType == "IPv6" ? $"http://[{a[0]}]:{port}/" : $"http://{a[0]}:{port}/"));
+        }
+        return pods;
+    }
+
+    public Task<string?> MetricsAsync(Uri pod, CancellationToken ct) => GetAsync(pod, "metrics", ct);
+
+    /// <summary>The body of GET <paramref name="path"/> on the pod; null when it does not answer 200 in time.</summary>
+    public async Task<string?> GetAsync(Uri pod, string path, CancellationToken ct)
+    {
+        try
+        {
+            return await _http.GetStringAsync(new Uri(pod, path), ct);
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
+        {
+            logger.LogDebug("Reading {Path} of {Pod}: {Error}", path, pod, e.Message);
+            return null;
+        }
+    }
+
+    public void Dispose() => _http.Dispose();
+}

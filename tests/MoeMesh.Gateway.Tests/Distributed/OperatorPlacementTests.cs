@@ -1,0 +1,127 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MoeMesh.Operator.Desired;
+using MoeMesh.Operator.Resources;
+using MoeMesh.Testing.KubeApi;
+using MoeMesh.Testing.Operator;
+
+namespace MoeMesh.Gateway.Tests.Distributed;
+
+/// <summary>
+/// The operator's placement rounds end to end: the real operator reads the routed load of a real gateway (found
+/// through the test API server's EndpointSlices), plans, and rolls the placement out make-before-break through
+/// the placement ConfigMap, which the test copies into the real nodes' --placement files as the kubelet would;
+/// the gateway finds the nodes by --expert-discovery. No request fails and every answer equals the in-process one.
+/// </summary>
+public sealed class OperatorPlacementTests
+{
+    private static readonly string[] Prompts = ["The experts of a mixture", "Once upon a time", "def main():"];
+
+    [Fact]
+    public async Task PlacementRounds_RollOutThroughTheConfigMap_WhileServing()
+    {
+        var dir = GatewayServer.ModelDir;
+        var expected = new Dictionary<string, JsonElement>();
+        foreach (var p in Prompts) expected[p] = await GatewayServer.InProcessJsonAsync(dir, "/v1/completions", DistributedGenerationTests.Request(6, p));
+        await using var cluster = await Cluster.StartAsync();
+        await using var op = await cluster.StartOperatorAsync("op-a");
+        var n = new Names("default", "m");
+        await cluster.CreateAsync(new MoeDeployment
+        {
+            Metadata = new() { Name = "m", NamespaceProperty = "default" },
+            Spec = new MoeDeploymentSpec
+            {
+                Model = new ModelSource { Path = "/demo", HostPath = new HostPathSource { Path = "/var/lib/moemesh" } },
+                Gateway = new GatewayTierSpec { Replicas = 1 },
+                Experts = new ExpertTierSpec { Nodes = 3, MinReplicasPerExpert = 1, RedundantSlots = 6 },
+                Scaling = new ScalingSpec { Placement = new PlacementSpec { IntervalSeconds = 2, TargetImbalance = 1.0, MinGain = 0 } },
+            },
+        });
+        await Eventually.HoldsAsync(() => Task.FromResult(cluster.Get("configmaps", "default", n.Placement)), c => c is not null, "the placement ConfigMap");
+
+        // The kubelet's part: each node's --placement file follows its key of the ConfigMap.
+        var files = Enumerable.Range(0, 3).Select(i => Path.Combine(cluster.TempDir, $"{n.ExpertPod(i)}.json")).ToArray();
+        SyncFiles(cluster, n, files);
+        using var stop = new CancellationTokenSource();
+        var kubelet = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                SyncFiles(cluster, n, files);
+                await Task.Delay(100);
+            }
+        });
+        var port = Random.Shared.Next(20_000, 60_000);
+        var nodes = new List<ExpertNodeProcess>();
+        try
+        {
+            for (var i = 0; i < 3; i++)
+                nodes.Add(await ExpertNodeProcess.StartAtAsync(dir, "all", $"{Programs.PrivateLoopbackHost()}:{port}", "--placement", files[i], "--drain-seconds", "2"));
+            Slice(cluster, n.Experts, nodes.Select(x => x.Address).ToArray());
+            await using var gateway = await GatewayProcess.StartAsync(dir, "--expert-discovery", $"k8s://default/{n.Experts}", "--kubeconfig", cluster.Kubeconfig);
+            Slice(cluster, n.Gateway, [gateway.Address]);
+
+            var answers = new ConcurrentQueue<(string Prompt, JsonElement Answer)>();
+            var traffic = Task.Run(async () =>
+            {
+                for (var k = 0; !stop.IsCancellationRequested; k++)
+                {
+                    var prompt = Prompts[k % Prompts.Length];
+                    var response = await gateway.Http.PostAsync("/v1/completions", Json(DistributedGenerationTests.Request(6, prompt)));
+                    response.EnsureSuccessStatusCode();
+                    answers.Enqueue((prompt, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone()));
+                }
+            });
+            await Eventually.HoldsAsync(() => Task.FromResult(cluster.HasEvent("default", "m", "PlacementRebalanced")), "a placement round rolled out");
+            var served = answers.Count;
+            await Eventually.HoldsAsync(() => Task.FromResult(answers.Count > served), "requests served on the new placement");
+            await stop.CancelAsync();
+            await traffic;
+            await kubelet;
+
+            Assert.All(answers, a => Completions.AssertSame(expected[a.Prompt], a.Answer));
+            var rollout = cluster.Events("default", "m").Where(e => e["reason"]!.ToString() == "PlacementRollout").Select(e => e["message"]!.ToString()).ToArray();
+            Assert.Contains(rollout, m => m.StartsWith("phase 1 of 2", StringComparison.Ordinal));
+            Assert.Contains(rollout, m => m.StartsWith("phase 2 of 2", StringComparison.Ordinal));
+            var status = await cluster.GetAsync("default", "m");
+            Assert.True(status.Status!.PlacementGeneration >= 3, $"placement generation {status.Status.PlacementGeneration}");
+            // Explicit per-layer lists replaced the uniform shards, and every expert still has a holder on every layer.
+            var data = cluster.Get("configmaps", "default", n.Placement)!["data"]!.AsObject();
+            Assert.DoesNotContain(data, kv => kv.Value!.ToString().Contains("shard:", StringComparison.Ordinal));
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            foreach (var node in nodes) await node.DisposeAsync();
+        }
+    }
+
+    private static StringContent Json(object body) => new(JsonSerializer.Serialize(body), System.Text.Encoding.UTF8, "application/json");
+
+    private static void SyncFiles(Cluster cluster, Names n, string[] files)
+    {
+        if (cluster.Get("configmaps", "default", n.Placement)?["data"] is not JsonObject data) return;
+        for (var i = 0; i < files.Length; i++)
+            if (data[$"{n.ExpertPod(i)}.json"]?.ToString() is { } doc && (!File.Exists(files[i]) || File.ReadAllText(files[i]) != doc))
+            {
+                // Written whole and renamed into place, as the kubelet swaps a ConfigMap volume's files.
+                File.WriteAllText(files[i] + ".tmp", doc);
+                File.Move(files[i] + ".tmp", files[i], overwrite: true);
+            }
+    }
+
+    private static void Slice(Cluster cluster, string service, Uri[] pods)
+    {
+        var type = cluster.Server.Type("endpointslices");
+        cluster.Server.Store.Create(type, "default", new JsonObject
+        {
+            ["apiVersion"] = "discovery.k8s.io/v1",
+            ["kind"] = "EndpointSlice",
+            ["metadata"] = new JsonObject { ["name"] = service + "-slice", ["namespace"] = "default", ["labels"] = new JsonObject { ["kubernetes.io/service-name"] = service } },
+            ["addressType"] = "IPv4",
+            ["endpoints"] = new JsonArray(pods.Select(p => (JsonNode)new JsonObject { ["addresses"] = new JsonArray(p.Host), ["conditions"] = new JsonObject { ["ready"] = true } }).ToArray()),
+            ["ports"] = new JsonArray(new JsonObject { ["name"] = "http", ["port"] = pods[0].Port, ["protocol"] = "TCP" }),
+        });
+    }
+}
