@@ -43,14 +43,15 @@ public static class Programs
     /// Starts a program that logs "Now listening on: URL" once it serves (ASP.NET Core's line) and returns the
     /// process and that URL; fails with the program's output if it exits first.
     /// </summary>
-    public static async Task<(Process Process, Uri Address)> StartListeningAsync(ProcessStartInfo info, string what)
+    public static async Task<(Process Process, Uri Address)> StartListeningAsync(ProcessStartInfo info, string what, System.Collections.Concurrent.ConcurrentQueue<string>? log = null)
     {
         info.RedirectStandardOutput = true;
         info.RedirectStandardError = true;
         info.UseShellExecute = false;
         var process = Process.Start(info)!;
         var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        // The program's output, kept for failure messages (and for the caller when it passes a queue).
+        var output = log ?? new System.Collections.Concurrent.ConcurrentQueue<string>();
         process.OutputDataReceived += (_, e) =>
         {
             if (e.Data is null) return;

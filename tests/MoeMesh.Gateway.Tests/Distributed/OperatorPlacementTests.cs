@@ -73,7 +73,11 @@ public sealed class OperatorPlacementTests
                     answers.Enqueue((prompt, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone()));
                 }
             });
-            await Eventually.HoldsAsync(() => Task.FromResult(cluster.HasEvent("default", "m", "PlacementRebalanced")), "a placement round rolled out");
+            await Eventually.HoldsAsync(() => Task.FromResult((Done: cluster.HasEvent("default", "m", "PlacementRebalanced"),
+                    Events: string.Join(" | ", cluster.Events("default", "m").Select(e => $"{e["reason"]}: {e["message"]}").TakeLast(6)),
+                    Generation: cluster.Get("configmaps", "default", n.Placement)?["metadata"]?["annotations"]?[Names.PlacementGenerationAnnotation]?.ToString(),
+                    Operator: op.Tail())),
+                r => r.Done, "a placement round rolled out");
             var served = answers.Count;
             await Eventually.HoldsAsync(() => Task.FromResult(answers.Count > served), "requests served on the new placement");
             await stop.CancelAsync();

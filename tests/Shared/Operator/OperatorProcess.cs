@@ -25,9 +25,15 @@ public sealed class OperatorProcess : IAsyncDisposable
         foreach (var a in (string[])["--kubeconfig", kubeconfig, "--urls", $"http://{Programs.PrivateLoopbackHost()}:0", "--identity", identity,
                      "--retry-base-ms", "100", .. extraArgs])
             info.ArgumentList.Add(a);
-        var (process, address) = await Programs.StartListeningAsync(info, $"operator {identity}");
-        return new OperatorProcess(process, address, identity);
+        var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var (process, address) = await Programs.StartListeningAsync(info, $"operator {identity}", log);
+        return new OperatorProcess(process, address, identity) { _log = log };
     }
+
+    private System.Collections.Concurrent.ConcurrentQueue<string> _log = new();
+
+    /// <summary>The operator's last output lines that are not routine information, for failure messages.</summary>
+    public string Tail(int lines = 12) => string.Join("\n", _log.Where(l => !l.StartsWith("info:", StringComparison.Ordinal)).TakeLast(lines));
 
     public Task<double?> MetricAsync(string series) => Programs.MetricAsync(Http, series);
 
