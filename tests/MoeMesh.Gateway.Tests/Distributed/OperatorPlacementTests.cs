@@ -77,7 +77,8 @@ public sealed class OperatorPlacementTests
                     Events: string.Join(" | ", cluster.Events("default", "m").Select(e => $"{e["reason"]}: {e["message"]}").TakeLast(6)),
                     Generation: cluster.Get("configmaps", "default", n.Placement)?["metadata"]?["annotations"]?[Names.PlacementGenerationAnnotation]?.ToString(),
                     Operator: op.Tail())),
-                r => r.Done, "a placement round rolled out");
+                // Two phases, each waiting on three nodes and the gateway: a generous bound for a loaded 2-core machine.
+                r => r.Done, "a placement round rolled out", TimeSpan.FromMinutes(3));
             var served = answers.Count;
             await Eventually.HoldsAsync(() => Task.FromResult(answers.Count > served), "requests served on the new placement");
             await stop.CancelAsync();
