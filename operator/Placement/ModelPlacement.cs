@@ -63,4 +63,24 @@ public sealed record ModelPlacement(IReadOnlyDictionary<int, LayerPlan> Layers)
 public static class Rollout
 {
     public static IReadOnlyList<ModelPlacement> Phases(ModelPlacement from, ModelPlacement to) => [from.Union(to), to];
+
+    /// <summary>
+    /// The documents to write, phase by phase, leaving out a phase that changes nothing (a target that only adds
+    /// copies needs no second phase, one that only drops needs no first): each written phase is a new generation.
+    /// </summary>
+    public static IReadOnlyList<Desired.PlacementPlan> Steps(ModelPlacement from, ModelPlacement to)
+    {
+        var steps = new List<Desired.PlacementPlan>();
+        var previous = Text(from.ToPlan());
+        foreach (var phase in Phases(from, to).Select(p => p.ToPlan()))
+        {
+            var text = Text(phase);
+            if (text == previous) continue;
+            steps.Add(phase);
+            previous = text;
+        }
+        return steps;
+    }
+
+    private static string Text(Desired.PlacementPlan p) => string.Join("\n", Enumerable.Range(0, p.Nodes.Count).Select(i => p.Document(i, 0)));
 }

@@ -72,7 +72,8 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
             if (before is null)
                 await events.RecordAsync(md, EventRecorder.Normal, specChanged || md.Status is null ? "Created" : "Restored",
                     specChanged || md.Status is null ? $"created {kind.Kind} {child.Name()}" : $"recreated {kind.Kind} {child.Name()}, deleted outside the operator", ct);
-            else if (Changed(before, applied.Metadata))
+            // A new placement is its own event (PlacementChanged), not a restore.
+            else if (Changed(before, applied.Metadata) && !(applied is V1ConfigMap && generation.Changed))
                 await events.RecordAsync(md, EventRecorder.Normal, specChanged ? "Updated" : scaled ? "Scaled" : "Restored",
                     specChanged ? $"applied spec generation {md.Metadata.Generation} to {kind.Kind} {child.Name()}"
                     : scaled ? $"applied the autoscaler's counts ({counts.Gateways} gateways, {counts.ExpertNodes} expert nodes) to {kind.Kind} {child.Name()}"

@@ -24,7 +24,7 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
     private sealed class Round
     {
         public DateTime LastStart = DateTime.MinValue;
-        public PlacementPlan? Target;
+        public Queue<PlacementPlan> Pending = new();
         public long WaitFor;
         public string Summary = "";
     }
@@ -61,15 +61,15 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
         {
             // A phase is out: the next one waits until nodes serve it and gateways route by it.
             if (generation < round.WaitFor || !await ServedAsync(n, round.WaitFor, ct)) return;
-            if (round.Target is { } final && final.Nodes.Count == nodes)
+            if (round.Pending.TryDequeue(out var next) && next.Nodes.Count == nodes)
             {
-                state.SetPlacement(md, final);
-                round.Target = null;
+                state.SetPlacement(md, next);
                 round.WaitFor = generation + 1;
-                await events.RecordAsync(md, EventRecorder.Normal, "PlacementRollout", $"phase 2 of 2: nodes drop what moved away (generation {generation + 1}); {round.Summary}", ct);
+                await events.RecordAsync(md, EventRecorder.Normal, "PlacementRollout", $"next phase: nodes drop what moved away (generation {generation + 1}); {round.Summary}", ct);
                 reconcile(n.Namespace, n.Instance);
                 return;
             }
+            round.Pending.Clear();
             round.WaitFor = 0;
             await events.RecordAsync(md, EventRecorder.Normal, "PlacementRebalanced", $"generation {generation} in force: {round.Summary}", ct);
             return;
@@ -93,16 +93,18 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
         var target = new ModelPlacement(moe.Select((l, i) => (l, planned[i])).ToDictionary(x => x.l, x => x.Item2));
         var moves = inForce.MovesTo(target);
         double Worst(ModelPlacement m) => moe.Max(l => m.Layers[l].Imbalance(load.Value.Layers[l]));
-        if (moves == 0 && target.Layers.All(l => l.Value.Nodes.Select(x => x.Count).SequenceEqual(inForce.Layers[l.Key].Nodes.Select(x => x.Count))))
+        var steps = Rollout.Steps(inForce, target);
+        if (steps.Count == 0)
         {
             logger.LogInformation("{Namespace}/{Name}: placement kept (max/mean {Imbalance:0.000})", n.Namespace, n.Instance, Worst(inForce));
             return;
         }
         round.Summary = $"max/mean node load {Worst(inForce):0.000} -> {Worst(target):0.000}, {moves} expert copies moved";
-        round.Target = target.ToPlan();
+        round.Pending = new Queue<PlacementPlan>(steps.Skip(1));
         round.WaitFor = generation + 1;
-        state.SetPlacement(md, Rollout.Phases(inForce, target)[0].ToPlan());
-        await events.RecordAsync(md, EventRecorder.Normal, "PlacementRollout", $"phase 1 of 2: nodes load their new experts (generation {generation + 1}); {round.Summary}", ct);
+        state.SetPlacement(md, steps[0]);
+        await events.RecordAsync(md, EventRecorder.Normal, "PlacementRollout",
+            $"{(steps.Count == 2 ? "phase 1 of 2: nodes load their new experts" : "one phase")} (generation {generation + 1}); {round.Summary}", ct);
         reconcile(n.Namespace, n.Instance);
     }
 
