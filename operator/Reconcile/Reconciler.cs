@@ -16,7 +16,7 @@ namespace MoeMesh.Operator.Reconcile;
 /// moemesh-operator, forced), delete what it manages but no longer wants, observe readiness and write the status
 /// (retried on conflicts). Throws on failures so that the controller retries with backoff.
 /// </summary>
-public sealed class Reconciler(IKubernetes client, EventRecorder events, OperatorMetrics metrics, ScalingState scaling, ILogger<Reconciler> logger)
+public sealed class Reconciler(IKubernetes client, EventRecorder events, OperatorMetrics metrics, ScalingState scaling, PodScraper pods, ILogger<Reconciler> logger)
 {
     private const int StatusAttempts = 5;
 
@@ -188,17 +188,13 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
     }
 
     /// <summary>The StatefulSet ordinals of the expert nodes the expert Service's EndpointSlices list as ready.</summary>
-    private async Task<IReadOnlyList<int>> ReadyExpertOrdinalsAsync(Names n, CancellationToken ct)
-    {
-        var slices = await client.DiscoveryV1.ListNamespacedEndpointSliceAsync(n.Namespace, labelSelector: $"kubernetes.io/service-name={n.Experts}", cancellationToken: ct);
-        return slices.Items.SelectMany(s => s.Endpoints ?? [])
-            .Where(e => e.Conditions?.Ready ?? true)
-            .Select(e => n.ExpertOrdinal(e.TargetRef?.Name ?? e.Hostname))
+    private async Task<IReadOnlyList<int>> ReadyExpertOrdinalsAsync(Names n, CancellationToken ct) =>
+        (await pods.ReadyEndpointsAsync(n.Namespace, n.Experts, ct))
+            .Select(x => n.ExpertOrdinal(x.Endpoint.TargetRef?.Name ?? x.Endpoint.Hostname))
             .OfType<int>()
             .Distinct()
             .Order()
             .ToArray();
-    }
 
     /// <summary>
     /// Writes the status through the status subresource when it changed; re-reads and retries on a 409 conflict.

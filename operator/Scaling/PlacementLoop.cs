@@ -29,22 +29,8 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
         public string Summary = "";
     }
 
-    public async Task RunAsync(Action<string, string> reconcile, CancellationToken ct)
-    {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
-        while (await timer.WaitForNextTickAsync(ct))
-            foreach (var md in state.Tracked())
-            {
-                try
-                {
-                    await StepAsync(md, reconcile, ct);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    logger.LogWarning("Placement of {Namespace}/{Name}: {Error}", md.Metadata.NamespaceProperty, md.Metadata.Name, e.Message);
-                }
-            }
-    }
+    public Task RunAsync(Action<string, string> reconcile, CancellationToken ct) =>
+        state.EveryTrackedAsync(TimeSpan.FromSeconds(1), "Placement", md => StepAsync(md, reconcile, ct), logger, ct);
 
     private async Task StepAsync(MoeDeployment md, Action<string, string> reconcile, CancellationToken ct)
     {

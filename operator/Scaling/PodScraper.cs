@@ -1,4 +1,5 @@
 using k8s;
+using k8s.Models;
 using Microsoft.Extensions.Logging;
 
 namespace MoeMesh.Operator.Scaling;
@@ -8,19 +9,23 @@ public sealed class PodScraper(IKubernetes client, ILogger<PodScraper> logger) :
 {
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(2) };
 
+    /// <summary>
+    /// The Service's ready endpoints (a missing ready condition counts as ready, as the API defines it) with the
+    /// slice that lists them.
+    /// </summary>
+    public async Task<IReadOnlyList<(V1Endpoint Endpoint, V1EndpointSlice Slice)>> ReadyEndpointsAsync(string ns, string service, CancellationToken ct)
+    {
+        var slices = await client.DiscoveryV1.ListNamespacedEndpointSliceAsync(ns, labelSelector: $"kubernetes.io/service-name={service}", cancellationToken: ct);
+        return slices.Items.SelectMany(s => (s.Endpoints ?? []).Where(e => e.Conditions?.Ready != false).Select(e => (e, s))).ToArray();
+    }
+
     /// <summary>Base URLs of the Service's ready endpoints.</summary>
     public async Task<IReadOnlyList<Uri>> ReadyAsync(string ns, string service, CancellationToken ct)
     {
-        var slices = await client.DiscoveryV1.ListNamespacedEndpointSliceAsync(ns, labelSelector: $"kubernetes.io/service-name={service}", cancellationToken: ct);
         var pods = new List<Uri>();
-        foreach (var slice in slices.Items)
-        {
-            var port = slice.Ports?.FirstOrDefault(p => p.Name == "http")?.Port ?? slice.Ports?.FirstOrDefault()?.Port;
-            if (port is null) continue;
-            foreach (var e in slice.Endpoints ?? [])
-                if (e.Conditions?.Ready != false && e.Addresses is { Count: > 0 } a)
-                    pods.Add(new Uri(slice.AddressType == "IPv6" ? $"http://[{a[0]}]:{port}/" : $"http://{a[0]}:{port}/"));
-        }
+        foreach (var (e, slice) in await ReadyEndpointsAsync(ns, service, ct))
+            if ((slice.Ports?.FirstOrDefault(p => p.Name == "http") ?? slice.Ports?.FirstOrDefault())?.Port is { } port && e.Addresses is { Count: > 0 } a)
+                pods.Add(new Uri(slice.AddressType == "IPv6" ? $"http://[{a[0]}]:{port}/" : $"http://{a[0]}:{port}/"));
         return pods;
     }
 

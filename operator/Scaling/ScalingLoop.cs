@@ -18,22 +18,8 @@ public sealed class ScalingLoop(ScalingState state, PodScraper pods, EventRecord
     private readonly Dictionary<(string, string, string), Autoscaler> _autoscalers = [];
     private readonly Dictionary<string, (double Sum, DateTime At)> _lastCompute = [];
 
-    public async Task RunAsync(Action<string, string> reconcile, CancellationToken ct)
-    {
-        using var timer = new PeriodicTimer(settings.Interval);
-        while (await timer.WaitForNextTickAsync(ct))
-            foreach (var md in state.Tracked())
-            {
-                try
-                {
-                    await SampleAsync(md, reconcile, ct);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    logger.LogWarning("Scaling {Namespace}/{Name}: {Error}", md.Metadata.NamespaceProperty, md.Metadata.Name, e.Message);
-                }
-            }
-    }
+    public Task RunAsync(Action<string, string> reconcile, CancellationToken ct) =>
+        state.EveryTrackedAsync(settings.Interval, "Scaling", md => SampleAsync(md, reconcile, ct), logger, ct);
 
     private async Task SampleAsync(MoeDeployment md, Action<string, string> reconcile, CancellationToken ct)
     {

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using MoeMesh.Operator.Desired;
 using MoeMesh.Operator.Resources;
 
@@ -37,6 +38,27 @@ public sealed class ScalingState
     public IReadOnlyList<MoeDeployment> Tracked()
     {
         lock (_lock) return _entries.Values.Select(e => e.Resource).ToArray();
+    }
+
+    /// <summary>
+    /// Runs <paramref name="step"/> for every tracked deployment each <paramref name="interval"/>; a step that fails
+    /// is logged and the others still run.
+    /// </summary>
+    public async Task EveryTrackedAsync(TimeSpan interval, string what, Func<MoeDeployment, Task> step, ILogger logger, CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(interval);
+        while (await timer.WaitForNextTickAsync(ct))
+            foreach (var md in Tracked())
+            {
+                try
+                {
+                    await step(md);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    logger.LogWarning("{What} of {Namespace}/{Name}: {Error}", what, md.Metadata.NamespaceProperty, md.Metadata.Name, e.Message);
+                }
+            }
     }
 
     public void Track(MoeDeployment md)
