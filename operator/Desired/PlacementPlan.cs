@@ -67,6 +67,22 @@ public sealed record PlacementPlan(IReadOnlyList<IReadOnlyDictionary<string, str
         return new PlacementPlan(plan);
     }
 
+    /// <summary>A node that holds nothing on any MoE layer.</summary>
+    public static IReadOnlyDictionary<string, string> Empty { get; } = new SortedDictionary<string, string>(StringComparer.Ordinal) { ["*"] = "" };
+
+    /// <summary>Whether node <paramref name="i"/> holds nothing on any layer.</summary>
+    public bool HoldsNothing(int i) => Nodes[i].Values.All(v => v.Length == 0);
+
+    /// <summary>
+    /// This plan for <paramref name="nodes"/> nodes: added nodes hold nothing; null when a node beyond the count
+    /// still holds experts (dropping it would drop them).
+    /// </summary>
+    public PlacementPlan? Resized(int nodes)
+    {
+        if (Enumerable.Range(0, Nodes.Count).Any(i => i >= nodes && !HoldsNothing(i))) return null;
+        return new PlacementPlan(Enumerable.Range(0, nodes).Select(i => i < Nodes.Count ? Nodes[i] : Empty).ToArray());
+    }
+
     /// <summary>
     /// The shards of the "*" entries with no holder among <paramref name="readyNodes"/>, as "i/n" in shard order;
     /// empty for a per-layer plan, whose coverage the gateways report.

@@ -30,6 +30,10 @@ public sealed record ModelPlacement(IReadOnlyDictionary<int, LayerPlan> Layers)
                 (a is not null && i < a.NodeCount ? a.Nodes[i] : []).Union(b is not null && i < b.NodeCount ? b.Nodes[i] : [])));
         })));
 
+    /// <summary>This placement on <paramref name="nodes"/> nodes, the added ones holding nothing.</summary>
+    public ModelPlacement Padded(int nodes) => new(new SortedDictionary<int, LayerPlan>(Layers.ToDictionary(l => l.Key,
+        l => new LayerPlan(Enumerable.Range(0, Math.Max(nodes, l.Value.NodeCount)).Select(i => i < l.Value.NodeCount ? l.Value.Nodes[i] : (IEnumerable<int>)[])))));
+
     /// <summary>Expert copies the target adds over this placement, over all layers.</summary>
     public int MovesTo(ModelPlacement target) => target.Layers.Sum(l => l.Value.MovesFrom(Layers.TryGetValue(l.Key, out var p) ? p : new LayerPlan([])));
 

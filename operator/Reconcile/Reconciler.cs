@@ -37,10 +37,13 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
         }
         var n = Names.Of(md);
         scaling.Track(md);
-        var counts = scaling.Counts(md);
         var placement = await PlacementConfigMapAsync(n, ct);
-        // The planner's new placement; else the operator's own documents in force (kept across restarts and leaders);
-        // else (none yet, another node count, or edited by hand) the uniform one.
+        int? live = null;
+        if (TierCounts.HasExpertTier(md.Spec) && scaling.NodesInForce(md) is null)
+            live = (await ReadOrNullAsync(() => client.AppsV1.ReadNamespacedStatefulSetAsync(n.Experts, ns, cancellationToken: ct)))?.Spec?.Replicas;
+        var counts = scaling.Applied(md, live);
+        // The planner's new placement; else the operator's own documents in force (kept across restarts and leaders,
+        // new nodes added empty); else (none yet, or edited by hand) the uniform one.
         var plan = scaling.Placement(md, counts.ExpertNodes) ?? Kept(placement, n, counts.ExpertNodes)
             ?? PlacementPlan.Uniform(counts.ExpertNodes, md.Spec.Experts?.MinReplicasPerExpert ?? 1);
         var generation = PlacementGeneration(placement, n, md, plan);
@@ -167,12 +170,19 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
         }
     }
 
-    /// <summary>The plan in the ConfigMap when it is the operator's own (its digest matches) and for this many nodes.</summary>
-    private static PlacementPlan? Kept(V1ConfigMap? map, Names n, int nodes) =>
-        map?.Data is { } data && map.Metadata.Annotations?.TryGetValue(Names.PlacementDigestAnnotation, out var digest) == true
-        && digest == PlacementPlan.Digest(data) && data.Count == nodes
-            ? PlacementPlan.FromDocuments(data, nodes, n.ExpertPod)
-            : null;
+    /// <summary>
+    /// The plan in the ConfigMap when it is the operator's own (its digest matches), resized to
+    /// <paramref name="nodes"/>: nodes it lacks are added holding nothing (make before break: nothing moves off the
+    /// nodes that serve; the placement rounds fill them), and nodes beyond the count are dropped only when they
+    /// hold nothing. Null otherwise.
+    /// </summary>
+    private static PlacementPlan? Kept(V1ConfigMap? map, Names n, int nodes)
+    {
+        if (map?.Data is not { } data || map.Metadata.Annotations?.TryGetValue(Names.PlacementDigestAnnotation, out var digest) != true
+            || digest != PlacementPlan.Digest(data) || PlacementPlan.FromDocuments(data, data.Count, n.ExpertPod) is not { } kept)
+            return null;
+        return kept.Resized(nodes);
+    }
 
     /// <summary>What this deployment's managed children are now, by kind and name, with their resource versions.</summary>
     private async Task<Dictionary<(string Kind, string Name), V1ObjectMeta>> ManagedChildrenAsync(Names n, MoeDeployment md, CancellationToken ct)

@@ -164,7 +164,7 @@ public sealed class ScalingSpec
 public sealed class PlacementSpec
 {
     [JsonPropertyName("intervalSeconds"), Range(0, 86400), DefaultValue(300)]
-    [Description("Time between rebalancing rounds; 0 keeps the uniform placement.")]
+    [Description("Time between rebalancing rounds; 0 turns rebalancing off (when the expert tier grows or shrinks, experts still move onto the new nodes or off the leaving ones, make-before-break).")]
     public int? IntervalSeconds { get; set; }
 
     [JsonPropertyName("maxMovesPerRound"), Range(1, 1000000), DefaultValue(256)]
@@ -187,16 +187,18 @@ public enum GatewayMetric
     Requests,
     /// <summary>Fraction of the KV cache in use (moemesh_kv_cache_usage_ratio).</summary>
     KvCacheUsage,
+    /// <summary>Mean time to first token in seconds over the sampling interval (moemesh_time_to_first_token_seconds).</summary>
+    TimeToFirstToken,
 }
 
 public sealed class GatewayScalingSpec
 {
     [JsonPropertyName("metric"), DefaultValue("Requests")]
-    [Description("Requests (waiting plus running per gateway) or KvCacheUsage (fraction of the KV cache in use).")]
+    [Description("Requests (waiting plus running per gateway), KvCacheUsage (fraction of the KV cache in use) or TimeToFirstToken (mean seconds to the first token of the requests a gateway served in the sampling interval).")]
     public GatewayMetric? Metric { get; set; }
 
     [JsonPropertyName("target"), Range(0.01, 100000.0)]
-    [Description("Target per ready gateway; default 32 requests, or 0.8 of the KV cache.")]
+    [Description("Target per ready gateway; default 32 requests, 0.8 of the KV cache, or 2 seconds to the first token.")]
     public double? Target { get; set; }
 }
 
@@ -205,4 +207,8 @@ public sealed class ExpertScalingSpec
     [JsonPropertyName("targetBusy"), Range(0.05, 1.0), DefaultValue(0.7)]
     [Description("Target fraction of time each ready expert node spends computing (from moemesh_expert_compute_seconds).")]
     public double? TargetBusy { get; set; }
+
+    [JsonPropertyName("targetQueueSeconds"), Range(0.0001, 60.0)]
+    [Description("Optional target of the mean time a dispatch waits in a node's queue before its experts run (from moemesh_expert_queue_seconds). When set, the tier scales on whichever of busy time and queueing is further above its target.")]
+    public double? TargetQueueSeconds { get; set; }
 }

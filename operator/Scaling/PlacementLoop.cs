@@ -11,11 +11,17 @@ using MoeMesh.Operator.Resources;
 namespace MoeMesh.Operator.Scaling;
 
 /// <summary>
-/// Rebalancing rounds of the expert placement: every scaling.placement.intervalSeconds, the routed load the
-/// gateways measured (/metrics/expert-load, summed over the ready gateways) and the placement in force go to the
-/// planner; a better placement is rolled out make-before-break: first the union (every node also loads what it
-/// gains), and once every ready node serves that generation and every ready gateway routes by it
+/// Placement rounds of the expert tier, each rolled out make-before-break: first the union (every node also loads
+/// what it gains), and once every ready node serves that generation and every ready gateway routes by it
 /// (moemesh_expert_placement_generation, moemesh_expert_placement_generation_min), the target itself.
+/// Three kinds of round, on the routed load the gateways measured (/metrics/expert-load, summed over the ready
+/// gateways; even load while they have measured none):
+/// <list type="bullet">
+/// <item>rebalancing, every scaling.placement.intervalSeconds: the planner's better placement of the same nodes;</item>
+/// <item>filling, at once when the tier grew: the new nodes, added holding nothing, take their share;</item>
+/// <item>draining, at once when the tier is to shrink: the nodes that go hand their experts to those that stay, and
+/// only then does the StatefulSet shrink (<see cref="ScalingState.Shrunk"/>), so coverage never drops.</item>
+/// </list>
 /// </summary>
 public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScraper pods, EventRecorder events, ILogger<PlacementLoop> logger)
 {
@@ -23,33 +29,59 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
 
     private sealed class Round
     {
-        public DateTime LastStart = DateTime.MinValue;
+        public DateTime LastStart = DateTime.UtcNow;
         public Queue<PlacementPlan> Pending = new();
         public long WaitFor;
+        public PlacementPlan? Written;
         public string Summary = "";
+        /// <summary>A drain's count and the placement of the nodes that stay, for when it has rolled out.</summary>
+        public (int Nodes, PlacementPlan Plan)? ShrinkTo;
+        /// <summary>The node count of the last step, and whether a filling round ran since it last changed.</summary>
+        public int Nodes;
+        public bool Filled;
+        public bool Warned;
     }
 
     public Task RunAsync(Action<string, string> reconcile, CancellationToken ct) =>
-        state.EveryTrackedAsync(TimeSpan.FromSeconds(1), "Placement", md => StepAsync(md, reconcile, ct), logger, ct);
+        state.EveryTrackedAsync(TimeSpan.FromSeconds(1), "Placement", async md =>
+        {
+            Forget();
+            await StepAsync(md, reconcile, ct);
+        }, logger, ct);
+
+    /// <summary>Drops the rounds of deployments no longer tracked.</summary>
+    private void Forget()
+    {
+        var tracked = state.Tracked().Select(m => (m.Metadata.NamespaceProperty ?? "default", m.Metadata.Name)).ToHashSet();
+        foreach (var key in _rounds.Keys.Where(k => !tracked.Contains(k)).ToArray()) _rounds.Remove(key);
+    }
 
     private async Task StepAsync(MoeDeployment md, Action<string, string> reconcile, CancellationToken ct)
     {
-        var interval = md.Spec.Scaling?.Placement?.IntervalSeconds ?? 300;
-        if (!TierCounts.HasExpertTier(md.Spec) || interval <= 0) return;
+        if (!TierCounts.HasExpertTier(md.Spec) || state.NodesInForce(md) is not { } nodes) return;
         var n = Names.Of(md);
         var key = (n.Namespace, n.Instance);
-        if (!_rounds.TryGetValue(key, out var round)) _rounds[key] = round = new Round { LastStart = DateTime.UtcNow };
-        var nodes = state.Counts(md).ExpertNodes;
+        if (!_rounds.TryGetValue(key, out var round)) _rounds[key] = round = new Round();
+        var wanted = state.Counts(md).ExpertNodes;
         var map = await ConfigMapAsync(n, ct);
         var generation = map?.Metadata.Annotations?.TryGetValue(Names.PlacementGenerationAnnotation, out var g) == true && long.TryParse(g, out var v) ? v : 0;
 
+        if (round.WaitFor > 0 && wanted < nodes && round.ShrinkTo is null)
+        {
+            // The tier is to shrink while a round waits (maybe on a new node that stays Pending): every phase covers
+            // every expert the placement before it covered, so the round can stop here and the drain begin.
+            await events.RecordAsync(md, EventRecorder.Normal, "PlacementRollout", $"round stopped at generation {round.WaitFor} for expert nodes {nodes} -> {wanted}: {round.Summary}", ct);
+            round.Pending.Clear();
+            round.WaitFor = 0;
+        }
         if (round.WaitFor > 0)
         {
             // A phase is out: the next one waits until nodes serve it and gateways route by it.
-            if (generation < round.WaitFor || !await ServedAsync(n, round.WaitFor, ct)) return;
+            if (generation < round.WaitFor || !await ServedAsync(n, round.WaitFor, round.Written!, ct)) return;
             if (round.Pending.TryDequeue(out var next) && next.Nodes.Count == nodes)
             {
                 state.SetPlacement(md, next);
+                round.Written = next;
                 round.WaitFor = generation + 1;
                 await events.RecordAsync(md, EventRecorder.Normal, "PlacementRollout", $"next phase: nodes drop what moved away (generation {generation + 1}); {round.Summary}", ct);
                 reconcile(n.Namespace, n.Instance);
@@ -58,39 +90,87 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
             round.Pending.Clear();
             round.WaitFor = 0;
             await events.RecordAsync(md, EventRecorder.Normal, "PlacementRebalanced", $"generation {generation} in force: {round.Summary}", ct);
+            if (round.ShrinkTo is { } shrink)
+            {
+                round.ShrinkTo = null;
+                // Drained for a smaller count: shrink to it, or to what is wanted now if that grew back in between.
+                if (wanted < nodes) await ShrinkAsync(md, n, Math.Max(shrink.Nodes, wanted), shrink.Plan, nodes, reconcile, ct);
+            }
             return;
         }
-        if (DateTime.UtcNow - round.LastStart < TimeSpan.FromSeconds(interval)) return;
-        round.LastStart = DateTime.UtcNow;
+
+        if (map?.Data is not { } data || PlacementPlan.FromDocuments(data, nodes, n.ExpertPod) is not { } current || data.Count != nodes)
+            return; // The reconciler has not written the placement for this count yet.
+        if (round.Nodes != nodes) (round.Nodes, round.Filled, round.Warned) = (nodes, false, false);
+        var draining = wanted < nodes;
+        var filling = !draining && !round.Filled && Enumerable.Range(0, nodes).Any(current.HoldsNothing);
+        var interval = md.Spec.Scaling?.Placement?.IntervalSeconds ?? 300;
+        if (!draining && !filling && (interval <= 0 || DateTime.UtcNow - round.LastStart < TimeSpan.FromSeconds(interval))) return;
+        if (!draining && !filling) round.LastStart = DateTime.UtcNow;
 
         var load = await LoadAsync(n, ct);
-        if (load is null || map?.Data is not { } data) return;
-        var current = PlacementPlan.FromDocuments(data, nodes, n.ExpertPod);
-        if (current is null) return;
+        if (load is null)
+        {
+            if (draining && Enumerable.Range(wanted, nodes - wanted).All(current.HoldsNothing))
+                await ShrinkAsync(md, n, wanted, current.Resized(wanted)!, nodes, reconcile, ct);
+            // No gateway serves: nothing can break, and nothing reports the model's shape to plan by.
+            else if (draining && (await pods.ReadyAsync(n.Namespace, n.Gateway, ct)).Count == 0)
+                await ShrinkAsync(md, n, wanted, PlacementPlan.Uniform(wanted, md.Spec.Experts?.MinReplicasPerExpert ?? 1), nodes, reconcile, ct, serving: false);
+            else if ((draining || filling) && !round.Warned)
+            {
+                round.Warned = true;
+                await events.RecordAsync(md, EventRecorder.Warning, "PlacementWaiting",
+                    $"expert nodes {(draining ? $"{nodes} -> {wanted}" : $"{nodes}, some new and empty")}: no ready gateway reports the model's MoE layers (GET /metrics/expert-load) to plan by; retrying", ct);
+            }
+            return;
+        }
+        round.Filled |= filling;
+        // Rebalancing needs measured load; filling and draining go by even load until there is some.
+        if (!load.Value.Measured && !draining && !filling) return;
+
         var moe = load.Value.Layers.Keys.Order().ToArray();
         var inForce = ModelPlacement.Resolve(current, moe, load.Value.Experts);
+        var count = draining ? wanted : nodes;
         var r = md.Spec.Experts?.MinReplicasPerExpert ?? 1;
         var slots = md.Spec.Experts?.ExpertsPerNode
-            ?? (int)Math.Ceiling((double)load.Value.Experts * r / nodes) + (int)Math.Ceiling((double)(md.Spec.Experts?.RedundantSlots ?? 0) / nodes);
+            ?? (int)Math.Ceiling((double)load.Value.Experts * r / count) + (int)Math.Ceiling((double)(md.Spec.Experts?.RedundantSlots ?? 0) / count);
         var p = md.Spec.Scaling?.Placement;
-        var budget = new MigrationBudget(p?.MaxMovesPerRound ?? 256, p?.TargetImbalance ?? 1.05, p?.MinGain ?? 0.02);
-        var shape = new PlannerShape(nodes, Math.Max(slots, inForce.Layers.Values.Max(l => l.Nodes.Max(x => x.Count))), Math.Min(r, nodes));
+        var budget = new MigrationBudget(p?.MaxMovesPerRound ?? 256, p?.TargetImbalance ?? 1.05, draining || filling ? 0 : p?.MinGain ?? 0.02);
+        var shape = new PlannerShape(count, Math.Max(slots, inForce.Layers.Values.Max(l => l.Nodes.Take(count).Max(x => x.Count))), Math.Min(r, count));
         var planned = ExpertPlanner.Rebalance(moe.Select(l => (IReadOnlyList<double>)load.Value.Layers[l]).ToArray(), moe.Select(l => inForce.Layers[l]).ToArray(), shape, budget);
-        var target = new ModelPlacement(moe.Select((l, i) => (l, planned[i])).ToDictionary(x => x.l, x => x.Item2));
+        var kept = new ModelPlacement(moe.Select((l, i) => (l, planned[i])).ToDictionary(x => x.l, x => x.Item2));
+        // A drained plan still names the leaving nodes (holding nothing) until they are gone.
+        var target = kept.Padded(nodes);
         var moves = inForce.MovesTo(target);
         double Worst(ModelPlacement m) => moe.Max(l => m.Layers[l].Imbalance(load.Value.Layers[l]));
         var steps = Rollout.Steps(inForce, target);
         if (steps.Count == 0)
         {
-            logger.LogInformation("{Namespace}/{Name}: placement kept (max/mean {Imbalance:0.000})", n.Namespace, n.Instance, Worst(inForce));
+            if (draining) await ShrinkAsync(md, n, wanted, kept.ToPlan(), nodes, reconcile, ct);
+            else logger.LogInformation("{Namespace}/{Name}: placement kept (max/mean {Imbalance:0.000})", n.Namespace, n.Instance, Worst(inForce));
             return;
         }
-        round.Summary = $"max/mean node load {Worst(inForce):0.000} -> {Worst(target):0.000}, {moves} expert copies moved";
+        var why = draining ? $"draining for expert nodes {nodes} -> {wanted}: {string.Join(", ", Enumerable.Range(wanted, nodes - wanted).Select(n.ExpertPod))} hand their experts to the nodes that stay; "
+            : filling ? $"filling the new expert nodes ({nodes} in all); " : "";
+        round.Summary = $"{why}max/mean node load {Worst(inForce):0.000} -> {Worst(target):0.000}, {moves} expert copies moved";
         round.Pending = new Queue<PlacementPlan>(steps.Skip(1));
         round.WaitFor = generation + 1;
+        round.ShrinkTo = draining ? (wanted, kept.ToPlan()) : null;
         state.SetPlacement(md, steps[0]);
+        round.Written = steps[0];
         await events.RecordAsync(md, EventRecorder.Normal, "PlacementRollout",
             $"{(steps.Count == 2 ? "phase 1 of 2: nodes load their new experts" : "one phase")} (generation {generation + 1}); {round.Summary}", ct);
+        reconcile(n.Namespace, n.Instance);
+    }
+
+    /// <summary>The nodes from <paramref name="nodes"/> on hold nothing: the expert tier shrinks to them.</summary>
+    private async Task ShrinkAsync(MoeDeployment md, Names n, int nodes, PlacementPlan plan, int from, Action<string, string> reconcile, CancellationToken ct, bool serving = true)
+    {
+        state.Shrunk(md, nodes, plan);
+        var leaving = string.Join(", ", Enumerable.Range(nodes, from - nodes).Select(n.ExpertPod));
+        await events.RecordAsync(md, EventRecorder.Normal, "Drained", serving
+            ? $"expert nodes {leaving} hold no experts any more: the tier shrinks {from} -> {nodes}"
+            : $"no gateway is ready, so nothing is served: the tier shrinks {from} -> {nodes} at once (without {leaving}) and the placement starts uniform", ct);
         reconcile(n.Namespace, n.Instance);
     }
 
@@ -106,21 +186,32 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
         }
     }
 
-    /// <summary>Whether every ready node serves generation <paramref name="generation"/> or later and every ready gateway routes by it.</summary>
-    private async Task<bool> ServedAsync(Names n, long generation, CancellationToken ct)
+    /// <summary>
+    /// Whether phase <paramref name="generation"/> is in force: every node that holds experts in it is ready and
+    /// serves that generation or a later one, and every ready gateway routes by it. A node that holds nothing in
+    /// the phase (one that is leaving) need not answer; a new holder that is not ready yet holds the round up.
+    /// </summary>
+    private async Task<bool> ServedAsync(Names n, long generation, PlacementPlan phase, CancellationToken ct)
     {
-        var nodes = await pods.ReadyAsync(n.Namespace, n.Experts, ct);
+        var nodes = (await pods.ReadyPodsAsync(n.Namespace, n.Experts, ct)).Where(p => p.Pod is not null).GroupBy(p => p.Pod!).ToDictionary(g => g.Key, g => g.First().Url);
         var gateways = await pods.ReadyAsync(n.Namespace, n.Gateway, ct);
-        if (nodes.Count == 0 || gateways.Count == 0) return false;
-        foreach (var node in nodes)
-            if (PrometheusText.Sum(await pods.MetricsAsync(node, ct) ?? "", "moemesh_expert_placement_generation") is not { } g || g < generation) return false;
+        if (gateways.Count == 0) return false;
+        for (var i = 0; i < phase.Nodes.Count; i++)
+        {
+            if (phase.HoldsNothing(i)) continue;
+            if (!nodes.TryGetValue(n.ExpertPod(i), out var node)
+                || PrometheusText.Sum(await pods.MetricsAsync(node, ct) ?? "", "moemesh_expert_placement_generation") is not { } g || g < generation) return false;
+        }
         foreach (var gateway in gateways)
             if (PrometheusText.Sum(await pods.MetricsAsync(gateway, ct) ?? "", "moemesh_expert_placement_generation_min") is not { } g || g < generation) return false;
         return true;
     }
 
-    /// <summary>The routed load per MoE layer and expert, summed over the ready gateways; null when none reports.</summary>
-    private async Task<(Dictionary<int, double[]> Layers, int Experts)?> LoadAsync(Names n, CancellationToken ct)
+    /// <summary>
+    /// The routed load per MoE layer and expert, summed over the ready gateways (even load, Measured false, when
+    /// none has routed a token in its window); null when no gateway reports.
+    /// </summary>
+    private async Task<(Dictionary<int, double[]> Layers, int Experts, bool Measured)?> LoadAsync(Names n, CancellationToken ct)
     {
         Dictionary<int, double[]>? sum = null;
         var experts = 0;
@@ -138,6 +229,9 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
                 for (var e = 0; e < tokens.Length && e < acc.Length; e++) acc[e] += tokens[e];
             }
         }
-        return sum is null || sum.Values.All(l => l.Sum() == 0) ? null : (sum, experts);
+        if (sum is null || sum.Count == 0) return null;
+        var measured = sum.Values.Any(l => l.Sum() > 0);
+        if (!measured) foreach (var l in sum.Values) Array.Fill(l, 1.0);
+        return (sum, experts, measured);
     }
 }

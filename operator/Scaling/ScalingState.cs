@@ -18,6 +18,7 @@ public sealed class ScalingState
         public MoeDeployment Resource = null!;
         public int? Gateways;
         public int? ExpertNodes;
+        public int? NodesInForce;
         public readonly LinkedList<ScalingDecisionStatus> Decisions = new();
         public PlacementPlan? Placement;
     }
@@ -88,6 +89,46 @@ public sealed class ScalingState
         var gateways = s.Gateway?.Replicas ?? Bounded(e?.Gateways ?? md.Status?.Gateway?.Desired, s.Gateway?.MinReplicas ?? 1, s.Gateway?.MaxReplicas ?? int.MaxValue);
         var nodes = s.Experts?.Nodes ?? (s.Experts?.MinNodes is { } min ? Bounded(e?.ExpertNodes ?? md.Status?.Experts?.Desired, min, s.Experts.MaxNodes ?? int.MaxValue) : 0);
         return new TierCounts(gateways, nodes);
+    }
+
+    /// <summary>
+    /// The counts to apply to the workloads. Gateways as <see cref="Counts"/>; expert nodes too when they grow (new
+    /// nodes start empty, the placement rounds fill them), but a smaller count only once the placement loop has
+    /// moved the experts of the nodes that go onto the nodes that stay (<see cref="Shrunk"/>): until then the
+    /// expert tier keeps the <paramref name="live"/> count (the StatefulSet's, read when this operator first sees it).
+    /// </summary>
+    public TierCounts Applied(MoeDeployment md, int? live)
+    {
+        var wanted = Counts(md);
+        lock (_lock)
+        {
+            if (!_entries.TryGetValue(Key(md), out var e)) return wanted;
+            if (!TierCounts.HasExpertTier(md.Spec))
+            {
+                e.NodesInForce = null;
+                return wanted;
+            }
+            e.NodesInForce ??= live ?? wanted.ExpertNodes;
+            if (wanted.ExpertNodes >= e.NodesInForce) e.NodesInForce = wanted.ExpertNodes;
+            return wanted with { ExpertNodes = e.NodesInForce.Value };
+        }
+    }
+
+    /// <summary>The expert node count in force (what the StatefulSet runs); null before the first reconcile.</summary>
+    public int? NodesInForce(MoeDeployment md)
+    {
+        lock (_lock) return _entries.TryGetValue(Key(md), out var e) ? e.NodesInForce : null;
+    }
+
+    /// <summary>The nodes beyond <paramref name="nodes"/> hold nothing any more: the expert tier may shrink to it.</summary>
+    public void Shrunk(MoeDeployment md, int nodes, PlacementPlan plan)
+    {
+        lock (_lock)
+            if (_entries.TryGetValue(Key(md), out var e))
+            {
+                e.NodesInForce = nodes;
+                e.Placement = plan;
+            }
     }
 
     /// <summary>Records a decision; true when it changes a count (the deployment must be reconciled).</summary>

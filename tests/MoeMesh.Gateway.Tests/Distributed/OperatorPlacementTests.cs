@@ -58,7 +58,7 @@ public sealed class OperatorPlacementTests
         {
             for (var i = 0; i < 3; i++)
                 nodes.Add(await ExpertNodeProcess.StartAtAsync(dir, "all", $"{Programs.PrivateLoopbackHost()}:{port}", "--placement", files[i], "--drain-seconds", "2"));
-            Slice(cluster, n.Experts, nodes.Select(x => x.Address).ToArray());
+            Slice(cluster, n.Experts, nodes.Select(x => x.Address).ToArray(), Enumerable.Range(0, 3).Select(n.ExpertPod).ToArray());
             await using var gateway = await GatewayProcess.StartAsync(dir, "--expert-discovery", $"k8s://default/{n.Experts}", "--kubeconfig", cluster.Kubeconfig);
             Slice(cluster, n.Gateway, [gateway.Address]);
 
@@ -101,6 +101,122 @@ public sealed class OperatorPlacementTests
         }
     }
 
+    /// <summary>
+    /// The expert tier resized while requests stream: shrinking 3 -> 2, the operator first moves the leaving node's
+    /// experts onto the two that stay and only then shrinks the StatefulSet (so the node can be killed without a
+    /// request failing); growing back to 3, the new node starts empty and a filling round gives it experts.
+    /// Rebalancing rounds are off (intervalSeconds 0): only the resizes move experts.
+    /// </summary>
+    [Fact]
+    public async Task ExpertTierResized_DrainsBeforeItShrinks_AndFillsTheNewNode_WhileServing()
+    {
+        var dir = GatewayServer.ModelDir;
+        var expected = new Dictionary<string, JsonElement>();
+        foreach (var p in Prompts) expected[p] = await GatewayServer.InProcessJsonAsync(dir, "/v1/completions", DistributedGenerationTests.Request(6, p));
+        await using var cluster = await Cluster.StartAsync();
+        await using var op = await cluster.StartOperatorAsync("op-a");
+        var n = new Names("default", "r");
+        await cluster.CreateAsync(new MoeDeployment
+        {
+            Metadata = new() { Name = "r", NamespaceProperty = "default" },
+            Spec = new MoeDeploymentSpec
+            {
+                Model = new ModelSource { Path = "/demo", HostPath = new HostPathSource { Path = "/var/lib/moemesh" } },
+                Gateway = new GatewayTierSpec { Replicas = 1 },
+                Experts = new ExpertTierSpec { Nodes = 3, MinReplicasPerExpert = 1 },
+                Scaling = new ScalingSpec { Placement = new PlacementSpec { IntervalSeconds = 0 } },
+            },
+        });
+        await Eventually.HoldsAsync(() => Task.FromResult(cluster.Get("configmaps", "default", n.Placement)), c => c is not null, "the placement ConfigMap");
+        var pods = Enumerable.Range(0, 3).Select(n.ExpertPod).ToArray();
+        var files = pods.Select(p => Path.Combine(cluster.TempDir, $"{p}.json")).ToArray();
+        SyncFiles(cluster, n, files);
+        using var stop = new CancellationTokenSource();
+        var kubelet = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                SyncFiles(cluster, n, files);
+                await Task.Delay(100);
+            }
+        });
+        var port = Random.Shared.Next(20_000, 60_000);
+        var hosts = pods.Select(_ => $"{Programs.PrivateLoopbackHost()}:{port}").ToArray();
+        var nodes = new ExpertNodeProcess?[3];
+        (int Replicas, string Events, string Operator) Observe() => (
+            cluster.Get("statefulsets", "default", n.Experts)?["spec"]?["replicas"]?.GetValue<int>() ?? 0,
+            string.Join(" | ", cluster.Events("default", "r").Select(e => $"{e["reason"]}: {e["message"]}").TakeLast(8)),
+            op.Tail());
+        try
+        {
+            for (var i = 0; i < 3; i++)
+                nodes[i] = await ExpertNodeProcess.StartAtAsync(dir, "all", hosts[i], "--placement", files[i], "--drain-seconds", "1");
+            Slice(cluster, n.Experts, nodes.Select(x => x!.Address).ToArray(), pods);
+            await using var gateway = await GatewayProcess.StartAsync(dir, "--expert-discovery", $"k8s://default/{n.Experts}", "--kubeconfig", cluster.Kubeconfig);
+            Slice(cluster, n.Gateway, [gateway.Address]);
+
+            var answers = new ConcurrentQueue<(string Prompt, JsonElement Answer)>();
+            var traffic = Task.Run(async () =>
+            {
+                for (var k = 0; !stop.IsCancellationRequested; k++)
+                {
+                    var prompt = Prompts[k % Prompts.Length];
+                    var response = await gateway.Http.PostAsync("/v1/completions", Json(DistributedGenerationTests.Request(6, prompt)));
+                    Assert.True(response.IsSuccessStatusCode, $"request {k}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+                    answers.Enqueue((prompt, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone()));
+                }
+            });
+            async Task ServedMoreAsync(string what)
+            {
+                var served = answers.Count;
+                await Eventually.HoldsAsync(() => Task.FromResult((answers.Count, Traffic: traffic.IsFaulted ? traffic.Exception!.InnerException!.Message : "running")),
+                    r => r.Count > served || traffic.IsCompleted, what);
+                if (traffic.IsFaulted) await traffic;
+            }
+            await ServedMoreAsync("requests served on three nodes");
+
+            // Shrink: the StatefulSet keeps three nodes until the third holds nothing.
+            await cluster.PatchSpecAsync("default", "r", """{"spec": {"experts": {"nodes": 2}}}""");
+            await Eventually.HoldsAsync(() => Task.FromResult(Observe()), r => r.Replicas == 2, "the tier shrunk to two", TimeSpan.FromMinutes(3));
+            Assert.Equal(0, await HeldAsync(nodes[2]!));
+            Assert.True(cluster.HasEvent("default", "r", "PlacementRollout", "draining for expert nodes 3 -> 2"), Observe().Events);
+            Assert.True(cluster.HasEvent("default", "r", "Drained", "hold no experts any more: the tier shrinks 3 -> 2"), Observe().Events);
+            // The StatefulSet controller's part: the third pod goes away; requests keep being answered by the two.
+            await nodes[2]!.DisposeAsync();
+            nodes[2] = null;
+            Slice(cluster, n.Experts, [nodes[0]!.Address, nodes[1]!.Address], pods[..2]);
+            await ServedMoreAsync("requests served on two nodes");
+
+            // Grow: the new node starts empty (nothing moves off the serving nodes first), then takes its share.
+            await cluster.PatchSpecAsync("default", "r", """{"spec": {"experts": {"nodes": 3}}}""");
+            await Eventually.HoldsAsync(() => Task.FromResult(Observe()), r => r.Replicas == 3, "the tier grown to three");
+            await Eventually.HoldsAsync(() => Task.FromResult(File.Exists(files[2])), "the new node's placement file");
+            nodes[2] = await ExpertNodeProcess.StartAtAsync(dir, "all", hosts[2], "--placement", files[2], "--drain-seconds", "1");
+            Slice(cluster, n.Experts, nodes.Select(x => x!.Address).ToArray(), pods);
+            await Eventually.HoldsAsync(() => Task.FromResult(Observe()), _ => cluster.HasEvent("default", "r", "PlacementRebalanced", "filling the new expert nodes"),
+                "the new node filled", TimeSpan.FromMinutes(3));
+            Assert.True(await HeldAsync(nodes[2]!) > 0);
+            await ServedMoreAsync("requests served on three nodes again");
+            await stop.CancelAsync();
+            await traffic;
+            await kubelet;
+            Assert.All(answers, a => Completions.AssertSame(expected[a.Prompt], a.Answer));
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            foreach (var node in nodes) if (node is not null) await node.DisposeAsync();
+        }
+    }
+
+    /// <summary>The expert copies a node advertises, over all layers.</summary>
+    private static async Task<int> HeldAsync(ExpertNodeProcess node)
+    {
+        using var http = new HttpClient { BaseAddress = node.Address };
+        using var doc = JsonDocument.Parse(await http.GetStringAsync("/v1/experts"));
+        return doc.RootElement.GetProperty("layers").EnumerateArray().Sum(l => l.GetProperty("experts").GetArrayLength());
+    }
+
     private static StringContent Json(object body) => new(JsonSerializer.Serialize(body), System.Text.Encoding.UTF8, "application/json");
 
     private static void SyncFiles(Cluster cluster, Names n, string[] files)
@@ -115,17 +231,25 @@ public sealed class OperatorPlacementTests
             }
     }
 
-    private static void Slice(Cluster cluster, string service, Uri[] pods)
+    /// <summary>The Service's EndpointSlice, as the EndpointSlice controller keeps it: the pods' addresses and names.</summary>
+    private static void Slice(Cluster cluster, string service, Uri[] pods, string[]? names = null)
     {
         var type = cluster.Server.Type("endpointslices");
-        cluster.Server.Store.Create(type, "default", new JsonObject
+        var slice = new JsonObject
         {
             ["apiVersion"] = "discovery.k8s.io/v1",
             ["kind"] = "EndpointSlice",
             ["metadata"] = new JsonObject { ["name"] = service + "-slice", ["namespace"] = "default", ["labels"] = new JsonObject { ["kubernetes.io/service-name"] = service } },
             ["addressType"] = "IPv4",
-            ["endpoints"] = new JsonArray(pods.Select(p => (JsonNode)new JsonObject { ["addresses"] = new JsonArray(p.Host), ["conditions"] = new JsonObject { ["ready"] = true } }).ToArray()),
+            ["endpoints"] = new JsonArray(pods.Select((p, i) =>
+            {
+                var e = new JsonObject { ["addresses"] = new JsonArray(p.Host), ["conditions"] = new JsonObject { ["ready"] = true } };
+                if (names is not null) e["targetRef"] = new JsonObject { ["kind"] = "Pod", ["name"] = names[i], ["namespace"] = "default" };
+                return (JsonNode)e;
+            }).ToArray()),
             ["ports"] = new JsonArray(new JsonObject { ["name"] = "http", ["port"] = pods[0].Port, ["protocol"] = "TCP" }),
-        });
+        };
+        if (cluster.Server.Store.Get(type, "default", service + "-slice") is null) cluster.Server.Store.Create(type, "default", slice);
+        else cluster.Server.Store.Patch(type, "default", service + "-slice", o => o["endpoints"] = slice["endpoints"]!.DeepClone(), status: false);
     }
 }
