@@ -9,6 +9,7 @@ command -v patchelf >/dev/null || need+=(patchelf)
 command -v g++ >/dev/null || need+=(g++)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v kubectl >/dev/null || need+=(kubectl)
+command -v prometheus >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || { echo "apt-get install failed"; exit 1; }

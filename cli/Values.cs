@@ -18,6 +18,12 @@ public static class Values
     public static double NonNegativeSeconds(string text) =>
         double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= 0 && double.IsFinite(v) ? v : throw new FormatException("expected a number of seconds, 0 or more");
 
+    /// <summary>An absolute http or https URL, empty for none; it ends with a slash, so relative paths resolve under it.</summary>
+    public static Uri? OptionalHttpUrl(string text) =>
+        text.Length == 0 ? null
+        : Uri.TryCreate(text.EndsWith('/') ? text : text + "/", UriKind.Absolute, out var u) && u.Scheme is "http" or "https" ? u
+        : throw new FormatException("expected an http:// or https:// URL");
+
     /// <summary>A switch written as on or off.</summary>
     public static bool OnOff(string text) => text switch
     {

@@ -57,6 +57,10 @@ builder.Services.AddSingleton(sp => new EventRecorder(sp.GetRequiredService<IKub
 builder.Services.AddSingleton<ScalingState>();
 builder.Services.AddSingleton(new ScalingSettings(options.ScalingInterval));
 builder.Services.AddSingleton<PodScraper>();
+if (options.Prometheus is { } prometheusUrl)
+    builder.Services.AddSingleton<ILoadSource>(sp => new PrometheusLoadSource(prometheusUrl, options.PrometheusWindow, sp.GetRequiredService<OperatorMetrics>(), sp.GetRequiredService<ILogger<PrometheusLoadSource>>()));
+else
+    builder.Services.AddSingleton<ILoadSource, PodLoadSource>();
 builder.Services.AddSingleton<ScalingLoop>();
 builder.Services.AddSingleton<PlacementLoop>();
 builder.Services.AddSingleton<Reconciler>();

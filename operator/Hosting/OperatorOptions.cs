@@ -6,7 +6,7 @@ namespace MoeMesh.Operator.Hosting;
 /// <summary>The operator's settings; each is a command-line option and a MOEMESH_ variable (see <see cref="CommandLine"/>).</summary>
 public sealed record OperatorOptions(
     string? Kubeconfig, string? Namespace, string Urls, TimeSpan Resync, bool LeaderElection, string LeaseNamespace, string LeaseName,
-    TimeSpan LeaseDuration, string Identity, TimeSpan RetryBase, TimeSpan ScalingInterval)
+    TimeSpan LeaseDuration, string Identity, TimeSpan RetryBase, TimeSpan ScalingInterval, Uri? Prometheus, TimeSpan PrometheusWindow)
 {
     public const string DefaultUrl = "http://0.0.0.0:8081";
 
@@ -38,11 +38,13 @@ public sealed record OperatorOptions(
         var lease = cli.Add("--lease-seconds", "N", "Lease duration: how long a dead leader blocks a new one (default 15; renewals every third of it)", Values.PositiveInt, 15);
         var identity = cli.Add<string?>("--identity", "TEXT", "This replica's name in the Lease (default: $POD_NAME, else host name and process id)", Values.OptionalText, null);
         var sampling = cli.Add("--scaling-interval-ms", "N", "How often the load of autoscaled tiers is sampled from their pods' /metrics (default 2000)", Values.PositiveInt, 2000);
+        var prometheus = cli.Add<Uri?>("--prometheus-url", "URL", "Read the autoscaled tiers' load from this Prometheus (its query API; series labelled namespace, service and pod, as a ServiceMonitor scrapes them) instead of the pods' own /metrics. Placement roll-outs still read the pods", Values.OptionalHttpUrl, null);
+        var window = cli.Add("--prometheus-window-seconds", "N", "Window of the rates and means taken in Prometheus (default 60; at least a few scrape intervals)", Values.PositiveInt, 60);
         var retry = cli.Add("--retry-base-ms", "N", "First retry delay of a failed reconcile; it doubles on each failure up to 5 minutes (default 500)", Values.PositiveInt, 500);
         return (cli, p => new OperatorOptions(
             p.Get(kubeconfig), p.Get(ns), p.Get(urls), TimeSpan.FromSeconds(p.Get(resync)), p.Get(election),
             p.Get(leaseNs) ?? env("POD_NAMESPACE") ?? "default", p.Get(leaseName), TimeSpan.FromSeconds(p.Get(lease)),
             p.Get(identity) ?? env("POD_NAME") ?? $"{Environment.MachineName}-{Environment.ProcessId}", TimeSpan.FromMilliseconds(p.Get(retry)),
-            TimeSpan.FromMilliseconds(p.Get(sampling))));
+            TimeSpan.FromMilliseconds(p.Get(sampling)), p.Get(prometheus), TimeSpan.FromSeconds(p.Get(window))));
     }
 }

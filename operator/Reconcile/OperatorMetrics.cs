@@ -13,6 +13,7 @@ public sealed class OperatorMetrics
     public Counter Applies { get; }
     public Counter Conflicts { get; }
     public Counter WatchRestarts { get; }
+    public Counter LoadSourceErrors { get; }
 
     public OperatorMetrics()
     {
@@ -24,6 +25,7 @@ public sealed class OperatorMetrics
         Leader = f.CreateGauge("moemesh_operator_leader", "1 while this replica holds the leader Lease and acts; 0 while it stands by.");
         Applies = f.CreateCounter("moemesh_operator_applies_total", "Server-side applies of children, by kind.", new CounterConfiguration { LabelNames = ["kind"] });
         Conflicts = f.CreateCounter("moemesh_operator_conflicts_total", "Status writes refused with 409 Conflict and retried on the newer version.");
+        LoadSourceErrors = f.CreateCounter("moemesh_operator_load_source_errors_total", "Queries of the configured Prometheus (--prometheus-url) that failed; the autoscaler has no samples meanwhile.");
         WatchRestarts = f.CreateCounter("moemesh_operator_watch_restarts_total", "Watches that ended with an error and were started again, by resource.", new CounterConfiguration { LabelNames = ["resource"] });
     }
 }

@@ -193,7 +193,7 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
     /// </summary>
     private async Task<bool> ServedAsync(Names n, long generation, PlacementPlan phase, CancellationToken ct)
     {
-        var nodes = (await pods.ReadyPodsAsync(n.Namespace, n.Experts, ct)).Where(p => p.Pod is not null).GroupBy(p => p.Pod!).ToDictionary(g => g.Key, g => g.First().Url);
+        var nodes = (await pods.ReadyPodsAsync(n.Namespace, n.Experts, ct)).Where(p => p.Name is not null).GroupBy(p => p.Name!).ToDictionary(g => g.Key, g => g.First().Url);
         var gateways = await pods.ReadyAsync(n.Namespace, n.Gateway, ct);
         if (gateways.Count == 0) return false;
         for (var i = 0; i < phase.Nodes.Count; i++)

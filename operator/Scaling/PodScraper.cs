@@ -24,12 +24,12 @@ public sealed class PodScraper(IKubernetes client, ILogger<PodScraper> logger) :
         (await ReadyPodsAsync(ns, service, ct)).Select(p => p.Url).ToArray();
 
     /// <summary>The Service's ready endpoints: the pod's name (from targetRef or hostname; null when neither is set) and base URL.</summary>
-    public async Task<IReadOnlyList<(string? Pod, Uri Url)>> ReadyPodsAsync(string ns, string service, CancellationToken ct)
+    public async Task<IReadOnlyList<ReadyPod>> ReadyPodsAsync(string ns, string service, CancellationToken ct)
     {
-        var pods = new List<(string?, Uri)>();
+        var pods = new List<ReadyPod>();
         foreach (var (e, slice) in await ReadyEndpointsAsync(ns, service, ct))
             if ((slice.Ports?.FirstOrDefault(p => p.Name == "http") ?? slice.Ports?.FirstOrDefault())?.Port is { } port && e.Addresses is { Count: > 0 } a)
-                pods.Add((e.TargetRef?.Name ?? e.Hostname, new Uri(slice.AddressType == "IPv6" ? $"http://[{a[0]}]:{port}/" : $"http://{a[0]}:{port}/")));
+                pods.Add(new ReadyPod(e.TargetRef?.Name ?? e.Hostname, new Uri(slice.AddressType == "IPv6" ? $"http://[{a[0]}]:{port}/" : $"http://{a[0]}:{port}/")));
         return pods;
     }
 

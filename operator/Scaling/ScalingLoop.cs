@@ -6,20 +6,22 @@ using MoeMesh.Operator.Resources;
 namespace MoeMesh.Operator.Scaling;
 
 /// <summary>
-/// Samples the load of every tier that has bounds (min/max) from its ready pods' own /metrics (addresses from
-/// the Services' EndpointSlices) and lets each tier's <see cref="Autoscaler"/> decide; a decision that changes a
-/// count goes to the reconciler through <see cref="ScalingState"/>, to status, and out as an event (as does a
-/// "no change" whose reason differs in kind from the tier's last decision).
+/// Samples the load of every tier that has bounds (min/max) from its ready pods (addresses from the Services'
+/// EndpointSlices) through the <see cref="ILoadSource"/> (the pods' own /metrics, or Prometheus) and lets each
+/// tier's <see cref="Autoscaler"/> decide; a decision that changes a count goes to the reconciler through
+/// <see cref="ScalingState"/>, to status, and out as an event (as does a "no change" whose reason differs in kind
+/// from the tier's last decision).
 /// Gateways: requests waiting plus running, KV-cache usage, or the mean time to first token. Expert nodes: the
 /// fraction of time computing (rate of moemesh_expert_compute_seconds) and, when targeted, the mean queueing of a
-/// dispatch (moemesh_expert_queue_seconds), as a multiple of their targets. Rates and means come from two samples
-/// of a pod's counters, so a pod counts from its second sample on: a node still loading contributes neither
-/// capacity nor load, and its cold start is not read as load.
+/// dispatch (moemesh_expert_queue_seconds), as a multiple of their targets. A pod counts once each signal has a
+/// value for it (rates and means need two samples): a node still loading contributes neither capacity nor load,
+/// and its cold start is not read as load.
 /// </summary>
-public sealed class ScalingLoop(ScalingState state, PodScraper pods, EventRecorder events, ScalingSettings settings, ILogger<ScalingLoop> logger)
+public sealed class ScalingLoop(ScalingState state, PodScraper pods, ILoadSource source, EventRecorder events, ScalingSettings settings, ILogger<ScalingLoop> logger)
 {
+    private static readonly Signal Compute = new(SignalKind.Rate, "moemesh_expert_compute_seconds_sum");
+    private static readonly Signal Queue = new(SignalKind.Mean, "moemesh_expert_queue_seconds");
     private readonly Dictionary<(string, string, string), Autoscaler> _autoscalers = [];
-    private readonly Dictionary<(string Pod, string Metric), (double Value, DateTime At)> _counters = [];
 
     public Task RunAsync(Action<string, string> reconcile, CancellationToken ct) =>
         state.EveryTrackedAsync(settings.Interval, "Scaling", md => SampleAsync(md, reconcile, ct), logger, ct);
@@ -28,7 +30,7 @@ public sealed class ScalingLoop(ScalingState state, PodScraper pods, EventRecord
     {
         var n = Names.Of(md);
         var now = DateTime.UtcNow;
-        Forget(now);
+        Forget();
         var counts = state.Counts(md);
         var s = md.Spec;
         var changed = false;
@@ -37,19 +39,14 @@ public sealed class ScalingLoop(ScalingState state, PodScraper pods, EventRecord
             var metric = s.Scaling?.Gateway?.Metric ?? GatewayMetric.Requests;
             var target = s.Scaling?.Gateway?.Target ?? metric switch { GatewayMetric.Requests => 32, GatewayMetric.KvCacheUsage => 0.8, _ => 2.0 };
             var a = For(md, "gateway", Tuned(new AutoscalerSettings(target, gmin, s.Gateway.MaxReplicas ?? gmin), s.Scaling));
-            var values = new List<double>();
-            foreach (var pod in await pods.ReadyAsync(n.Namespace, n.Gateway, ct))
+            var signal = metric switch
             {
-                if (await pods.MetricsAsync(pod, ct) is not { } text) continue;
-                double? value = metric switch
-                {
-                    GatewayMetric.Requests => (PrometheusText.Sum(text, "moemesh_requests_waiting") ?? 0) + (PrometheusText.Sum(text, "moemesh_requests_running") ?? 0),
-                    GatewayMetric.KvCacheUsage => PrometheusText.Sum(text, "moemesh_kv_cache_usage_ratio") ?? 0,
-                    _ => Mean(pod, text, "moemesh_time_to_first_token_seconds", now),
-                };
-                if (value is { } x) values.Add(x);
-            }
-            changed |= Decide(md, "gateway", a, values, counts.Gateways, floor: 0, now);
+                GatewayMetric.Requests => new Signal(SignalKind.Gauge, "moemesh_requests_waiting", "moemesh_requests_running"),
+                GatewayMetric.KvCacheUsage => new Signal(SignalKind.Gauge, "moemesh_kv_cache_usage_ratio"),
+                _ => new Signal(SignalKind.Mean, "moemesh_time_to_first_token_seconds"),
+            };
+            var sampled = await source.SampleAsync(n.Namespace, n.Gateway, await pods.ReadyPodsAsync(n.Namespace, n.Gateway, ct), [signal], ct);
+            changed |= Decide(md, "gateway", a, sampled.Values.Select(v => v[0]).ToList(), counts.Gateways, floor: 0, now);
         }
         if (s.Experts is { Nodes: null, MinNodes: { } emin })
         {
@@ -57,51 +54,17 @@ public sealed class ScalingLoop(ScalingState state, PodScraper pods, EventRecord
             var busyTarget = s.Scaling?.Experts?.TargetBusy ?? 0.7;
             var queueTarget = s.Scaling?.Experts?.TargetQueueSeconds;
             var a = For(md, "experts", Tuned(new AutoscalerSettings(queueTarget is null ? busyTarget : 1, emin, s.Experts.MaxNodes ?? emin), s.Scaling));
-            var values = new List<double>();
-            foreach (var pod in await pods.ReadyAsync(n.Namespace, n.Experts, ct))
-            {
-                if (await pods.MetricsAsync(pod, ct) is not { } text) continue;
-                var queue = queueTarget is { } q ? Mean(pod, text, "moemesh_expert_queue_seconds", now) / q : null;
-                if (Rate(pod, text, "moemesh_expert_compute_seconds_sum", now) is not { } busy) continue;
-                values.Add(queueTarget is null ? Math.Min(1, busy) : Math.Max(Math.Min(1, busy) / busyTarget, queue ?? 0));
-            }
+            Signal[] signals = queueTarget is null ? [Compute] : [Compute, Queue];
+            var sampled = await source.SampleAsync(n.Namespace, n.Experts, await pods.ReadyPodsAsync(n.Namespace, n.Experts, ct), signals, ct);
+            var values = sampled.Values.Select(v => queueTarget is { } q ? Math.Max(Math.Min(1, v[0]) / busyTarget, v[1] / q) : Math.Min(1, v[0])).ToList();
             changed |= Decide(md, "experts", a, values, counts.ExpertNodes, floor: s.Experts.MinReplicasPerExpert ?? 1, now);
         }
         if (changed) reconcile(n.Namespace, n.Instance);
     }
 
-    /// <summary>The rate per second of a counter since the pod's previous sample; null on its first (or after a restart).</summary>
-    private double? Rate(Uri pod, string text, string counter, DateTime now)
+    /// <summary>Drops the autoscalers of deployments no longer tracked.</summary>
+    private void Forget()
     {
-        var (delta, seconds) = Delta(pod, text, counter, now);
-        return delta is { } d && seconds > 0 ? d / seconds : null;
-    }
-
-    /// <summary>
-    /// A histogram's mean over the observations since the pod's previous sample (0 when there were none); null on
-    /// its first sample (or after a restart).
-    /// </summary>
-    private double? Mean(Uri pod, string text, string histogram, DateTime now)
-    {
-        var (sum, _) = Delta(pod, text, histogram + "_sum", now);
-        var (count, _) = Delta(pod, text, histogram + "_count", now);
-        return sum is null || count is null ? null : count > 0 ? sum / count : 0;
-    }
-
-    private (double? Delta, double Seconds) Delta(Uri pod, string text, string counter, DateTime now)
-    {
-        if (PrometheusText.Sum(text, counter) is not { } value) return (null, 0);
-        var key = (pod.ToString(), counter);
-        var had = _counters.TryGetValue(key, out var last);
-        _counters[key] = (value, now);
-        return had && now > last.At && value >= last.Value ? (value - last.Value, (now - last.At).TotalSeconds) : (null, 0);
-    }
-
-    /// <summary>Drops the counters of pods not sampled lately and the autoscalers of deployments no longer tracked.</summary>
-    private void Forget(DateTime now)
-    {
-        var stale = now - 10 * settings.Interval - TimeSpan.FromMinutes(1);
-        foreach (var key in _counters.Where(c => c.Value.At < stale).Select(c => c.Key).ToArray()) _counters.Remove(key);
         var tracked = state.Tracked().Select(m => (m.Metadata.NamespaceProperty ?? "default", m.Metadata.Name)).ToHashSet();
         foreach (var key in _autoscalers.Keys.Where(k => !tracked.Contains((k.Item1, k.Item2))).ToArray()) _autoscalers.Remove(key);
     }

@@ -8,18 +8,24 @@ namespace MoeMesh.Gateway.Tests.Distributed;
 /// <summary>
 /// The gateway tier autoscaled end to end: the real operator samples a real, loaded gateway process through the
 /// gateway Service's EndpointSlice on the test API server, scales the gateway Deployment up under a backlog and
-/// back down after the stabilisation window, with each decision in status and as an event.
+/// back down after the stabilisation window, with each decision in status and as an event. The load is read from
+/// the gateway's own /metrics, or from a real Prometheus scraping it (the operator's --prometheus-url).
 /// </summary>
 public sealed class AutoscalingTests
 {
-    [Fact]
-    public async Task Backlog_ScalesTheGatewaysUp_AndIdle_ScalesThemBackDown()
+    [Theory]
+    [InlineData(GatewayMetric.Requests, 1.0, false)]
+    [InlineData(GatewayMetric.TimeToFirstToken, 0.5, true)]
+    public async Task Backlog_ScalesTheGatewaysUp_AndIdle_ScalesThemBackDown(GatewayMetric metric, double target, bool prometheus)
     {
         await using var cluster = await Cluster.StartAsync();
-        await using var op = await cluster.StartOperatorAsync("op-a", "--scaling-interval-ms", "500");
-        // One sequence at a time: concurrent requests queue, which is the load signal.
+        // One sequence at a time: concurrent requests queue, and wait long for their first token: the load signal.
         await using var gateway = await GatewayProcess.StartAsync(GatewayServer.ModelDir, "--max-running", "1");
         var n = new Names("default", "auto");
+        const string pod = "auto-gateway-7d9f8-x2x4q";
+        await using var scraper = prometheus ? await PrometheusServer.StartAsync(new PrometheusServer.Target(gateway.Address, "default", n.Gateway, pod)) : null;
+        await using var op = await cluster.StartOperatorAsync("op-a",
+            ["--scaling-interval-ms", "500", .. scraper is null ? Array.Empty<string>() : ["--prometheus-url", scraper.Url.ToString(), "--prometheus-window-seconds", "4"]]);
         var md = new MoeDeployment
         {
             Metadata = new() { Name = "auto", NamespaceProperty = "default" },
@@ -29,19 +35,24 @@ public sealed class AutoscalingTests
                 Gateway = new GatewayTierSpec { MinReplicas = 1, MaxReplicas = 4 },
                 Scaling = new ScalingSpec
                 {
-                    Gateway = new GatewayScalingSpec { Metric = GatewayMetric.Requests, Target = 1 },
+                    Gateway = new GatewayScalingSpec { Metric = metric, Target = target },
                     StableWindowSeconds = 6, PanicWindowSeconds = 2, ScaleDownStabilizationSeconds = 6,
                 },
             },
         };
         await cluster.CreateAsync(md);
         await Eventually.HoldsAsync(() => Task.FromResult(Replicas(cluster, n)), r => r == 1, "one gateway to start with");
-        GatewayEndpoint(cluster, n, gateway.Address);
+        GatewayEndpoint(cluster, n, gateway.Address, pod);
+        // Prometheus has scraped the idle gateway twice: a rate over the operator's window exists.
+        if (scraper is not null)
+            await Eventually.HoldsAsync(() => scraper.QueryAsync("rate(moemesh_time_to_first_token_seconds_count[4s])"), r => r.Contains("\"pod\"", StringComparison.Ordinal), "the gateway scraped");
 
         // A backlog: eight long requests at once on a gateway that runs one at a time.
         var requests = Enumerable.Range(0, 8).Select(i => gateway.Http.PostAsync("/v1/completions",
             new StringContent($$"""{"prompt": "Once upon a time {{i}}", "max_tokens": 120, "ignore_eos": true}""", System.Text.Encoding.UTF8, "application/json"))).ToArray();
-        await Eventually.HoldsAsync(() => Task.FromResult(Replicas(cluster, n)), r => r > 1, "more gateways under the backlog");
+        string Events() => string.Join(" | ", cluster.Events("default", "auto").Select(e => $"{e["reason"]}: {e["message"]}"));
+        await Eventually.HoldsAsync(async () => (Replicas: Replicas(cluster, n), Events: Events(), Operator: op.Tail(), Prometheus: scraper is null ? "" : await scraper.QueryAsync("moemesh_requests_running")),
+            r => r.Replicas > 1, "more gateways under the backlog");
         var up = await Eventually.HoldsAsync(() => cluster.GetAsync("default", "auto"), m => m.Status?.Decisions?.Any(d => d.Tier == "gateway" && d.To > d.From) == true, "the decision in status");
         var decision = up.Status!.Decisions!.First(d => d.Tier == "gateway" && d.To > d.From);
         Assert.StartsWith("scale up: ", decision.Reason);
@@ -54,12 +65,15 @@ public sealed class AutoscalingTests
         var down = await cluster.GetAsync("default", "auto");
         Assert.Contains(down.Status!.Decisions!, d => d.Tier == "gateway" && d.To == d.From - 1 && d.Reason.StartsWith("scale down: ", StringComparison.Ordinal));
         Assert.True(cluster.HasEvent("default", "auto", "ScaledDown"));
+        // Idle at the minimum: a "no change" decision, in status and as an event.
+        await Eventually.HoldsAsync(() => Task.FromResult((Seen: cluster.HasEvent("default", "auto", "ScalingUnchanged", "gateway: 1: no change"), Events: Events())),
+            r => r.Seen, "a 'no change' event");
     }
 
     private static int Replicas(Cluster cluster, Names n) => cluster.Get("deployments", "default", n.Gateway)?["spec"]?["replicas"]?.GetValue<int>() ?? 0;
 
     /// <summary>The gateway Service's EndpointSlice, pointing at the real gateway process.</summary>
-    private static void GatewayEndpoint(Cluster cluster, Names n, Uri address)
+    private static void GatewayEndpoint(Cluster cluster, Names n, Uri address, string pod)
     {
         var type = cluster.Server.Type("endpointslices");
         cluster.Server.Store.Create(type, "default", new JsonObject
@@ -68,7 +82,11 @@ public sealed class AutoscalingTests
             ["kind"] = "EndpointSlice",
             ["metadata"] = new JsonObject { ["name"] = n.Gateway + "-slice", ["namespace"] = "default", ["labels"] = new JsonObject { ["kubernetes.io/service-name"] = n.Gateway } },
             ["addressType"] = "IPv4",
-            ["endpoints"] = new JsonArray(new JsonObject { ["addresses"] = new JsonArray(address.Host), ["conditions"] = new JsonObject { ["ready"] = true } }),
+            ["endpoints"] = new JsonArray(new JsonObject
+            {
+                ["addresses"] = new JsonArray(address.Host), ["conditions"] = new JsonObject { ["ready"] = true },
+                ["targetRef"] = new JsonObject { ["kind"] = "Pod", ["name"] = pod, ["namespace"] = "default" },
+            }),
             ["ports"] = new JsonArray(new JsonObject { ["name"] = "http", ["port"] = address.Port, ["protocol"] = "TCP" }),
         });
     }

@@ -209,6 +209,112 @@ public sealed class OperatorPlacementTests
         }
     }
 
+    /// <summary>
+    /// The expert tier autoscaled end to end on the nodes' measured busy time: under traffic it grows from two nodes
+    /// to three and the new node is filled; idle, it shrinks back, draining the third node first, so that it can be
+    /// killed with every later request still answered exactly as in-process.
+    /// </summary>
+    [Fact]
+    public async Task ExpertTierAutoscaled_GrowsUnderLoad_AndShrinksWhenIdle_WithoutLosingAnExpert()
+    {
+        var dir = GatewayServer.ModelDir;
+        var expected = new Dictionary<string, JsonElement>();
+        foreach (var p in Prompts) expected[p] = await GatewayServer.InProcessJsonAsync(dir, "/v1/completions", DistributedGenerationTests.Request(6, p));
+        await using var cluster = await Cluster.StartAsync();
+        await using var op = await cluster.StartOperatorAsync("op-a", "--scaling-interval-ms", "500");
+        var n = new Names("default", "e");
+        await cluster.CreateAsync(new MoeDeployment
+        {
+            Metadata = new() { Name = "e", NamespaceProperty = "default" },
+            Spec = new MoeDeploymentSpec
+            {
+                Model = new ModelSource { Path = "/demo", HostPath = new HostPathSource { Path = "/var/lib/moemesh" } },
+                Gateway = new GatewayTierSpec { Replicas = 1 },
+                Experts = new ExpertTierSpec { MinNodes = 2, MaxNodes = 3, MinReplicasPerExpert = 1 },
+                Scaling = new ScalingSpec
+                {
+                    // Any steady traffic keeps the demo model's nodes well above 5% busy; idle nodes are at 0.
+                    Experts = new ExpertScalingSpec { TargetBusy = 0.05 },
+                    StableWindowSeconds = 6, PanicWindowSeconds = 2, ScaleDownStabilizationSeconds = 6,
+                    Placement = new PlacementSpec { IntervalSeconds = 0 },
+                },
+            },
+        });
+        await Eventually.HoldsAsync(() => Task.FromResult(cluster.Get("configmaps", "default", n.Placement)), c => c is not null, "the placement ConfigMap");
+        var pods = Enumerable.Range(0, 3).Select(n.ExpertPod).ToArray();
+        var files = pods.Select(p => Path.Combine(cluster.TempDir, $"{p}.json")).ToArray();
+        SyncFiles(cluster, n, files);
+        using var stop = new CancellationTokenSource();
+        var kubelet = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                SyncFiles(cluster, n, files);
+                await Task.Delay(100);
+            }
+        });
+        var port = Random.Shared.Next(20_000, 60_000);
+        var hosts = pods.Select(_ => $"{Programs.PrivateLoopbackHost()}:{port}").ToArray();
+        var nodes = new ExpertNodeProcess?[3];
+        (int Replicas, string Decisions, string Events, string Operator) Observe() => (
+            cluster.Get("statefulsets", "default", n.Experts)?["spec"]?["replicas"]?.GetValue<int>() ?? 0,
+            cluster.Get("moedeployments", "default", "e")?["status"]?["decisions"]?.ToJsonString() ?? "",
+            string.Join(" | ", cluster.Events("default", "e").Select(e => $"{e["reason"]}: {e["message"]}").TakeLast(8)),
+            op.Tail());
+        try
+        {
+            for (var i = 0; i < 2; i++)
+                nodes[i] = await ExpertNodeProcess.StartAtAsync(dir, "all", hosts[i], "--placement", files[i], "--drain-seconds", "1");
+            Slice(cluster, n.Experts, [nodes[0]!.Address, nodes[1]!.Address], pods[..2]);
+            await using var gateway = await GatewayProcess.StartAsync(dir, "--expert-discovery", $"k8s://default/{n.Experts}", "--kubeconfig", cluster.Kubeconfig);
+            Slice(cluster, n.Gateway, [gateway.Address]);
+
+            var answers = new ConcurrentQueue<(string Prompt, JsonElement Answer)>();
+            async Task AskAsync(string prompt)
+            {
+                var response = await gateway.Http.PostAsync("/v1/completions", Json(DistributedGenerationTests.Request(6, prompt)));
+                Assert.True(response.IsSuccessStatusCode, $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+                answers.Enqueue((prompt, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone()));
+            }
+            using var busy = new CancellationTokenSource();
+            var traffic = Enumerable.Range(0, 4).Select(s => Task.Run(async () =>
+            {
+                for (var k = s; !busy.IsCancellationRequested; k++) await AskAsync(Prompts[k % Prompts.Length]);
+            })).ToArray();
+
+            // Busy: a third node. The test starts it once the StatefulSet asks for it, as the kubelet would.
+            await Eventually.HoldsAsync(() => Task.FromResult(Observe()), r => r.Replicas == 3 || traffic.Any(t => t.IsFaulted), "a third expert node under load", TimeSpan.FromMinutes(3));
+            if (traffic.FirstOrDefault(t => t.IsFaulted) is { } failed) await failed;
+            await Eventually.HoldsAsync(() => Task.FromResult(File.Exists(files[2])), "the new node's placement file");
+            nodes[2] = await ExpertNodeProcess.StartAtAsync(dir, "all", hosts[2], "--placement", files[2], "--drain-seconds", "1");
+            Slice(cluster, n.Experts, nodes.Select(x => x!.Address).ToArray(), pods);
+            await Eventually.HoldsAsync(() => Task.FromResult(Observe()), _ => cluster.HasEvent("default", "e", "PlacementRebalanced", "filling the new expert nodes"),
+                "the new node filled", TimeSpan.FromMinutes(3));
+            Assert.True(await HeldAsync(nodes[2]!) > 0);
+
+            // Idle: back to two nodes, the third drained first.
+            await busy.CancelAsync();
+            await Task.WhenAll(traffic);
+            await Eventually.HoldsAsync(() => Task.FromResult(Observe()), r => r.Replicas == 2, "back to two expert nodes", TimeSpan.FromMinutes(3));
+            Assert.Equal(0, await HeldAsync(nodes[2]!));
+            var status = await cluster.GetAsync("default", "e");
+            Assert.Contains(status.Status!.Decisions!, d => d.Tier == "experts" && d.From == 2 && d.To == 3);
+            Assert.Contains(status.Status!.Decisions!, d => d.Tier == "experts" && d.From == 3 && d.To == 2 && d.Reason.StartsWith("scale down: ", StringComparison.Ordinal));
+            Assert.True(cluster.HasEvent("default", "e", "Drained", "the tier shrinks 3 -> 2"), Observe().Events);
+            await nodes[2]!.DisposeAsync();
+            nodes[2] = null;
+            Slice(cluster, n.Experts, [nodes[0]!.Address, nodes[1]!.Address], pods[..2]);
+            foreach (var p in Prompts) await AskAsync(p);
+            Assert.All(answers, a => Completions.AssertSame(expected[a.Prompt], a.Answer));
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await kubelet;
+            foreach (var node in nodes) if (node is not null) await node.DisposeAsync();
+        }
+    }
+
     /// <summary>The expert copies a node advertises, over all layers.</summary>
     private static async Task<int> HeldAsync(ExpertNodeProcess node)
     {
