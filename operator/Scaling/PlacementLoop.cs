@@ -132,16 +132,23 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
         var inForce = ModelPlacement.Resolve(current, moe, load.Value.Experts);
         var count = draining ? wanted : nodes;
         var r = md.Spec.Experts?.MinReplicasPerExpert ?? 1;
+        var even = (int)Math.Ceiling((double)load.Value.Experts * r / count);
         var slots = md.Spec.Experts?.ExpertsPerNode
-            ?? (int)Math.Ceiling((double)load.Value.Experts * r / count) + (int)Math.Ceiling((double)(md.Spec.Experts?.RedundantSlots ?? 0) / count);
+            ?? (md.Spec.Experts?.MemoryPerNode is { } memory && await CopyBytesAsync(n, ct) is { } copy
+                // The memory budget over one expert copy's bytes, shared by the MoE layers; never below what coverage needs.
+                ? Math.Max(even, (int)(memory.ToInt64() / copy / Math.Max(moe.Length, 1)))
+                : even + (int)Math.Ceiling((double)(md.Spec.Experts?.RedundantSlots ?? 0) / count));
         var p = md.Spec.Scaling?.Placement;
-        var budget = new MigrationBudget(p?.MaxMovesPerRound ?? 256, p?.TargetImbalance ?? 1.05, draining || filling ? 0 : p?.MinGain ?? 0.02);
+        // A filling round may fill the new nodes' slots on every layer: capacity was added for the load now.
+        var moves = p?.MaxMovesPerRound ?? 256;
+        if (filling) moves = Math.Max(moves, Enumerable.Range(0, nodes).Count(current.HoldsNothing) * slots * moe.Length);
+        var budget = new MigrationBudget(moves, p?.TargetImbalance ?? 1.05, draining || filling ? 0 : p?.MinGain ?? 0.02);
         var shape = new PlannerShape(count, Math.Max(slots, inForce.Layers.Values.Max(l => l.Nodes.Take(count).Max(x => x.Count))), Math.Min(r, count));
         var planned = ExpertPlanner.Rebalance(moe.Select(l => (IReadOnlyList<double>)load.Value.Layers[l]).ToArray(), moe.Select(l => inForce.Layers[l]).ToArray(), shape, budget);
         var kept = new ModelPlacement(moe.Select((l, i) => (l, planned[i])).ToDictionary(x => x.l, x => x.Item2));
         // A drained plan still names the leaving nodes (holding nothing) until they are gone.
         var target = kept.Padded(nodes);
-        var moves = inForce.MovesTo(target);
+        var moved = inForce.MovesTo(target);
         double Worst(ModelPlacement m) => moe.Max(l => m.Layers[l].Imbalance(load.Value.Layers[l]));
         var steps = Rollout.Steps(inForce, target);
         if (steps.Count == 0)
@@ -152,7 +159,7 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
         }
         var why = draining ? $"draining for expert nodes {nodes} -> {wanted}: {string.Join(", ", Enumerable.Range(wanted, nodes - wanted).Select(n.ExpertPod))} hand their experts to the nodes that stay; "
             : filling ? $"filling the new expert nodes ({nodes} in all); " : "";
-        round.Summary = $"{why}max/mean node load {Worst(inForce):0.000} -> {Worst(target):0.000}, {moves} expert copies moved";
+        round.Summary = $"{why}max/mean node load {Worst(inForce):0.000} -> {Worst(target):0.000}, {moved} expert copies moved";
         round.Pending = new Queue<PlacementPlan>(steps.Skip(1));
         round.WaitFor = generation + 1;
         round.ShrinkTo = draining ? (wanted, kept.ToPlan()) : null;
@@ -205,6 +212,20 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
         foreach (var gateway in gateways)
             if (PrometheusText.Sum(await pods.MetricsAsync(gateway, ct) ?? "", "moemesh_expert_placement_generation_min") is not { } g || g < generation) return false;
         return true;
+    }
+
+    /// <summary>The bytes of one expert copy, from a ready node that holds some (/v1/experts); null when none reports.</summary>
+    private async Task<long?> CopyBytesAsync(Names n, CancellationToken ct)
+    {
+        foreach (var node in await pods.ReadyAsync(n.Namespace, n.Experts, ct))
+        {
+            if (await pods.GetAsync(node, "v1/experts", ct) is not { } text) continue;
+            using var doc = JsonDocument.Parse(text);
+            var copies = doc.RootElement.GetProperty("layers").EnumerateArray().Sum(l => l.GetProperty("experts").GetArrayLength());
+            var bytes = doc.RootElement.GetProperty("expert_bytes").GetInt64();
+            if (copies > 0 && bytes > 0) return bytes / copies;
+        }
+        return null;
     }
 
     /// <summary>
