@@ -64,6 +64,20 @@ public static class DemoModel
             new Dictionary<string, string> { ["format"] = "pt" });
     }
 
+    /// <summary>
+    /// The built-in demo model that the gateway and the expert nodes serve without --model: generated once into
+    /// <paramref name="cacheRoot"/>, identical in every process (one seed), so that nodes and gateways agree.
+    /// </summary>
+    public static string BuiltIn(string cacheRoot) => EnsureCached(cacheRoot, DemoShape.Tiny, seed: 1);
+
+    /// <summary>The default cache folder: $XDG_CACHE_HOME/moemesh, else ~/.cache/moemesh.</summary>
+    public static string DefaultCacheRoot()
+    {
+        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        var root = string.IsNullOrEmpty(xdg) ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache") : xdg;
+        return Path.Combine(root, "moemesh");
+    }
+
     /// <summary>Generates the demo checkpoint once into a cache folder and returns its path.</summary>
     public static string EnsureCached(string cacheRoot, DemoShape shape, long seed)
     {

@@ -1,5 +1,6 @@
 using MoeMesh.Cli;
 using MoeMesh.Engine.Config;
+using MoeMesh.Engine.Demo;
 using MoeMesh.Engine.Dispatch;
 using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Model;
@@ -42,7 +43,8 @@ public sealed record NodeOptions(
     {
         var cli = new CommandLine("moemesh-expert-node", "Holds a subset of a DeepSeek model's routed experts and computes them for gateways. "
             + "Endpoints: POST /v1/dispatch (binary), GET /v1/experts, POST /v1/placement (needs --api-key), /healthz, /readyz, /metrics.");
-        var model = cli.Add<string?>("--model", "DIR", "Hugging Face checkpoint folder (required)", Values.OptionalText, null);
+        var model = cli.Add<string?>("--model", "DIR", "Hugging Face checkpoint folder (config.json, *.safetensors); without it the built-in demo model, the gateway's, generated into --cache-dir", Values.OptionalText, null);
+        var cacheDir = cli.Add("--cache-dir", "DIR", "Folder for the generated demo model (default ~/.cache/moemesh)", Values.Text, DemoModel.DefaultCacheRoot());
         var experts = cli.Add("--experts", "SPEC", "all, 0-15 or 0,3,9-12: the same set on every MoE layer (default all)", Values.Text, "all");
         var placement = cli.Add<string?>("--placement", "FILE", "Per-layer assignment {\"layers\": {\"1\": \"0-15\", ...}} as the operator writes it; re-read when it changes (overrides --experts)", Values.OptionalText, null);
         var urls = cli.Add("--urls", "URL", $"Listen address (default {DefaultUrl}); the node is meant for the cluster network", Values.Text, DefaultUrl);
@@ -53,7 +55,7 @@ public sealed record NodeOptions(
         var maxTokens = cli.Add("--max-dispatch-tokens", "N", "Most tokens in one dispatch; bounds the request body (default 8192, at least the gateways' --max-batch-tokens)", Values.PositiveInt, 8192);
         return (cli, p =>
         {
-            var dir = p.Get(model) ?? throw new ArgumentException("--model is required");
+            var dir = p.Get(model) ?? DemoModel.BuiltIn(p.Get(cacheDir));
             var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
             var file = p.Get(placement);
             if (file is not null && !File.Exists(file)) throw new ArgumentException($"--placement: {file} does not exist");

@@ -66,7 +66,7 @@ public sealed record GatewayOptions
     /// tokens, as Hugging Face's chat-template path does; by default it is plain text, as OpenAI's API treats it.
     /// </summary>
     public bool SpecialTokensInContent { get; init; }
-    public string CacheDir { get; init; } = DefaultCacheDir();
+    public string CacheDir { get; init; } = MoeMesh.Engine.Demo.DemoModel.DefaultCacheRoot();
 
     /// <summary>The shared store's settings; null with --kv-store memory.</summary>
     public KvStoreSettings? KvStoreSettings => KvStore == MemoryStore ? null
@@ -174,12 +174,5 @@ public sealed record GatewayOptions
     {
         if (text != MemoryStore) RedisUrl.Parse(text);
         return text;
-    }
-
-    private static string DefaultCacheDir()
-    {
-        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-        var root = string.IsNullOrEmpty(xdg) ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache") : xdg;
-        return Path.Combine(root, "moemesh");
     }
 }

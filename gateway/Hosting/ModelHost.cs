@@ -36,7 +36,7 @@ public sealed class ModelHost : IDisposable
     {
         if (!string.IsNullOrEmpty(options.Model)) return options.Model;
         logger.LogInformation("No --model given; using the demo model in {CacheDir}", options.CacheDir);
-        return DemoModel.EnsureCached(options.CacheDir, DemoShape.Tiny, seed: 1);
+        return DemoModel.BuiltIn(options.CacheDir);
     }
 
     /// <summary>Loads the model; routed experts go through <paramref name="router"/> when given, else all are loaded here.</summary>

@@ -129,12 +129,12 @@ public static class DesiredState
     private static V1Deployment GatewayDeployment(MoeDeployment md, Names n, int replicas, bool discovery)
     {
         var s = md.Spec;
-        var args = new List<string>
-        {
-            "--model", ModelPath(s.Model),
+        List<string> args =
+        [
+            .. ModelArgs(s.Model),
             "--served-model-name", s.Model.ServedModelName ?? md.Metadata.Name,
             "--urls", $"http://0.0.0.0:{Names.GatewayPort}",
-        };
+        ];
         if (discovery) args.AddRange(["--expert-discovery", n.Discovery]);
         var env = new List<V1EnvVar>();
         if (s.KvStore?.Redis is { } redis)
@@ -166,12 +166,12 @@ public static class DesiredState
     {
         var s = md.Spec;
         // $(POD_NAME) is expanded by the kubelet: each node reads its own entry of the placement ConfigMap.
-        var args = new List<string>
-        {
-            "--model", ModelPath(s.Model),
+        List<string> args =
+        [
+            .. ModelArgs(s.Model),
             "--placement", $"{PlacementMount}/$(POD_NAME).json",
             "--urls", $"http://0.0.0.0:{Names.ExpertPort}",
-        };
+        ];
         args.AddRange(s.Experts?.ExtraArgs ?? []);
         var env = new List<V1EnvVar> { new() { Name = "POD_NAME", ValueFrom = new V1EnvVarSource { FieldRef = new V1ObjectFieldSelector { FieldPath = "metadata.name" } } } };
         var pod = Pod(md, n, Names.ExpertComponent, s.Images?.ExpertNode ?? DefaultExpertImage, Names.ExpertPort, args, env, s.Experts,
@@ -200,7 +200,7 @@ public static class DesiredState
     {
         var s = md.Spec;
         volumes.AddRange([ModelVolume(s.Model, s.Images?.PullPolicy), new V1Volume { Name = "tmp", EmptyDir = new V1EmptyDirVolumeSource() }]);
-        mounts.AddRange([new V1VolumeMount { Name = "model", MountPath = ModelMount, ReadOnlyProperty = true }, new V1VolumeMount { Name = "tmp", MountPath = "/tmp" }]);
+        mounts.AddRange([new V1VolumeMount { Name = "model", MountPath = ModelMount, ReadOnlyProperty = s.Model.Demo != true }, new V1VolumeMount { Name = "tmp", MountPath = "/tmp" }]);
         var labels = n.Labels(component);
         return new V1PodTemplateSpec
         {
@@ -260,11 +260,15 @@ public static class DesiredState
         },
     };
 
-    private static string ModelPath(ModelSource m) => ModelMount + (m.Path == "/" ? "" : m.Path);
+    /// <summary>Where the programs find the model: the checkpoint folder, or for the demo the folder to generate it into.</summary>
+    private static string[] ModelArgs(ModelSource m) =>
+        m.Demo == true ? ["--cache-dir", ModelMount] : ["--model", ModelMount + (m.Path == "/" ? "" : m.Path)];
 
     private static V1Volume ModelVolume(ModelSource m, PullPolicy? pull) => new()
     {
         Name = "model",
+        // The demo model is generated into it at start (a few MB).
+        EmptyDir = m.Demo == true ? new V1EmptyDirVolumeSource { SizeLimit = new ResourceQuantity("256Mi") } : null,
         PersistentVolumeClaim = m.PersistentVolumeClaim is { } c ? new V1PersistentVolumeClaimVolumeSource { ClaimName = c.ClaimName, ReadOnlyProperty = true } : null,
         HostPath = m.HostPath is { } h ? new V1HostPathVolumeSource { Path = h.Path, Type = "Directory" } : null,
         Image = m.Image is { } i ? new V1ImageVolumeSource { Reference = i.Reference, PullPolicy = (pull ?? PullPolicy.IfNotPresent).ToString() } : null,

@@ -39,12 +39,16 @@ public sealed class MoeDeploymentSpec
 }
 
 /// <summary>A checkpoint folder on a volume.</summary>
-[Cel("[has(self.persistentVolumeClaim), has(self.hostPath), has(self.image)].filter(x, x).size() == 1", "set exactly one of persistentVolumeClaim, hostPath and image")]
+[Cel("[has(self.persistentVolumeClaim), has(self.hostPath), has(self.image), has(self.demo) && self.demo].filter(x, x).size() == 1", "set exactly one of persistentVolumeClaim, hostPath, image and demo: true")]
 public sealed class ModelSource
 {
-    [JsonPropertyName("path"), Required, RegularExpression("^/.*"), StringLength(1024, MinimumLength = 1)]
+    [JsonPropertyName("path"), RegularExpression("^/.*"), StringLength(1024, MinimumLength = 1), DefaultValue("/")]
     [Description("Folder of the Hugging Face checkpoint (config.json, *.safetensors, tokenizer files) inside the volume, as an absolute path.")]
     public string Path { get; set; } = "/";
+
+    [JsonPropertyName("demo")]
+    [Description("Serve the built-in demo model instead of a checkpoint: random weights of a tiny DeepSeek-V3 shape, generated identically in every pod (no volume, no download). For trying MoeMesh on any cluster, CPU only; its output is noise.")]
+    public bool? Demo { get; set; }
 
     [JsonPropertyName("servedModelName"), StringLength(253)]
     [Description("Model id clients send and /v1/models reports; default: the MoeDeployment's name.")]

@@ -19,12 +19,15 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
 
     private static string NodeDll() => Programs.Dll("expert-node", "moemesh-expert-node");
 
-    /// <summary>Starts a node (port 0 picks a free one) and waits until it listens and has loaded its experts.</summary>
-    public static Task<ExpertNodeProcess> StartAsync(string modelDir, string experts, int port = 0, params string[] extraArgs) =>
+    /// <summary>
+    /// Starts a node (port 0 picks a free one) and waits until it listens and has loaded its experts;
+    /// <paramref name="modelDir"/> null gives no --model (the built-in demo).
+    /// </summary>
+    public static Task<ExpertNodeProcess> StartAsync(string? modelDir, string experts, int port = 0, params string[] extraArgs) =>
         StartPinnedAsync(null, modelDir, experts, port, extraArgs);
 
     /// <summary>As <see cref="StartAsync"/>, confined to the CPUs in <paramref name="cpus"/> (taskset syntax) when given.</summary>
-    public static Task<ExpertNodeProcess> StartPinnedAsync(string? cpus, string modelDir, string experts, int port = 0, params string[] extraArgs) =>
+    public static Task<ExpertNodeProcess> StartPinnedAsync(string? cpus, string? modelDir, string experts, int port = 0, params string[] extraArgs) =>
         StartCoreAsync(cpus, modelDir, experts, $"127.0.0.1:{port}", new Dictionary<string, string>(), extraArgs);
 
     /// <summary>As <see cref="StartAsync"/>, with extra environment variables (options given as MOEMESH_ variables).</summary>
@@ -43,12 +46,13 @@ public sealed class ExpertNodeProcess : IAsyncDisposable
         StartCoreAsync(null, modelDir, experts, "127.0.0.1:0", new Dictionary<string, string>(), [], waitReady: false);
 
     private static async Task<ExpertNodeProcess> StartCoreAsync(
-        string? cpus, string modelDir, string experts, string hostAndPort, IReadOnlyDictionary<string, string> environment, string[] extraArgs, bool waitReady = true)
+        string? cpus, string? modelDir, string experts, string hostAndPort, IReadOnlyDictionary<string, string> environment, string[] extraArgs, bool waitReady = true)
     {
         var info = new ProcessStartInfo(cpus is null ? "dotnet" : "taskset");
         foreach (var (name, value) in environment) info.Environment[name] = value;
         if (cpus is not null) foreach (var a in new[] { "-c", cpus, "dotnet" }) info.ArgumentList.Add(a);
-        foreach (var a in new[] { NodeDll(), "--model", modelDir, "--experts", experts, "--urls", $"http://{hostAndPort}" }.Concat(extraArgs)) info.ArgumentList.Add(a);
+        string[] model = modelDir is null ? [] : ["--model", modelDir];
+        foreach (var a in (string[])[NodeDll(), .. model, "--experts", experts, "--urls", $"http://{hostAndPort}", .. extraArgs]) info.ArgumentList.Add(a);
         var (process, address) = await Programs.StartListeningAsync(info, "expert node");
         var node = new ExpertNodeProcess(process, address, experts);
         if (waitReady) await node.WaitReadyAsync();

@@ -17,11 +17,15 @@ public sealed class GatewayProcess : IAsyncDisposable
         Http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(300) };
     }
 
-    /// <summary>Starts a gateway serving <paramref name="modelDir"/> on a free port and waits until /readyz answers 200.</summary>
-    public static async Task<GatewayProcess> StartAsync(string modelDir, params string[] extraArgs)
+    /// <summary>
+    /// Starts a gateway serving <paramref name="modelDir"/> (null: no --model, the built-in demo) on a free port and
+    /// waits until /readyz answers 200.
+    /// </summary>
+    public static async Task<GatewayProcess> StartAsync(string? modelDir, params string[] extraArgs)
     {
         var info = new ProcessStartInfo("dotnet");
-        foreach (var a in new[] { Programs.Dll("gateway", "moemesh-gateway"), "--model", modelDir, "--urls", "http://127.0.0.1:0", "--served-model-name", "demo" }.Concat(extraArgs))
+        string[] model = modelDir is null ? [] : ["--model", modelDir];
+        foreach (var a in (string[])[Programs.Dll("gateway", "moemesh-gateway"), .. model, "--urls", "http://127.0.0.1:0", "--served-model-name", "demo", .. extraArgs])
             info.ArgumentList.Add(a);
         // Only the options given here: no MOEMESH_ variable of the test run leaks in.
         foreach (var name in info.Environment.Keys.Where(k => k.StartsWith("MOEMESH_", StringComparison.Ordinal)).ToList()) info.Environment.Remove(name);

@@ -17,6 +17,31 @@ public sealed class DistributedGenerationTests
         prompt = prompts, max_tokens = maxTokens, temperature = 0, logprobs = 3, ignore_eos = true, return_tokens_as_token_ids = true,
     };
 
+    /// <summary>
+    /// No checkpoint anywhere (the chart's default MoeDeployment): the gateway and two expert nodes started without
+    /// --model each generate the built-in demo into their own folder, and together answer as one in-process gateway.
+    /// </summary>
+    [Fact]
+    public async Task BuiltInDemo_OnNodesAndAGateway_WithoutACheckpoint_EqualsTheInProcessDemo()
+    {
+        var roots = Enumerable.Range(0, 4).Select(_ => Directory.CreateTempSubdirectory("moemesh-demo-").FullName).ToArray();
+        try
+        {
+            var request = Request(8, Prompts);
+            var expected = await GatewayServer.InProcessJsonAsync(MoeMesh.Engine.Demo.DemoModel.BuiltIn(roots[0]), "/v1/completions", request);
+            await using var a = await ExpertNodeProcess.StartAsync(null, "shard:0/2", 0, "--cache-dir", roots[1]);
+            await using var b = await ExpertNodeProcess.StartAsync(null, "shard:1/2", 0, "--cache-dir", roots[2]);
+            await using var gateway = await GatewayProcess.StartAsync(null, "--cache-dir", roots[3], "--expert-nodes", $"{a.Address},{b.Address}");
+            var response = await gateway.Http.PostAsync("/v1/completions", new StringContent(JsonSerializer.Serialize(request), System.Text.Encoding.UTF8, "application/json"));
+            Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
+            Completions.AssertSame(expected, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement);
+        }
+        finally
+        {
+            foreach (var r in roots) Directory.Delete(r, recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData("v3", "0-7|8-15", false)]
     [InlineData("v3", "0-9|6-15|0-3,12-15", true)]

@@ -30,11 +30,15 @@ public sealed class KubectlTests
         Assert.Equal(["demo", "moemesh-demo", "False", "0"], get[1].Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(4));
         var wide = Lines(await KubectlAsync(cluster, "get", "moed", "-o", "wide"));
         Assert.Contains("REASON", wide[0]);
-        Assert.Contains("GatewaysUnavailable", wide[1]);
+        var reason = (await cluster.GetAsync("default", "demo")).Status!.Conditions!.First(c => c.Type == "Ready").Reason;
+        Assert.Contains(reason, wide[1]);
+        Assert.NotEqual("Serving", reason);
         Assert.Contains(n.GatewayUrl, wide[1]);
 
         cluster.SetReady("deployments", "default", n.Gateway, 1);
-        await Eventually.HoldsAsync(() => cluster.GetAsync("default", "demo"), m => m.Status?.Gateway?.Ready == 1, "the gateway ready");
+        cluster.SetReady("statefulsets", "default", n.Experts, 2);
+        cluster.SetExpertEndpoints("default", "demo", (0, true), (1, true));
+        await Eventually.HoldsAsync(() => cluster.GetAsync("default", "demo"), m => m.Status?.Gateway?.Ready == 1 && m.Status.Experts?.Ready == 2, "the gateway and the expert nodes ready");
         Assert.Contains("True", Lines(await KubectlAsync(cluster, "get", "moedeployment", "demo"))[1]);
 
         var scale = await KubectlAsync(cluster, "scale", "moedeployment/demo", "--replicas=3");

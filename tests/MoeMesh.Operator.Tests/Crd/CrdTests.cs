@@ -49,7 +49,10 @@ public sealed class CrdTests
         Assert.Equal(["Model", "Ready", "Gateways", "Experts", "Reason", "URL", "Age"], version.AdditionalPrinterColumns.Select(c => c.Name));
         var model = version.Schema.OpenAPIV3Schema.Properties["spec"].Properties["model"];
         Assert.Contains(model.XKubernetesValidations, r => r.Rule == "self == oldSelf");
-        Assert.Equal(["path"], model.Required);
+        // A checkpoint's folder defaults to the volume's root; the demo model needs none.
+        Assert.Null(model.Required);
+        Assert.Equal("/", model.Properties["path"].DefaultProperty?.ToString());
+        Assert.Contains(model.XKubernetesValidations, r => r.Rule.Contains("has(self.demo) && self.demo", StringComparison.Ordinal));
     }
 
     public static TheoryData<string> Samples() => new(Directory.GetFiles(Path.Combine(Root, "docs", "samples"), "moedeployment-*.yaml").Select(Path.GetFileName)!);
@@ -82,7 +85,8 @@ public sealed class CrdTests
     [InlineData("gateway: {replicas: 2}", "gateway: {replicas: -1}")] // below the range
     [InlineData("gateway: {replicas: 2}", "gateway: {replicas: two}")] // not an integer
     [InlineData("model: {path: /m,", "model: {path: m,")] // relative path
-    [InlineData("model: {path: /m, hostPath: {path: /data}}", "model: {hostPath: {path: /data}}")] // no path
+    [InlineData("model: {path: /m, hostPath: {path: /data}}", "model: {path: /m, hostPath: {}}")] // the host path's own path missing
+    [InlineData("model: {path: /m, hostPath: {path: /data}}", "model: {path: /m, demo: yes-please}")] // not a boolean
     [InlineData("memoryPerNode: 70Gi", "memoryPerNode: lots")] // not a quantity
     [InlineData("redis://r:6379/1", "redis://user:pw@r:6379/1")] // credentials belong in the Secret
     [InlineData("experts: {nodes: 4,", "experts: {nodes: 4, pullPolicy: Sometimes,")] // a field of another object

@@ -15,17 +15,37 @@ public sealed class DesiredStateTests
     }
 
     [Fact]
-    public void CpuDemo_IsOneGatewayWithEveryExpertInside()
+    public void CpuDemo_GeneratesTheBuiltInModel_InEveryPod()
     {
         var md = Samples.Load("moedeployment-cpu-demo.yaml");
         var children = Children(md);
-        Assert.Equal(["ServiceAccount", "Service", "Deployment", "PodDisruptionBudget"], children.Select(c => c.Kind));
         var gateway = children.OfType<V1Deployment>().Single();
         Assert.Equal(1, gateway.Spec.Replicas);
         var container = gateway.Spec.Template.Spec.Containers.Single();
+        // No checkpoint: the programs generate the demo model into a writable emptyDir (the root filesystem is read-only).
+        Assert.Equal(["--cache-dir", "/model", "--served-model-name", "moemesh-demo"], container.Args.Take(4));
+        Assert.DoesNotContain("--model", container.Args);
+        Assert.NotNull(gateway.Spec.Template.Spec.Volumes.Single(v => v.Name == "model").EmptyDir);
+        Assert.False(container.VolumeMounts.Single(m => m.Name == "model").ReadOnlyProperty);
+        var node = children.OfType<V1StatefulSet>().Single().Spec.Template.Spec.Containers.Single();
+        Assert.Equal(["--cache-dir", "/model"], node.Args.Take(2));
+        Assert.Equal(2, children.OfType<V1StatefulSet>().Single().Spec.Replicas);
+    }
+
+    [Fact]
+    public void ACheckpointOnAHostPath_IsMountedReadOnly_AndServedFromItsFolder()
+    {
+        var md = Samples.Load("moedeployment-cpu-demo.yaml");
+        md.Spec.Model = new ModelSource { Path = "/models/demo", HostPath = new HostPathSource { Path = "/var/lib/moemesh" } };
+        md.Spec.Experts = null;
+        var children = Children(md);
+        Assert.Equal(["ServiceAccount", "Service", "Deployment", "PodDisruptionBudget"], children.Select(c => c.Kind));
+        var gateway = children.OfType<V1Deployment>().Single();
+        var container = gateway.Spec.Template.Spec.Containers.Single();
         Assert.DoesNotContain("--expert-discovery", container.Args);
-        Assert.Equal(["--model", "/model/models/demo", "--served-model-name", "moemesh-demo"], container.Args.Take(4));
+        Assert.Equal(["--model", "/model/models/demo"], container.Args.Take(2));
         Assert.Equal("/var/lib/moemesh", gateway.Spec.Template.Spec.Volumes.Single(v => v.Name == "model").HostPath.Path);
+        Assert.True(container.VolumeMounts.Single(m => m.Name == "model").ReadOnlyProperty);
         Assert.False(children.OfType<V1ServiceAccount>().Single().AutomountServiceAccountToken);
     }
 

@@ -82,6 +82,7 @@ public sealed class StatusBuilderTests
     public void WithoutAnExpertTier_ThereIsNoExpertStatus()
     {
         var md = Samples.Load("moedeployment-cpu-demo.yaml");
+        md.Spec.Experts = null;
         var counts = TierCounts.FromSpec(md.Spec);
         var s = StatusBuilder.Build(md, counts, PlacementPlan.Uniform(0, 1), 1, new Observed(1, 0, []), T0);
         Assert.Equal(("True", "Serving"), Condition(s, "Ready"));
