@@ -21,11 +21,14 @@ public sealed class GatewayProcess : IAsyncDisposable
     /// Starts a gateway serving <paramref name="modelDir"/> (null: no --model, the built-in demo) on a free port and
     /// waits until /readyz answers 200.
     /// </summary>
-    public static async Task<GatewayProcess> StartAsync(string? modelDir, params string[] extraArgs)
+    public static Task<GatewayProcess> StartAsync(string? modelDir, params string[] extraArgs) => StartServingAsync(modelDir, "demo", extraArgs);
+
+    /// <summary>As <see cref="StartAsync"/>, serving the model under <paramref name="servedName"/>.</summary>
+    public static async Task<GatewayProcess> StartServingAsync(string? modelDir, string servedName, params string[] extraArgs)
     {
         var info = new ProcessStartInfo("dotnet");
         string[] model = modelDir is null ? [] : ["--model", modelDir];
-        foreach (var a in (string[])[Programs.Dll("gateway", "moemesh-gateway"), .. model, "--urls", "http://127.0.0.1:0", "--served-model-name", "demo", .. extraArgs])
+        foreach (var a in (string[])[Programs.Dll("gateway", "moemesh-gateway"), .. model, "--urls", "http://127.0.0.1:0", "--served-model-name", servedName, .. extraArgs])
             info.ArgumentList.Add(a);
         // Only the options given here: no MOEMESH_ variable of the test run leaks in.
         foreach (var name in info.Environment.Keys.Where(k => k.StartsWith("MOEMESH_", StringComparison.Ordinal)).ToList()) info.Environment.Remove(name);

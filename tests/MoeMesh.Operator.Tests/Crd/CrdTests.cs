@@ -62,8 +62,8 @@ public sealed class CrdTests
     public void DocumentedSample_IsValid_AndReadsAsAMoeDeployment(string file)
     {
         var yaml = File.ReadAllText(Path.Combine(Root, "docs", "samples", file));
-        var result = Validate(yaml);
-        Assert.True(result.IsValid, Errors(result));
+        var result = CrdSchema.Validate(yaml);
+        Assert.True(result.IsValid, CrdSchema.Errors(result));
         var resource = KubernetesYaml.Deserialize<MoeDeployment>(yaml);
         Assert.Equal(MoeDeployment.KindName, resource.Kind);
         Assert.StartsWith("/", resource.Spec.Model.Path);
@@ -92,67 +92,12 @@ public sealed class CrdTests
     [InlineData("experts: {nodes: 4,", "experts: {nodes: 4, pullPolicy: Sometimes,")] // a field of another object
     public void WrongResource_IsRejected(string valid, string wrong)
     {
-        Assert.True(Validate(Valid).IsValid, Errors(Validate(Valid)));
+        Assert.True(CrdSchema.Validate(Valid).IsValid, CrdSchema.Errors(CrdSchema.Validate(Valid)));
         Assert.Contains(valid, Valid);
-        Assert.False(Validate(Valid.Replace(valid, wrong)).IsValid, wrong);
+        Assert.False(CrdSchema.Validate(Valid.Replace(valid, wrong)).IsValid, wrong);
     }
 
     [Fact]
     public void WrongEnum_IsRejected() =>
-        Assert.False(Validate(Valid.Replace("gateway: {replicas: 2}", "gateway: {replicas: 2}\n  images: {pullPolicy: Sometimes}")).IsValid);
-
-    /// <summary>
-    /// The CRD's structural schema as JSON Schema (with unknown fields refused, as the API server's strict field
-    /// validation does) applied to a YAML resource. CEL rules are the API server's to evaluate, not this check's.
-    /// </summary>
-    private static EvaluationResults Validate(string yaml)
-    {
-        var schema = JsonNode.Parse(KubernetesJson.Serialize(CrdGenerator.Generate().Spec.Versions.Single().Schema.OpenAPIV3Schema))!;
-        AsJsonSchema(schema);
-        var evaluator = JsonSchema.FromText(schema.ToJsonString());
-        using var document = JsonDocument.Parse(YamlToJson(yaml)!.ToJsonString());
-        return evaluator.Evaluate(document.RootElement, new EvaluationOptions { OutputFormat = OutputFormat.List });
-    }
-
-    /// <summary>Objects with properties refuse others; Kubernetes' own keywords (CEL, int-or-string, already an anyOf) go.</summary>
-    private static void AsJsonSchema(JsonNode node)
-    {
-        if (node is JsonObject o)
-        {
-            foreach (var k in o.Select(p => p.Key).Where(k => k.StartsWith("x-kubernetes-", StringComparison.Ordinal)).ToList()) o.Remove(k);
-            if (o["properties"] is JsonObject && o["additionalProperties"] is null) o["additionalProperties"] = false;
-            foreach (var (_, child) in o.ToList()) if (child is not null) AsJsonSchema(child);
-        }
-        else if (node is JsonArray a)
-        {
-            foreach (var child in a) if (child is not null) AsJsonSchema(child);
-        }
-    }
-
-    /// <summary>YAML to JSON with YAML 1.2 core-schema typing of plain scalars (as the API server reads manifests).</summary>
-    private static JsonNode? YamlToJson(string yaml)
-    {
-        var stream = new YamlStream();
-        stream.Load(new StringReader(yaml));
-        return Convert(stream.Documents[0].RootNode);
-
-        static JsonNode? Convert(YamlNode node) => node switch
-        {
-            YamlMappingNode m => new JsonObject(m.Children.Select(kv => KeyValuePair.Create(((YamlScalarNode)kv.Key).Value!, Convert(kv.Value)))),
-            YamlSequenceNode s => new JsonArray(s.Children.Select(Convert).ToArray()),
-            YamlScalarNode { Style: YamlDotNet.Core.ScalarStyle.Plain } p => Plain(p.Value ?? ""),
-            YamlScalarNode q => JsonValue.Create(q.Value),
-            _ => throw new NotSupportedException(node.GetType().Name),
-        };
-
-        static JsonNode? Plain(string v) =>
-            v is "" or "~" or "null" ? null
-            : v is "true" or "false" ? JsonValue.Create(v == "true")
-            : long.TryParse(v, out var l) ? JsonValue.Create(l)
-            : System.Text.RegularExpressions.Regex.IsMatch(v, @"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$") ? JsonValue.Create(double.Parse(v, System.Globalization.CultureInfo.InvariantCulture))
-            : JsonValue.Create(v);
-    }
-
-    private static string Errors(EvaluationResults r) =>
-        string.Join("; ", (r.Details ?? []).Where(d => d.Errors is { Count: > 0 }).SelectMany(d => d.Errors!.Select(e => $"{d.InstanceLocation}: {e.Value}")));
+        Assert.False(CrdSchema.Validate(Valid.Replace("gateway: {replicas: 2}", "gateway: {replicas: 2}\n  images: {pullPolicy: Sometimes}")).IsValid);
 }

@@ -16,7 +16,11 @@ using Microsoft.Extensions.Logging;
 namespace MoeMesh.Testing.KubeApi;
 
 /// <summary>One request as the server saw it.</summary>
-public sealed record ApiRequest(string Method, string Path, string Query, string? ContentType, string Accept, string Verb, ResourceType? Type, string? Namespace, string? Name, string? Subresource);
+public sealed record ApiRequest(string Method, string Path, string Query, string? ContentType, string Accept, string Verb, ResourceType? Type, string? Namespace, string? Name, string? Subresource)
+{
+    /// <summary>Whose token the request carried (see <see cref="TestApiServer.WriteKubeconfig"/>); null without a valid one.</summary>
+    public string? User { get; init; }
+}
 
 /// <summary>
 /// A Kubernetes API server for tests, over real HTTP on loopback: discovery (/api, /apis, /version, a minimal
@@ -72,9 +76,13 @@ public sealed class TestApiServer : IAsyncDisposable
 
     public ResourceType Type(string plural) => _types.Single(t => t.Plural == plural);
 
-    /// <summary>A kubeconfig for this server (plain HTTP, no credentials), written to <paramref name="path"/>.</summary>
-    public string WriteKubeconfig(string path)
+    /// <summary>
+    /// A kubeconfig for this server, written to <paramref name="path"/>, with a bearer token of its own for
+    /// <paramref name="user"/> (requests record whose token they carried: the calls one program makes).
+    /// </summary>
+    public string WriteKubeconfig(string path, string user = AdminUser)
     {
+        var token = user == AdminUser ? Token : _users.GetOrAdd(user, _ => Guid.NewGuid().ToString("N"));
         File.WriteAllText(path, $$"""
             apiVersion: v1
             kind: Config
@@ -86,7 +94,7 @@ public sealed class TestApiServer : IAsyncDisposable
             users:
             - name: test
               user:
-                token: {{Token}}
+                token: {{token}}
             contexts:
             - name: test
               context:
@@ -103,8 +111,20 @@ public sealed class TestApiServer : IAsyncDisposable
         Host = Url.ToString(), AccessToken = Token, SslCaCerts = new X509Certificate2Collection(X509CertificateLoader.LoadCertificate(_certificate.RawData)),
     });
 
-    /// <summary>The bearer token every request must carry, as a real API server requires credentials.</summary>
+    /// <summary>The bearer token of the tests' own client, as a real API server requires credentials.</summary>
     public string Token { get; } = Guid.NewGuid().ToString("N");
+
+    public const string AdminUser = "test";
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _users = new();
+
+    private string? UserOf(string authorization)
+    {
+        if (authorization == $"Bearer {Token}") return AdminUser;
+        foreach (var (user, token) in _users)
+            if (authorization == $"Bearer {token}") return user;
+        return null;
+    }
 
     /// <summary>Runs <paramref name="action"/> before the first request matching <paramref name="match"/>; a returned code fails that request.</summary>
     public void Before(Func<ApiRequest, bool> match, Func<ApiRequest, (int Code, string Message)?> action)
@@ -128,9 +148,9 @@ public sealed class TestApiServer : IAsyncDisposable
     {
         try
         {
-            var r = Parse(ctx.Request);
+            var r = Parse(ctx.Request) with { User = UserOf(ctx.Request.Headers.Authorization.ToString()) };
             _requests.Enqueue(r);
-            if (ctx.Request.Headers.Authorization.ToString() != $"Bearer {Token}") throw new ApiError(401, "Unauthorized", "Unauthorized");
+            if (r.User is null) throw new ApiError(401, "Unauthorized", "Unauthorized");
             (int Code, string Message)? injected = null;
             lock (_hooks)
             {
