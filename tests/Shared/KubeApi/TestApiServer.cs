@@ -266,6 +266,8 @@ public sealed class TestApiServer : IAsyncDisposable
                     var manager = q["fieldManager"].ToString();
                     if (manager.Length == 0) throw new ApiError(422, "Invalid", "fieldManager: Required value: is required for apply patch");
                     var (o, created) = Store.Apply(t, ns, r.Name!, body, manager, q["force"].ToString() == "true");
+                    // An apply that creates is authorized as create as well as patch, as the real API server does it.
+                    if (created) _requests.Enqueue(r with { Verb = "create" });
                     await WriteJson(ctx, created ? 201 : 200, o);
                 }
                 else if (r.ContentType?.StartsWith("application/merge-patch+json", StringComparison.Ordinal) == true
