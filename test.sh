@@ -10,6 +10,10 @@ command -v g++ >/dev/null || need+=(g++)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v kubectl >/dev/null || need+=(kubectl)
 command -v prometheus >/dev/null || need+=(prometheus)
+# The chart tests render the chart with Go's text/template and sprig, the engine Helm uses (GOPATH mode).
+command -v go >/dev/null || need+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/Masterminds/sprig ] || need+=(golang-github-masterminds-sprig-dev)
+[ -d /usr/share/gocode/src/gopkg.in/yaml.v3 ] || need+=(golang-gopkg-yaml.v3-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || { echo "apt-get install failed"; exit 1; }
