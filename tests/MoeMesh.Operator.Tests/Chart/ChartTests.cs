@@ -174,8 +174,11 @@ public sealed class ChartTests
         var port = container["ports"]!.AsArray().Single()!;
         Assert.Contains("--urls=http://0.0.0.0:8081", container["args"]!.AsArray().Select(a => a!.ToString()));
         Assert.Equal(8081L, port["containerPort"]!.GetValue<long>());
+        // The operator started with the chart's own arguments (its listen address moved to loopback).
+        var args = container["args"]!.AsArray().Select(a => a!.ToString()).Where(a => !a.StartsWith("--urls=", StringComparison.Ordinal)).ToArray();
+        Assert.Contains(args, a => a.StartsWith("--scaling-interval-ms=", StringComparison.Ordinal));
         await using var cluster = await Cluster.StartAsync();
-        await using var op = await cluster.StartOperatorAsync("op-a");
+        await using var op = await cluster.StartOperatorAsync("op-a", args);
         foreach (var probe in new[] { "livenessProbe", "readinessProbe" })
         {
             Assert.Equal(port["name"]!.ToString(), container[probe]!["httpGet"]!["port"]!.ToString());
