@@ -34,6 +34,11 @@ public sealed record ModelPlacement(IReadOnlyDictionary<int, LayerPlan> Layers)
     public ModelPlacement Padded(int nodes) => new(new SortedDictionary<int, LayerPlan>(Layers.ToDictionary(l => l.Key,
         l => new LayerPlan(Enumerable.Range(0, Math.Max(nodes, l.Value.NodeCount)).Select(i => i < l.Value.NodeCount ? l.Value.Nodes[i] : (IEnumerable<int>)[])))));
 
+    /// <summary>The nodes that hold, on some layer, an expert they do not hold in <paramref name="before"/>.</summary>
+    public IReadOnlySet<int> GainersOver(ModelPlacement before) =>
+        Enumerable.Range(0, NodeCount).Where(i => Layers.Any(l =>
+            i < l.Value.NodeCount && l.Value.Nodes[i].Except(before.Layers.TryGetValue(l.Key, out var b) && i < b.NodeCount ? b.Nodes[i] : []).Any())).ToHashSet();
+
     /// <summary>Expert copies the target adds over this placement, over all layers.</summary>
     public int MovesTo(ModelPlacement target) => target.Layers.Sum(l => l.Value.MovesFrom(Layers.TryGetValue(l.Key, out var p) ? p : new LayerPlan([])));
 

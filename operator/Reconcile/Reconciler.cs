@@ -40,7 +40,7 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
         var placement = await PlacementConfigMapAsync(n, ct);
         int? live = null;
         if (TierCounts.HasExpertTier(md.Spec) && scaling.NodesInForce(md) is null)
-            live = (await ReadOrNullAsync(() => client.AppsV1.ReadNamespacedStatefulSetAsync(n.Experts, ns, cancellationToken: ct)))?.Spec?.Replicas;
+            live = await LiveExpertNodesAsync(n, ct);
         var counts = scaling.Applied(md, live);
         // The planner's new placement; else the operator's own documents in force (kept across restarts and leaders,
         // new nodes added empty); else (none yet, or edited by hand) the uniform one.
@@ -128,6 +128,22 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
             return await read();
         }
         catch (HttpOperationException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The expert StatefulSet's replicas; null when there is none. Any other failure fails the reconcile (retried):
+    /// guessing would risk shrinking nodes that were never drained.
+    /// </summary>
+    private async Task<int?> LiveExpertNodesAsync(Names n, CancellationToken ct)
+    {
+        try
+        {
+            return (await client.AppsV1.ReadNamespacedStatefulSetAsync(n.Experts, n.Namespace, cancellationToken: ct)).Spec?.Replicas;
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
         {
             return null;
         }

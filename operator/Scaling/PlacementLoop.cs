@@ -30,9 +30,10 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
     private sealed class Round
     {
         public DateTime LastStart = DateTime.UtcNow;
-        public Queue<PlacementPlan> Pending = new();
+        public Queue<(PlacementPlan Plan, IReadOnlySet<int> Gainers)> Pending = new();
         public long WaitFor;
-        public PlacementPlan? Written;
+        /// <summary>The nodes that gain expert copies in the phase written: the ones it waits for.</summary>
+        public IReadOnlySet<int> Gainers = new HashSet<int>();
         public string Summary = "";
         /// <summary>A drain's count and the placement of the nodes that stay, for when it has rolled out.</summary>
         public (int Nodes, PlacementPlan Plan)? ShrinkTo;
@@ -76,12 +77,20 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
         }
         if (round.WaitFor > 0)
         {
-            // A phase is out: the next one waits until nodes serve it and gateways route by it.
-            if (generation < round.WaitFor || !await ServedAsync(n, round.WaitFor, round.Written!, ct)) return;
-            if (round.Pending.TryDequeue(out var next) && next.Nodes.Count == nodes)
+            // A phase is out: the next one waits until the nodes gaining copies serve it and gateways route by it.
+            if (generation < round.WaitFor || !await ServedAsync(n, round.WaitFor, round.Gainers, ct)) return;
+            if (round.ShrinkTo is not null && wanted >= nodes && round.Pending.Count > 0)
             {
-                state.SetPlacement(md, next);
-                round.Written = next;
+                // The scale-down was taken back while the staying nodes loaded the leaving ones' experts: stop before
+                // anything is dropped (the phase in force holds everything the one before it held).
+                await events.RecordAsync(md, EventRecorder.Normal, "PlacementRollout", $"drain stopped at generation {round.WaitFor}: {nodes} expert nodes are wanted again", ct);
+                round.Pending.Clear();
+                round.ShrinkTo = null;
+            }
+            if (round.Pending.TryDequeue(out var next) && next.Plan.Nodes.Count == nodes)
+            {
+                state.SetPlacement(md, next.Plan);
+                round.Gainers = next.Gainers;
                 round.WaitFor = generation + 1;
                 await events.RecordAsync(md, EventRecorder.Normal, "PlacementRollout", $"next phase: nodes drop what moved away (generation {generation + 1}); {round.Summary}", ct);
                 reconcile(n.Namespace, n.Instance);
@@ -93,8 +102,10 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
             if (round.ShrinkTo is { } shrink)
             {
                 round.ShrinkTo = null;
-                // Drained for a smaller count: shrink to it, or to what is wanted now if that grew back in between.
-                if (wanted < nodes) await ShrinkAsync(md, n, Math.Max(shrink.Nodes, wanted), shrink.Plan, nodes, reconcile, ct);
+                // Drained for a smaller count: shrink to it, or to what is wanted now if that grew back in between;
+                // nodes drained but wanted again are filled by the next round.
+                if (wanted < nodes) await ShrinkAsync(md, n, Math.Max(shrink.Nodes, wanted), shrink.Plan.Resized(Math.Max(shrink.Nodes, wanted))!, nodes, reconcile, ct);
+                else round.Filled = false;
             }
             return;
         }
@@ -113,8 +124,9 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
         {
             if (draining && Enumerable.Range(wanted, nodes - wanted).All(current.HoldsNothing))
                 await ShrinkAsync(md, n, wanted, current.Resized(wanted)!, nodes, reconcile, ct);
-            // No gateway serves: nothing can break, and nothing reports the model's shape to plan by.
-            else if (draining && (await pods.ReadyAsync(n.Namespace, n.Gateway, ct)).Count == 0)
+            // No gateway pod at all (not even one starting): nothing is served that could break, and nothing
+            // reports the model's shape to plan by. Gateways that exist but are not ready are waited for.
+            else if (draining && (await pods.ReadyEndpointsAsync(n.Namespace, n.Gateway, ct, readyOnly: false)).Count == 0)
                 await ShrinkAsync(md, n, wanted, PlacementPlan.Uniform(wanted, md.Spec.Experts?.MinReplicasPerExpert ?? 1), nodes, reconcile, ct, serving: false);
             else if ((draining || filling) && !round.Warned)
             {
@@ -139,12 +151,28 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
                 ? Math.Max(even, (int)(memory.ToInt64() / copy / Math.Max(moe.Length, 1)))
                 : even + (int)Math.Ceiling((double)(md.Spec.Experts?.RedundantSlots ?? 0) / count));
         var p = md.Spec.Scaling?.Placement;
-        // A filling round may fill the new nodes' slots on every layer: capacity was added for the load now.
+        // A filling round may fill the new nodes' slots on every layer, and balances as far as that goes (with many
+        // nodes one empty node hardly moves max/mean, so the usual target would leave it empty): capacity was added
+        // for the load now.
         var moves = p?.MaxMovesPerRound ?? 256;
         if (filling) moves = Math.Max(moves, Enumerable.Range(0, nodes).Count(current.HoldsNothing) * slots * moe.Length);
-        var budget = new MigrationBudget(moves, p?.TargetImbalance ?? 1.05, draining || filling ? 0 : p?.MinGain ?? 0.02);
+        var budget = new MigrationBudget(moves, filling ? 1.0 : p?.TargetImbalance ?? 1.05, draining || filling ? 0 : p?.MinGain ?? 0.02);
         var shape = new PlannerShape(count, Math.Max(slots, inForce.Layers.Values.Max(l => l.Nodes.Take(count).Max(x => x.Count))), Math.Min(r, count));
-        var planned = ExpertPlanner.Rebalance(moe.Select(l => (IReadOnlyList<double>)load.Value.Layers[l]).ToArray(), moe.Select(l => inForce.Layers[l]).ToArray(), shape, budget);
+        LayerPlan[] planned;
+        try
+        {
+            planned = ExpertPlanner.Rebalance(moe.Select(l => (IReadOnlyList<double>)load.Value.Layers[l]).ToArray(), moe.Select(l => inForce.Layers[l]).ToArray(), shape, budget);
+        }
+        catch (ArgumentException e)
+        {
+            // E.g. expertsPerNode too small for every expert's holders on fewer nodes: the tier keeps its count.
+            if (!round.Warned)
+            {
+                round.Warned = true;
+                await events.RecordAsync(md, EventRecorder.Warning, "PlacementImpossible", $"expert nodes {nodes} -> {count}: {e.Message}", ct);
+            }
+            return;
+        }
         var kept = new ModelPlacement(moe.Select((l, i) => (l, planned[i])).ToDictionary(x => x.l, x => x.Item2));
         // A drained plan still names the leaving nodes (holding nothing) until they are gone.
         var target = kept.Padded(nodes);
@@ -160,11 +188,20 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
         var why = draining ? $"draining for expert nodes {nodes} -> {wanted}: {string.Join(", ", Enumerable.Range(wanted, nodes - wanted).Select(n.ExpertPod))} hand their experts to the nodes that stay; "
             : filling ? $"filling the new expert nodes ({nodes} in all); " : "";
         round.Summary = $"{why}max/mean node load {Worst(inForce):0.000} -> {Worst(target):0.000}, {moved} expert copies moved";
-        round.Pending = new Queue<PlacementPlan>(steps.Skip(1));
+        // Per phase, the nodes that gain copies over the phase before: those a phase waits for.
+        var gainers = new List<IReadOnlySet<int>>();
+        var before = inForce;
+        foreach (var step in steps)
+        {
+            var after = ModelPlacement.Resolve(step, moe, load.Value.Experts);
+            gainers.Add(after.GainersOver(before));
+            before = after;
+        }
+        round.Pending = new Queue<(PlacementPlan, IReadOnlySet<int>)>(steps.Zip(gainers).Skip(1));
         round.WaitFor = generation + 1;
         round.ShrinkTo = draining ? (wanted, kept.ToPlan()) : null;
         state.SetPlacement(md, steps[0]);
-        round.Written = steps[0];
+        round.Gainers = gainers[0];
         await events.RecordAsync(md, EventRecorder.Normal, "PlacementRollout",
             $"{(steps.Count == 2 ? "phase 1 of 2: nodes load their new experts" : "one phase")} (generation {generation + 1}); {round.Summary}", ct);
         reconcile(n.Namespace, n.Instance);
@@ -194,21 +231,20 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
     }
 
     /// <summary>
-    /// Whether phase <paramref name="generation"/> is in force: every node that holds experts in it is ready and
-    /// serves that generation or a later one, and every ready gateway routes by it. A node that holds nothing in
-    /// the phase (one that is leaving) need not answer; a new holder that is not ready yet holds the round up.
+    /// Whether phase <paramref name="generation"/> is in force: every node that gains copies in it is ready and
+    /// serves that generation or a later one, and every ready gateway routes by it (the lowest generation among the
+    /// nodes in its routing table). Nodes that only keep or drop copies need not answer: a leaving node that is not
+    /// ready does not hold a drain up, while a new holder that is not ready does hold its round (nothing is dropped
+    /// before another holder serves it).
     /// </summary>
-    private async Task<bool> ServedAsync(Names n, long generation, PlacementPlan phase, CancellationToken ct)
+    private async Task<bool> ServedAsync(Names n, long generation, IReadOnlySet<int> gainers, CancellationToken ct)
     {
         var nodes = (await pods.ReadyPodsAsync(n.Namespace, n.Experts, ct)).Where(p => p.Name is not null).GroupBy(p => p.Name!).ToDictionary(g => g.Key, g => g.First().Url);
         var gateways = await pods.ReadyAsync(n.Namespace, n.Gateway, ct);
         if (gateways.Count == 0) return false;
-        for (var i = 0; i < phase.Nodes.Count; i++)
-        {
-            if (phase.HoldsNothing(i)) continue;
+        foreach (var i in gainers)
             if (!nodes.TryGetValue(n.ExpertPod(i), out var node)
                 || PrometheusText.Sum(await pods.MetricsAsync(node, ct) ?? "", "moemesh_expert_placement_generation") is not { } g || g < generation) return false;
-        }
         foreach (var gateway in gateways)
             if (PrometheusText.Sum(await pods.MetricsAsync(gateway, ct) ?? "", "moemesh_expert_placement_generation_min") is not { } g || g < generation) return false;
         return true;

@@ -10,13 +10,13 @@ public sealed class PodScraper(IKubernetes client, ILogger<PodScraper> logger) :
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(2) };
 
     /// <summary>
-    /// The Service's ready endpoints (a missing ready condition counts as ready, as the API defines it) with the
-    /// slice that lists them.
+    /// The Service's ready endpoints (a missing ready condition counts as ready, as the API defines it), or all of
+    /// them with <paramref name="readyOnly"/> false, with the slice that lists them.
     /// </summary>
-    public async Task<IReadOnlyList<(V1Endpoint Endpoint, V1EndpointSlice Slice)>> ReadyEndpointsAsync(string ns, string service, CancellationToken ct)
+    public async Task<IReadOnlyList<(V1Endpoint Endpoint, V1EndpointSlice Slice)>> ReadyEndpointsAsync(string ns, string service, CancellationToken ct, bool readyOnly = true)
     {
         var slices = await client.DiscoveryV1.ListNamespacedEndpointSliceAsync(ns, labelSelector: $"kubernetes.io/service-name={service}", cancellationToken: ct);
-        return slices.Items.SelectMany(s => (s.Endpoints ?? []).Where(e => e.Conditions?.Ready != false).Select(e => (e, s))).ToArray();
+        return slices.Items.SelectMany(s => (s.Endpoints ?? []).Where(e => !readyOnly || e.Conditions?.Ready != false).Select(e => (e, s))).ToArray();
     }
 
     /// <summary>Base URLs of the Service's ready endpoints.</summary>

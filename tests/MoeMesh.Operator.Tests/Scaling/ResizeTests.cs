@@ -102,4 +102,35 @@ public sealed class ResizeTests
             for (var i = 0; i < 4; i++)
                 Assert.Subset(phases[0].Layers[l].Nodes[i].ToHashSet(), from.Layers[l].Nodes[i].ToHashSet());
     }
+
+    [Fact]
+    public void ADrainsPhases_WaitOnlyForTheNodesThatGainCopies()
+    {
+        const int experts = 16;
+        var layers = new[] { 1, 2 };
+        var from = ModelPlacement.Resolve(PlacementPlan.Uniform(3, 1), layers, experts);
+        var planned = ExpertPlanner.Rebalance(layers.Select(_ => (IReadOnlyList<double>)Enumerable.Repeat(1.0, experts).ToArray()).ToArray(),
+            layers.Select(l => from.Layers[l]).ToArray(), new PlannerShape(2, 8, 1), new MigrationBudget(64, 1.05, 0));
+        var target = new ModelPlacement(layers.Select((l, i) => (l, planned[i])).ToDictionary(x => x.l, x => x.Item2)).Padded(3);
+        var phases = Rollout.Phases(from, target);
+        // Loading: the staying nodes gain the leaving node's experts; the leaving node (2) gains nothing, so a
+        // leaving node that is not ready does not hold the drain up. Dropping: nobody gains.
+        Assert.Equal(new HashSet<int> { 0, 1 }, phases[0].GainersOver(from));
+        Assert.Empty(phases[1].GainersOver(phases[0]));
+    }
+
+    [Fact]
+    public void AFillingRound_OnManyNodes_GivesTheEmptyNodeExperts_WhereTheUsualTargetWouldNot()
+    {
+        // Twenty-one full nodes and a new empty one: max/mean is 22/21 = 1.048, within the usual target of 1.05.
+        const int experts = 63;
+        var nodes = Enumerable.Range(0, 22).Select(i => i < 21 ? Enumerable.Range(0, experts).Where(e => e % 21 == i) : []).ToArray();
+        var load = Enumerable.Repeat(1.0, experts).ToArray();
+        var shape = new PlannerShape(22, 4, 1);
+        var usual = ExpertPlanner.Rebalance(load, new LayerPlan(nodes), shape, new MigrationBudget(88, 1.05, 0));
+        Assert.Empty(usual.Nodes[21]);
+        var filling = ExpertPlanner.Rebalance(load, new LayerPlan(nodes), shape, new MigrationBudget(88, 1.0, 0));
+        Assert.NotEmpty(filling.Nodes[21]);
+        Assert.All(filling.Replicas(experts), r => Assert.True(r >= 1));
+    }
 }
