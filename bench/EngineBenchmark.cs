@@ -63,6 +63,39 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         Console.WriteLine($"ratio HTTP / engine at 32: {http[32] / direct[32]:F3}");
     }
 
+    /// <summary>
+    /// The routed experts' CPU kernel (weights kept as BF16, one parallel pass per layer) against libtorch on float32
+    /// copies, in one run: two engines of the same model, decode at 1, 8 and 32 sequences and a 1024-token
+    /// prefill in alternating rounds (ABBA), medians and ratios, and the expert weight bytes each holds.
+    /// </summary>
+    public void CompareExpertKernels()
+    {
+        Console.WriteLine($"threads: {torch.get_num_threads()}, cores: {Environment.ProcessorCount}");
+        var dir = DemoModel.EnsureCached(cacheDir, DemoShape.Benchmark, seed: 1);
+        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        Console.WriteLine($"model: hidden {config.HiddenSize}, {config.NumHiddenLayers} layers, {config.NRoutedExperts} experts of width {config.MoeIntermediateSize}, top {config.NumExpertsPerTok}, BF16 on disk");
+        var kernel = LoadEngine(dir, ComputeOptions.Cpu);
+        var libtorch = LoadEngine(dir, ComputeOptions.Cpu with { LibTorchExperts = true });
+        int[] levels = [1, 8, 32];
+        var k = levels.ToDictionary(c => c, _ => new List<double>());
+        var l = levels.ToDictionary(c => c, _ => new List<double>());
+        var pk = new List<double>();
+        var pl = new List<double>();
+        for (var round = 0; round < Rounds; round++)
+        {
+            var (first, second) = round % 2 == 0 ? ((kernel, k, pk), (libtorch, l, pl)) : ((libtorch, l, pl), (kernel, k, pk));
+            foreach (var (engine, decode, prefill) in new[] { first, second })
+            {
+                foreach (var c in levels) decode[c].Add(EngineDecode(engine, c));
+                prefill.Add(Prefill(engine, config).TokensPerSecond);
+            }
+        }
+        foreach (var c in levels)
+            Console.WriteLine($"decode, {c,2} sequences: kernel {Median(k[c]):F1} tokens/s [{string.Join(", ", k[c].Select(x => x.ToString("F1")))}], " +
+                $"libtorch {Median(l[c]):F1} tokens/s [{string.Join(", ", l[c].Select(x => x.ToString("F1")))}] = {Median(k[c]) / Median(l[c]):F2}x");
+        Console.WriteLine($"prefill 1024 tokens: kernel {Median(pk):F0} tokens/s, libtorch {Median(pl):F0} tokens/s = {Median(pk) / Median(pl):F2}x");
+    }
+
     private static double Median(List<double> values)
     {
         var sorted = values.Order().ToArray();
@@ -82,10 +115,10 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         return 2.0 * 1024 * 1024 * 1024 * reps / sw.Elapsed.TotalSeconds / 1e9;
     }
 
-    private static LlmEngine LoadEngine(string dir)
+    private static LlmEngine LoadEngine(string dir, ComputeOptions? options = null)
     {
         var sw = Stopwatch.StartNew();
-        var model = DeepSeekModel.Load(dir, ComputeOptions.Cpu);
+        var model = DeepSeekModel.Load(dir, options ?? ComputeOptions.Cpu);
         Console.WriteLine($"loaded in {sw.Elapsed.TotalSeconds:F1} s");
         // With the tokenizer, the direct path detokenises as the gateway's engine loop does.
         var tokenizer = HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));

@@ -20,6 +20,8 @@ else if (args.Contains("--kv-store"))
     await new KvStoreBenchmark(cache, tokens).RunAsync();
 else if (args.Contains("--sampling"))
     SamplingBenchmark.Run();
+else if (args.Contains("--expert-kernel"))
+    new EngineBenchmark(cache, tokens).CompareExpertKernels();
 else if (args.Contains("--sharding"))
     await new ShardingBenchmark(cache, tokens, IntArg("--node-threads"), IntArg("--gateway-threads"), ArgValue(args, "--node-cpus")).RunAsync();
 else await new EngineBenchmark(cache, tokens).RunAsync();

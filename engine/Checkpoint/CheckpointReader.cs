@@ -70,6 +70,19 @@ public sealed class CheckpointReader : IDisposable
         return values;
     }
 
+    /// <summary>A BF16 tensor's raw values (no widened copy), checking its shape; null when the tensor is another type.</summary>
+    public ushort[]? ReadBf16(string name, params long[] expectedShape)
+    {
+        var (file, info) = Locate(name);
+        if (!info.Shape.SequenceEqual(expectedShape))
+            throw new CheckpointException($"tensor '{name}' has shape [{string.Join(",", info.Shape)}], expected [{string.Join(",", expectedShape)}]");
+        if (info.DType != DType.BF16) return null;
+        var bytes = file.ReadBytes(info);
+        var values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes).ToArray();
+        BytesRead += bytes.LongLength;
+        return values;
+    }
+
     /// <summary>Reads a tensor onto a device in the given floating type.</summary>
     public Tensor Read(string name, Device device, ScalarType dtype, params long[] expectedShape)
     {

@@ -1,14 +1,19 @@
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
+using MoeMesh.Engine.Kernels;
 using MoeMesh.Engine.Model;
 using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Experts;
 
-/// <summary>Routed experts held in this process, computed with tokens grouped per expert.</summary>
+/// <summary>
+/// Routed experts held in this process, computed with tokens grouped per expert. On the CPU the weights stay in
+/// the checkpoint's type (BF16 as stored) and a layer's experts run in one parallel pass of the engine's own
+/// kernel (<see cref="PackedExpertPass"/>); on a GPU each expert is a libtorch SwiGLU in the compute type.
+/// </summary>
 public sealed class LocalExpertBackend : IExpertBackend
 {
-    private readonly Dictionary<(int Layer, int Expert), SwiGluMlp> _experts;
+    private readonly Dictionary<(int Layer, int Expert), IDisposable> _experts;
     private readonly int _expertCount;
 
     /// <summary>Loads the given experts of every MoE layer; nothing else is read from the checkpoint.</summary>
@@ -23,7 +28,7 @@ public sealed class LocalExpertBackend : IExpertBackend
     {
     }
 
-    private LocalExpertBackend(int expertCount, ExpertPlacement placement, Dictionary<(int, int), SwiGluMlp> experts)
+    private LocalExpertBackend(int expertCount, ExpertPlacement placement, Dictionary<(int, int), IDisposable> experts)
     {
         _expertCount = expertCount;
         Placement = placement;
@@ -32,8 +37,23 @@ public sealed class LocalExpertBackend : IExpertBackend
 
     public ExpertPlacement Placement { get; }
 
-    private static SwiGluMlp LoadExpert(ModelConfig c, CheckpointReader r, ComputeOptions o, (int Layer, int Expert) p) =>
-        new(r, $"model.layers.{p.Layer}.mlp.experts.{p.Expert}", o, c.HiddenSize, c.MoeIntermediateSize);
+    private static IDisposable LoadExpert(ModelConfig c, CheckpointReader r, ComputeOptions o, (int Layer, int Expert) p) =>
+        Packed(o)
+            ? new PackedHolder(PackedExpert.Read(r, $"model.layers.{p.Layer}.mlp.experts.{p.Expert}", c.HiddenSize, c.MoeIntermediateSize))
+            : new SwiGluMlp(r, $"model.layers.{p.Layer}.mlp.experts.{p.Expert}", o, c.HiddenSize, c.MoeIntermediateSize);
+
+    /// <summary>Whether experts run in the packed CPU kernel: on the CPU in float32, unless turned off for comparison.</summary>
+    private static bool Packed(ComputeOptions o) => o.Device.type == TorchSharp.DeviceType.CPU && o.DType == ScalarType.Float32 && !o.LibTorchExperts;
+
+    private sealed class PackedHolder(PackedExpert expert) : IDisposable
+    {
+        public PackedExpert Expert { get; } = expert;
+
+        public void Dispose()
+        {
+            // Managed arrays: the garbage collector frees them.
+        }
+    }
 
     /// <summary>A backend holding <paramref name="placement"/>: experts held here are shared, only the others are read from the checkpoint.</summary>
     public LocalExpertBackend Reshape(ModelConfig c, CheckpointReader r, ComputeOptions o, ExpertPlacement placement) =>
@@ -49,7 +69,7 @@ public sealed class LocalExpertBackend : IExpertBackend
     }
 
     /// <summary>Bytes of expert weights held.</summary>
-    public long ByteSize => _experts.Values.Sum(e => e.ByteSize);
+    public long ByteSize => _experts.Values.Sum(e => e is PackedHolder p ? p.Expert.ByteSize : ((SwiGluMlp)e).ByteSize);
 
     /// <summary>Computes when completed, so that a caller overlapping micro-batches keeps one order of work for both backends.</summary>
     public IExpertCall Begin(int layer, Tensor hidden, Tensor expertIds, Tensor weights) =>
@@ -73,6 +93,8 @@ public sealed class LocalExpertBackend : IExpertBackend
     /// </summary>
     public Tensor ComputePairs(int layer, Tensor hidden, Tensor pairTokens, Tensor pairExperts, Tensor pairWeights)
     {
+        if (hidden.device_type == TorchSharp.DeviceType.CPU && hidden.dtype == ScalarType.Float32 && _experts.Values.FirstOrDefault() is PackedHolder)
+            return ComputePacked(layer, hidden, pairTokens, pairExperts, pairWeights);
         using var scope = NewDisposeScope();
         var order = pairExperts.argsort();
         var tokenOf = pairTokens.index_select(0, order);
@@ -87,12 +109,27 @@ public sealed class LocalExpertBackend : IExpertBackend
             if (!_experts.TryGetValue((layer, e), out var expert))
                 throw new InvalidOperationException($"expert {e} of layer {layer} is not held by this backend");
             var rows = sortedInput.narrow(0, offset, counts[e]);
-            outputs.Add(expert.Forward(rows) * sortedWeights.narrow(0, offset, counts[e]));
+            outputs.Add(((SwiGluMlp)expert).Forward(rows) * sortedWeights.narrow(0, offset, counts[e]));
             offset += counts[e];
         }
         var combined = zeros_like(hidden);
         combined.index_add_(0, tokenOf, cat(outputs, 0), Scalars.One);
         return combined.MoveToOuterDisposeScope();
+    }
+
+    private Tensor ComputePacked(int layer, Tensor hidden, Tensor pairTokens, Tensor pairExperts, Tensor pairWeights)
+    {
+        var tokens = (int)hidden.shape[0];
+        var h = (int)hidden.shape[1];
+        using var contiguous = hidden.contiguous();
+        var x = contiguous.data<float>().ToArray();
+        using var tokensCpu = pairTokens.to(ScalarType.Int64).cpu();
+        using var expertsCpu = pairExperts.to(ScalarType.Int64).cpu();
+        using var weightsCpu = pairWeights.to(ScalarType.Float32).cpu();
+        var result = PackedExpertPass.Run(x, tokens, h, tokensCpu.data<long>().ToArray(), expertsCpu.data<long>().ToArray(), weightsCpu.data<float>().ToArray(),
+            e => _experts.TryGetValue((layer, e), out var held) ? ((PackedHolder)held).Expert
+                : throw new InvalidOperationException($"expert {e} of layer {layer} is not held by this backend"));
+        return tensor(result, [tokens, h]);
     }
 
     private sealed class DeferredCall(Func<Tensor> compute) : IExpertCall

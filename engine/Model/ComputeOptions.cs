@@ -3,8 +3,12 @@ using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Model;
 
-/// <summary>Where the model runs and the floating type of its weights and activations.</summary>
-public sealed record ComputeOptions(Device Device, ScalarType DType)
+/// <summary>
+/// Where the model runs and the floating type of its weights and activations. <paramref name="LibTorchExperts"/>
+/// runs CPU routed experts through libtorch on float32 copies of their weights instead of the engine's kernel over
+/// the checkpoint's types (for comparing the two).
+/// </summary>
+public sealed record ComputeOptions(Device Device, ScalarType DType, bool LibTorchExperts = false)
 {
     /// <summary>CPU in float32: these CPUs have no native bf16 units, so bf16 is for storage only.</summary>
     public static ComputeOptions Cpu { get; } = new(torch.CPU, ScalarType.Float32);
