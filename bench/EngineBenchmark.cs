@@ -74,8 +74,8 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         var dir = DemoModel.EnsureCached(cacheDir, DemoShape.Benchmark, seed: 1);
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
         Console.WriteLine($"model: hidden {config.HiddenSize}, {config.NumHiddenLayers} layers, {config.NRoutedExperts} experts of width {config.MoeIntermediateSize}, top {config.NumExpertsPerTok}, BF16 on disk");
-        var kernel = LoadEngine(dir, ComputeOptions.Cpu);
-        var libtorch = LoadEngine(dir, ComputeOptions.Cpu with { LibTorchExperts = true });
+        var kernel = LoadEngine(dir, ComputeOptions.Cpu with { PackedExperts = true });
+        var libtorch = LoadEngine(dir, ComputeOptions.Cpu);
         int[] levels = [1, 8, 32];
         var k = levels.ToDictionary(c => c, _ => new List<double>());
         var l = levels.ToDictionary(c => c, _ => new List<double>());

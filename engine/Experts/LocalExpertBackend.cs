@@ -7,9 +7,10 @@ using static TorchSharp.torch;
 namespace MoeMesh.Engine.Experts;
 
 /// <summary>
-/// Routed experts held in this process, computed with tokens grouped per expert. On the CPU the weights stay in
-/// the checkpoint's type (BF16 as stored) and a layer's experts run in one parallel pass of the engine's own
-/// kernel (<see cref="PackedExpertPass"/>); on a GPU each expert is a libtorch SwiGLU in the compute type.
+/// Routed experts held in this process, computed with tokens grouped per expert: each expert a libtorch SwiGLU in
+/// the compute type, or, on the CPU with <see cref="ComputeOptions.PackedExperts"/>, weights kept in the
+/// checkpoint's type (BF16 as stored) and a layer's experts in one parallel pass of the engine's own kernel
+/// (<see cref="PackedExpertPass"/>).
 /// </summary>
 public sealed class LocalExpertBackend : IExpertBackend
 {
@@ -42,8 +43,8 @@ public sealed class LocalExpertBackend : IExpertBackend
             ? new PackedHolder(PackedExpert.Read(r, $"model.layers.{p.Layer}.mlp.experts.{p.Expert}", c.HiddenSize, c.MoeIntermediateSize))
             : new SwiGluMlp(r, $"model.layers.{p.Layer}.mlp.experts.{p.Expert}", o, c.HiddenSize, c.MoeIntermediateSize);
 
-    /// <summary>Whether experts run in the packed CPU kernel: on the CPU in float32, unless turned off for comparison.</summary>
-    private static bool Packed(ComputeOptions o) => o.Device.type == TorchSharp.DeviceType.CPU && o.DType == ScalarType.Float32 && !o.LibTorchExperts;
+    /// <summary>Whether experts run in the packed CPU kernel: asked for (--cpu-experts packed), on the CPU in float32.</summary>
+    private static bool Packed(ComputeOptions o) => o.Device.type == TorchSharp.DeviceType.CPU && o.DType == ScalarType.Float32 && o.PackedExperts;
 
     private sealed class PackedHolder(PackedExpert expert) : IDisposable
     {

@@ -58,12 +58,56 @@ public sealed class PackedMatrix
             for (var r = 0; r < xRows; r += 4)
             {
                 var n = Math.Min(4, xRows - r);
+                if (n == 1)
+                {
+                    y[r * yStride + j] = Dot1(j, x.Slice(r * Cols));
+                    continue;
+                }
                 Dot4(j, x.Slice(r * Cols), n, out var s0, out var s1, out var s2, out var s3);
                 y[r * yStride + j] = s0;
                 if (n > 1) y[(r + 1) * yStride + j] = s1;
                 if (n > 2) y[(r + 2) * yStride + j] = s2;
                 if (n > 3) y[(r + 3) * yStride + j] = s3;
             }
+    }
+
+    /// <summary>The dot product of weight row <paramref name="j"/> with one row of x (decode: one token per expert).</summary>
+    private float Dot1(int j, ReadOnlySpan<float> x)
+    {
+        var cols = Cols;
+        ref var x0 = ref MemoryMarshal.GetReference(x);
+        var k = 0;
+        var s = 0f;
+        if (Avx2.IsSupported && Fma.IsSupported && cols >= 16)
+        {
+            // Two accumulators: two independent FMA chains keep both FMA units busy.
+            var a0 = Vector256<float>.Zero;
+            var a1 = Vector256<float>.Zero;
+            if (_bf16 is not null)
+            {
+                ref var w = ref _bf16[(long)j * cols];
+                for (; k + 16 <= cols; k += 16)
+                {
+                    var raw = Vector256.LoadUnsafe(ref Unsafe.Add(ref w, k));
+                    var lo = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(raw.GetLower()), 16).AsSingle();
+                    var hi = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(raw.GetUpper()), 16).AsSingle();
+                    a0 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k)), a0);
+                    a1 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k + 8)), a1);
+                }
+            }
+            else
+            {
+                ref var w = ref _f32![(long)j * cols];
+                for (; k + 16 <= cols; k += 16)
+                {
+                    a0 = Fma.MultiplyAdd(Vector256.LoadUnsafe(ref Unsafe.Add(ref w, k)), Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k)), a0);
+                    a1 = Fma.MultiplyAdd(Vector256.LoadUnsafe(ref Unsafe.Add(ref w, k + 8)), Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k + 8)), a1);
+                }
+            }
+            s = Vector256.Sum(a0 + a1);
+        }
+        for (; k < cols; k++) s += (_bf16 is not null ? Widen(_bf16[(long)j * cols + k]) : _f32![(long)j * cols + k]) * Unsafe.Add(ref x0, k);
+        return s;
     }
 
     /// <summary>Dot products of weight row <paramref name="j"/> with up to four consecutive rows of x.</summary>

@@ -4,20 +4,21 @@ using static TorchSharp.torch;
 namespace MoeMesh.Engine.Model;
 
 /// <summary>
-/// Where the model runs and the floating type of its weights and activations. <paramref name="LibTorchExperts"/>
-/// runs CPU routed experts through libtorch on float32 copies of their weights instead of the engine's kernel over
-/// the checkpoint's types (for comparing the two).
+/// Where the model runs and the floating type of its weights and activations. <paramref name="PackedExperts"/>
+/// runs CPU routed experts in the engine's own kernel over weights kept in the checkpoint's type (BF16: half the
+/// memory of the float32 copies libtorch computes on) instead of libtorch (--cpu-experts packed).
 /// </summary>
-public sealed record ComputeOptions(Device Device, ScalarType DType, bool LibTorchExperts = false)
+public sealed record ComputeOptions(Device Device, ScalarType DType, bool PackedExperts = false)
 {
     /// <summary>CPU in float32: these CPUs have no native bf16 units, so bf16 is for storage only.</summary>
     public static ComputeOptions Cpu { get; } = new(torch.CPU, ScalarType.Float32);
 
     /// <summary>Parses --device values: cpu, cuda, cuda:N. CUDA computes in bfloat16.</summary>
-    public static ComputeOptions Parse(string? device)
+    public static ComputeOptions Parse(string? device, string cpuExperts = "libtorch")
     {
+        if (cpuExperts is not ("libtorch" or "packed")) throw new ArgumentException($"--cpu-experts '{cpuExperts}': expected libtorch or packed");
         var spec = string.IsNullOrWhiteSpace(device) ? "cpu" : device.Trim().ToLowerInvariant();
-        if (spec == "cpu") return Cpu;
+        if (spec == "cpu") return cpuExperts == "packed" ? Cpu with { PackedExperts = true } : Cpu;
         if (spec == "cuda" || spec.StartsWith("cuda:", StringComparison.Ordinal))
         {
             var index = spec == "cuda" ? 0 : int.TryParse(spec[5..], out var i) && i >= 0 ? i : throw new ArgumentException($"--device '{device}': expected cuda:N");

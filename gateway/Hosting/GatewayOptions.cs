@@ -44,6 +44,9 @@ public sealed record GatewayOptions
     public long KvStoreWriteQueueBytes { get; init; } = 64L << 20;
     public string Device { get; init; } = "cpu";
 
+    /// <summary>How routed experts held here run on the CPU: libtorch (default) or packed (the engine's kernel over BF16 weights).</summary>
+    public string CpuExperts { get; init; } = "libtorch";
+
     /// <summary>Bearer key of the inference API (/v1); null leaves it open.</summary>
     public string? ApiKey { get; init; }
 
@@ -113,6 +116,7 @@ public sealed record GatewayOptions
         var kvBudget = cli.Add("--kv-store-lookup-budget-ms", "N", $"Longest a prompt waits for the shared store before it is computed (default {d.KvStoreLookupBudgetMs})", Values.PositiveInt, d.KvStoreLookupBudgetMs);
         var kvQueue = cli.Add("--kv-store-write-queue-bytes", "N", $"Computed pages waiting to be written to the shared store, at most (default {d.KvStoreWriteQueueBytes}); beyond it pages are not shared", Values.PositiveLong, d.KvStoreWriteQueueBytes);
         var device = cli.Add("--device", "cpu|cuda[:N]", "Compute device (default cpu; cuda computes in bfloat16)", Values.Device, d.Device);
+        var cpuExperts = cli.Add("--cpu-experts", "libtorch|packed", "Routed experts on the CPU: libtorch on float32 copies of their weights (default), or packed, the engine's kernel over the checkpoint's BF16 (half the memory; slower than libtorch on some CPUs, see docs/benchmarks.md)", Values.OneOf("libtorch", "packed"), d.CpuExperts);
         var apiKey = cli.Add("--api-key", "KEY", "Require 'Authorization: Bearer KEY' on /v1 (default: open)", Values.OptionalText, d.ApiKey);
         var adminKey = cli.Add("--admin-api-key", "KEY", "Require 'Authorization: Bearer KEY' on /admin; without it the admin routes are off", Values.OptionalText, d.AdminApiKey);
         var name = cli.Add("--served-model-name", "NAME", "Model id reported by /v1/models (default: the folder name)", Values.Text, d.ServedModelName);
@@ -144,6 +148,7 @@ public sealed record GatewayOptions
             KvStoreLookupBudgetMs = p.Get(kvBudget),
             KvStoreWriteQueueBytes = p.Get(kvQueue),
             Device = p.Get(device),
+            CpuExperts = p.Get(cpuExperts),
             ApiKey = p.Get(apiKey),
             AdminApiKey = p.Get(adminKey),
             ServedModelName = p.Get(name),

@@ -42,7 +42,7 @@ public sealed class ModelHost : IDisposable
     /// <summary>Loads the model; routed experts go through <paramref name="router"/> when given, else all are loaded here.</summary>
     public static ModelHost Load(GatewayOptions options, string dir, ILogger logger, IExpertRouter? router)
     {
-        var compute = ComputeOptions.Parse(options.Device);
+        var compute = ComputeOptions.Parse(options.Device, options.CpuExperts);
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
         var tokenizer = HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));
         var tokConfig = TokenizerConfig.Load(Path.Combine(dir, "tokenizer_config.json"));

@@ -44,8 +44,8 @@ public sealed class PackedKernelTests
     {
         var config = ModelConfig.Load(Path.Combine(TestModels.V3Dir, "config.json"));
         using var reader = new CheckpointReader(TestModels.V3Dir);
-        var packed = new LocalExpertBackend(config, reader, ComputeOptions.Cpu, ExpertSet.Parse("all", config.NRoutedExperts));
-        var libtorch = new LocalExpertBackend(config, reader, ComputeOptions.Cpu with { LibTorchExperts = true }, ExpertSet.Parse("all", config.NRoutedExperts));
+        var packed = new LocalExpertBackend(config, reader, ComputeOptions.Parse("cpu", "packed"), ExpertSet.Parse("all", config.NRoutedExperts));
+        var libtorch = new LocalExpertBackend(config, reader, ComputeOptions.Cpu, ExpertSet.Parse("all", config.NRoutedExperts));
         // The checkpoint is BF16: two bytes a weight against the float32 copy's four.
         Assert.Equal(libtorch.ByteSize / 2, packed.ByteSize);
 

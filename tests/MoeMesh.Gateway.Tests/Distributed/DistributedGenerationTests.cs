@@ -29,8 +29,9 @@ public sealed class DistributedGenerationTests
         {
             var request = Request(8, Prompts);
             var expected = await GatewayServer.InProcessJsonAsync(MoeMesh.Engine.Demo.DemoModel.BuiltIn(roots[0]), "/v1/completions", request);
+            // One node computes with libtorch, the other with the engine's kernel over the BF16 weights (--cpu-experts packed).
             await using var a = await ExpertNodeProcess.StartAsync(null, "shard:0/2", 0, "--cache-dir", roots[1]);
-            await using var b = await ExpertNodeProcess.StartAsync(null, "shard:1/2", 0, "--cache-dir", roots[2]);
+            await using var b = await ExpertNodeProcess.StartAsync(null, "shard:1/2", 0, "--cache-dir", roots[2], "--cpu-experts", "packed");
             await using var gateway = await GatewayProcess.StartAsync(null, "--cache-dir", roots[3], "--expert-nodes", $"{a.Address},{b.Address}");
             var response = await gateway.Http.PostAsync("/v1/completions", new StringContent(JsonSerializer.Serialize(request), System.Text.Encoding.UTF8, "application/json"));
             Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
