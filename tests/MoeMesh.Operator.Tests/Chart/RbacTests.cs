@@ -28,8 +28,9 @@ public sealed class RbacTests
     {
         await using var cluster = await Cluster.StartAsync();
         var kubeconfig = cluster.Server.WriteKubeconfig(Path.Combine(cluster.TempDir, "operator.kubeconfig"), "operator");
-        // Short leases: renewals (updates of the Lease) happen within the test.
-        await using var op = await OperatorProcess.StartAsync(kubeconfig, "op-a", "--lease-seconds", "3", "--scaling-interval-ms", "200");
+        // Leases of 12 s: a renewal (an update of the Lease) every 4 s happens within the test, and a loaded machine
+        // does not make the leader miss its renewals and step down.
+        await using var op = await OperatorProcess.StartAsync(kubeconfig, "op-a", "--lease-seconds", "12", "--scaling-interval-ms", "200");
 
         // Every path: both tiers autoscaled, a KV store and an API key; status written; a placement round's reads.
         var md = new MoeDeployment
@@ -49,7 +50,7 @@ public sealed class RbacTests
         cluster.Server.Before(r => r.User == "operator" && r.Verb == "patch" && r.Type?.Plural == "deployments", _ => (500, "injected failure"));
         await cluster.CreateAsync(md);
         var n = new Names("default", "r");
-        await Eventually.HoldsAsync(() => Task.FromResult(cluster.Get("statefulsets", "default", n.Experts)), s => s is not null, "the expert tier");
+        await Eventually.HoldsAsync(() => Task.FromResult((Set: cluster.Get("statefulsets", "default", n.Experts), Operator: op.Tail(), Exited: op.Exited)), s => s.Set is not null, "the expert tier");
         cluster.SetExpertEndpoints("default", "r", (0, true), (1, true));
         await Eventually.HoldsAsync(() => cluster.GetAsync("default", "r"), m => m.Status?.PlacementGeneration >= 1 && m.Status.Conditions is not null, "a status");
 
