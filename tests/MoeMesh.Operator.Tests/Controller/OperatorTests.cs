@@ -195,6 +195,48 @@ public sealed class OperatorTests
         Assert.Empty(cluster.Children(Ns, "m5"));
     }
 
+    /// <summary>
+    /// A new operator that cannot read the expert StatefulSet's live size (a transient API error) does not guess the
+    /// spec's smaller count: it retries, keeps the nodes that have not been drained, and waits for a drain.
+    /// </summary>
+    [Fact]
+    public async Task ANewOperator_WithAFailedReadOfTheLiveCount_ShrinksNothingUndrained()
+    {
+        await using var cluster = await Cluster.StartAsync();
+        var n = new Names(Ns, "m7");
+        var first = await cluster.StartOperatorAsync("op-a");
+        try
+        {
+            await cluster.CreateAsync(Sample("m7", 3));
+            await Eventually.HoldsAsync(() => Task.FromResult(cluster.Get("statefulsets", Ns, n.Experts)?["spec"]?["replicas"]?.GetValue<int>()), r => r == 3, "three expert nodes");
+        }
+        finally
+        {
+            await first.DisposeAsync();
+        }
+        // While no operator runs: the spec asks for two nodes, and a gateway exists (not ready), so a drain must wait.
+        await cluster.PatchSpecAsync(Ns, "m7", """{"spec":{"experts":{"nodes":2}}}""");
+        cluster.Server.Store.Create(cluster.Server.Type("endpointslices"), Ns, new System.Text.Json.Nodes.JsonObject
+        {
+            ["apiVersion"] = "discovery.k8s.io/v1",
+            ["kind"] = "EndpointSlice",
+            ["metadata"] = new System.Text.Json.Nodes.JsonObject { ["name"] = n.Gateway + "-slice", ["namespace"] = Ns, ["labels"] = new System.Text.Json.Nodes.JsonObject { ["kubernetes.io/service-name"] = n.Gateway } },
+            ["addressType"] = "IPv4",
+            ["endpoints"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["addresses"] = new System.Text.Json.Nodes.JsonArray("10.0.1.1"), ["conditions"] = new System.Text.Json.Nodes.JsonObject { ["ready"] = false } }),
+            ["ports"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["name"] = "http", ["port"] = Names.GatewayPort, ["protocol"] = "TCP" }),
+        });
+        var failed = false;
+        cluster.Server.Before(r => r.Verb == "get" && r.Type?.Plural == "statefulsets", _ =>
+        {
+            failed = true;
+            return (500, "etcdserver: request timed out");
+        });
+        await using var second = await cluster.StartOperatorAsync("op-b");
+        await Eventually.HoldsAsync(() => Task.FromResult((Waiting: cluster.HasEvent(Ns, "m7", "PlacementWaiting"), Operator: second.Tail())), r => r.Waiting, "the drain waiting for the gateways");
+        Assert.True(failed, "the live count's read failed once");
+        Assert.Equal(3, cluster.Get("statefulsets", Ns, n.Experts)!["spec"]!["replicas"]!.GetValue<int>());
+    }
+
     [Fact]
     public async Task TwoOperators_OnlyTheLeaderActs_AndTheOtherTakesOver()
     {
