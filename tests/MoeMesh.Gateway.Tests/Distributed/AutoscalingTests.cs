@@ -42,7 +42,7 @@ public sealed class AutoscalingTests
         };
         await cluster.CreateAsync(md);
         await Eventually.HoldsAsync(() => Task.FromResult(Replicas(cluster, n)), r => r == 1, "one gateway to start with");
-        GatewayEndpoint(cluster, n, gateway.Address, pod);
+        cluster.SetEndpoints("default", n.Gateway, [new Cluster.Endpoint(gateway.Address.Host, pod)], gateway.Address.Port);
         // Prometheus has scraped the idle gateway twice: a rate over the operator's window exists.
         if (scraper is not null)
             await Eventually.HoldsAsync(() => scraper.QueryAsync("rate(moemesh_time_to_first_token_seconds_count[4s])"), r => r.Contains("\"pod\"", StringComparison.Ordinal), "the gateway scraped");
@@ -71,23 +71,4 @@ public sealed class AutoscalingTests
     }
 
     private static int Replicas(Cluster cluster, Names n) => cluster.Get("deployments", "default", n.Gateway)?["spec"]?["replicas"]?.GetValue<int>() ?? 0;
-
-    /// <summary>The gateway Service's EndpointSlice, pointing at the real gateway process.</summary>
-    private static void GatewayEndpoint(Cluster cluster, Names n, Uri address, string pod)
-    {
-        var type = cluster.Server.Type("endpointslices");
-        cluster.Server.Store.Create(type, "default", new JsonObject
-        {
-            ["apiVersion"] = "discovery.k8s.io/v1",
-            ["kind"] = "EndpointSlice",
-            ["metadata"] = new JsonObject { ["name"] = n.Gateway + "-slice", ["namespace"] = "default", ["labels"] = new JsonObject { ["kubernetes.io/service-name"] = n.Gateway } },
-            ["addressType"] = "IPv4",
-            ["endpoints"] = new JsonArray(new JsonObject
-            {
-                ["addresses"] = new JsonArray(address.Host), ["conditions"] = new JsonObject { ["ready"] = true },
-                ["targetRef"] = new JsonObject { ["kind"] = "Pod", ["name"] = pod, ["namespace"] = "default" },
-            }),
-            ["ports"] = new JsonArray(new JsonObject { ["name"] = "http", ["port"] = address.Port, ["protocol"] = "TCP" }),
-        });
-    }
 }

@@ -216,15 +216,7 @@ public sealed class OperatorTests
         }
         // While no operator runs: the spec asks for two nodes, and a gateway exists (not ready), so a drain must wait.
         await cluster.PatchSpecAsync(Ns, "m7", """{"spec":{"experts":{"nodes":2}}}""");
-        cluster.Server.Store.Create(cluster.Server.Type("endpointslices"), Ns, new System.Text.Json.Nodes.JsonObject
-        {
-            ["apiVersion"] = "discovery.k8s.io/v1",
-            ["kind"] = "EndpointSlice",
-            ["metadata"] = new System.Text.Json.Nodes.JsonObject { ["name"] = n.Gateway + "-slice", ["namespace"] = Ns, ["labels"] = new System.Text.Json.Nodes.JsonObject { ["kubernetes.io/service-name"] = n.Gateway } },
-            ["addressType"] = "IPv4",
-            ["endpoints"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["addresses"] = new System.Text.Json.Nodes.JsonArray("10.0.1.1"), ["conditions"] = new System.Text.Json.Nodes.JsonObject { ["ready"] = false } }),
-            ["ports"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["name"] = "http", ["port"] = Names.GatewayPort, ["protocol"] = "TCP" }),
-        });
+        cluster.SetEndpoints(Ns, n.Gateway, [new Cluster.Endpoint("10.0.1.1", Ready: false)], Names.GatewayPort);
         var failed = false;
         cluster.Server.Before(r => r.Verb == "get" && r.Type?.Plural == "statefulsets", _ =>
         {

@@ -75,26 +75,42 @@ public sealed class Cluster : IAsyncDisposable
     public void SetExpertEndpoints(string ns, string name, params (int Ordinal, bool Ready)[] pods)
     {
         var n = new Names(ns, name);
+        SetEndpoints(ns, n.Experts, pods.Select(p => new Endpoint($"10.0.0.{p.Ordinal + 1}", n.ExpertPod(p.Ordinal), p.Ready)).ToArray(), Names.ExpertPort,
+            n.Labels(Names.ExpertComponent));
+    }
+
+    /// <summary>One endpoint of a Service: the pod's address, its name (targetRef and hostname) when given, its readiness.</summary>
+    public sealed record Endpoint(string Address, string? Pod = null, bool Ready = true);
+
+    /// <summary>
+    /// The Service's EndpointSlice (SERVICE-slice), created or replaced, as the EndpointSlice controller keeps it:
+    /// its endpoints and the port named http.
+    /// </summary>
+    public void SetEndpoints(string ns, string service, Endpoint[] endpoints, int port, IReadOnlyDictionary<string, string>? labels = null)
+    {
         var type = Server.Type("endpointslices");
-        var labels = new JsonObject { ["kubernetes.io/service-name"] = n.Experts };
-        foreach (var (k, v) in n.Labels(Names.ExpertComponent)) labels[k] = v;
+        var sliceLabels = new JsonObject { ["kubernetes.io/service-name"] = service };
+        foreach (var (k, v) in labels ?? new Dictionary<string, string>()) sliceLabels[k] = v;
         var slice = new JsonObject
         {
             ["apiVersion"] = "discovery.k8s.io/v1",
             ["kind"] = "EndpointSlice",
-            ["metadata"] = new JsonObject { ["name"] = n.Experts + "-slice", ["namespace"] = ns, ["labels"] = labels },
+            ["metadata"] = new JsonObject { ["name"] = service + "-slice", ["namespace"] = ns, ["labels"] = sliceLabels },
             ["addressType"] = "IPv4",
-            ["endpoints"] = new JsonArray(pods.Select(p => (JsonNode)new JsonObject
+            ["endpoints"] = new JsonArray(endpoints.Select(e =>
             {
-                ["addresses"] = new JsonArray($"10.0.0.{p.Ordinal + 1}"),
-                ["conditions"] = new JsonObject { ["ready"] = p.Ready },
-                ["hostname"] = n.ExpertPod(p.Ordinal),
-                ["targetRef"] = new JsonObject { ["kind"] = "Pod", ["name"] = n.ExpertPod(p.Ordinal), ["namespace"] = ns },
+                var o = new JsonObject { ["addresses"] = new JsonArray(e.Address), ["conditions"] = new JsonObject { ["ready"] = e.Ready } };
+                if (e.Pod is not null)
+                {
+                    o["hostname"] = e.Pod;
+                    o["targetRef"] = new JsonObject { ["kind"] = "Pod", ["name"] = e.Pod, ["namespace"] = ns };
+                }
+                return (JsonNode)o;
             }).ToArray()),
-            ["ports"] = new JsonArray(new JsonObject { ["name"] = "http", ["port"] = Names.ExpertPort, ["protocol"] = "TCP" }),
+            ["ports"] = new JsonArray(new JsonObject { ["name"] = "http", ["port"] = port, ["protocol"] = "TCP" }),
         };
-        if (Server.Store.Get(type, ns, n.Experts + "-slice") is null) Server.Store.Create(type, ns, slice);
-        else Server.Store.Patch(type, ns, n.Experts + "-slice", o => o["endpoints"] = slice["endpoints"]!.DeepClone(), status: false);
+        if (Server.Store.Get(type, ns, service + "-slice") is null) Server.Store.Create(type, ns, slice);
+        else Server.Store.Patch(type, ns, service + "-slice", o => o["endpoints"] = slice["endpoints"]!.DeepClone(), status: false);
     }
 
     public async ValueTask DisposeAsync()
