@@ -37,7 +37,7 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
         }
         var n = Names.Of(md);
         scaling.Track(md);
-        var placement = await PlacementConfigMapAsync(n, ct);
+        var placement = await KubeReads.PlacementAsync(client, n, ct);
         int? live = null;
         if (TierCounts.HasExpertTier(md.Spec) && scaling.NodesInForce(md) is null)
             live = await LiveExpertNodesAsync(n, ct);
@@ -137,29 +137,11 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
     /// The expert StatefulSet's replicas; null when there is none. Any other failure fails the reconcile (retried):
     /// guessing would risk shrinking nodes that were never drained.
     /// </summary>
-    private async Task<int?> LiveExpertNodesAsync(Names n, CancellationToken ct)
-    {
-        try
-        {
-            return (await client.AppsV1.ReadNamespacedStatefulSetAsync(n.Experts, n.Namespace, cancellationToken: ct)).Spec?.Replicas;
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-        {
-            return null;
-        }
-    }
+    private async Task<int?> LiveExpertNodesAsync(Names n, CancellationToken ct) =>
+        (await KubeReads.OrNullAsync(() => client.AppsV1.ReadNamespacedStatefulSetAsync(n.Experts, n.Namespace, cancellationToken: ct)))?.Spec?.Replicas;
 
-    private async Task<MoeDeployment?> GetAsync(string ns, string name, CancellationToken ct)
-    {
-        try
-        {
-            return await client.CustomObjects.GetNamespacedCustomObjectAsync<MoeDeployment>(MoeDeployment.Group, MoeDeployment.Version, ns, MoeDeployment.Plural, name, ct);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-        {
-            return null;
-        }
-    }
+    private Task<MoeDeployment?> GetAsync(string ns, string name, CancellationToken ct) =>
+        KubeReads.OrNullAsync(() => client.CustomObjects.GetNamespacedCustomObjectAsync<MoeDeployment>(MoeDeployment.Group, MoeDeployment.Version, ns, MoeDeployment.Plural, name, ct));
 
     /// <summary>
     /// The generation of the placement: the ConfigMap's, one more when the plan differs from what it holds. Never
@@ -167,23 +149,11 @@ public sealed class Reconciler(IKubernetes client, EventRecorder events, Operato
     /// </summary>
     private static (long Value, bool Changed) PlacementGeneration(V1ConfigMap? current, Names n, MoeDeployment md, PlacementPlan plan)
     {
-        var written = current?.Metadata.Annotations?.TryGetValue(Names.PlacementGenerationAnnotation, out var text) == true && long.TryParse(text, out var g) ? g : 0;
+        var written = KubeReads.PlacementGeneration(current);
         var generation = Math.Max(written, md.Status?.PlacementGeneration ?? 0);
         var same = written == generation && generation > 0 && current!.Data is { } data && data.Count == plan.Nodes.Count
             && Enumerable.Range(0, plan.Nodes.Count).All(i => data.TryGetValue(Names.PlacementKey(n.ExpertPod(i)), out var doc) && doc == plan.Document(i, generation));
         return same ? (generation, false) : (generation + 1, true);
-    }
-
-    private async Task<V1ConfigMap?> PlacementConfigMapAsync(Names n, CancellationToken ct)
-    {
-        try
-        {
-            return await client.CoreV1.ReadNamespacedConfigMapAsync(n.Placement, n.Namespace, cancellationToken: ct);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-        {
-            return null;
-        }
     }
 
     /// <summary>

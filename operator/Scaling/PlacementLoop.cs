@@ -4,6 +4,7 @@ using k8s.Autorest;
 using k8s.Models;
 using Microsoft.Extensions.Logging;
 using MoeMesh.Operator.Desired;
+using MoeMesh.Operator.Kube;
 using MoeMesh.Operator.Placement;
 using MoeMesh.Operator.Reconcile;
 using MoeMesh.Operator.Resources;
@@ -64,8 +65,8 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
         var key = (n.Namespace, n.Instance);
         if (!_rounds.TryGetValue(key, out var round)) _rounds[key] = round = new Round();
         var wanted = state.Counts(md).ExpertNodes;
-        var map = await ConfigMapAsync(n, ct);
-        var generation = map?.Metadata.Annotations?.TryGetValue(Names.PlacementGenerationAnnotation, out var g) == true && long.TryParse(g, out var v) ? v : 0;
+        var map = await KubeReads.PlacementAsync(client, n, ct);
+        var generation = KubeReads.PlacementGeneration(map);
 
         if (round.WaitFor > 0 && wanted < nodes && round.ShrinkTo is null)
         {
@@ -216,18 +217,6 @@ public sealed class PlacementLoop(IKubernetes client, ScalingState state, PodScr
             ? $"expert nodes {leaving} hold no experts any more: the tier shrinks {from} -> {nodes}"
             : $"no gateway is ready, so nothing is served: the tier shrinks {from} -> {nodes} at once (without {leaving}) and the placement starts uniform", ct);
         reconcile(n.Namespace, n.Instance);
-    }
-
-    private async Task<V1ConfigMap?> ConfigMapAsync(Names n, CancellationToken ct)
-    {
-        try
-        {
-            return await client.CoreV1.ReadNamespacedConfigMapAsync(n.Placement, n.Namespace, cancellationToken: ct);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
-        {
-            return null;
-        }
     }
 
     /// <summary>
