@@ -34,7 +34,11 @@ public sealed class LocalExpertBackend : IExpertBackend
         _expertCount = expertCount;
         Placement = placement;
         _experts = experts;
+        _packed = experts.Values.FirstOrDefault() is PackedHolder;
     }
+
+    /// <summary>Whether the experts are held packed for the engine's CPU kernel (all or none are: one ComputeOptions loads them).</summary>
+    private readonly bool _packed;
 
     public ExpertPlacement Placement { get; }
 
@@ -94,7 +98,7 @@ public sealed class LocalExpertBackend : IExpertBackend
     /// </summary>
     public Tensor ComputePairs(int layer, Tensor hidden, Tensor pairTokens, Tensor pairExperts, Tensor pairWeights)
     {
-        if (hidden.device_type == TorchSharp.DeviceType.CPU && hidden.dtype == ScalarType.Float32 && _experts.Values.FirstOrDefault() is PackedHolder)
+        if (_packed && hidden.device_type == TorchSharp.DeviceType.CPU && hidden.dtype == ScalarType.Float32)
             return ComputePacked(layer, hidden, pairTokens, pairExperts, pairWeights);
         using var scope = NewDisposeScope();
         var order = pairExperts.argsort();
