@@ -1,6 +1,6 @@
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kv-store] [--placement] [--simulate-day]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--long-context] [--kv-store] [--placement] [--simulate-day]
 //   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
 //   (--node-threads: libtorch threads of each expert-node process; --gateway-threads: of the gateway
 //   when its experts are on nodes, the in-process baseline keeps one per core; --node-cpus: run the
@@ -8,6 +8,8 @@ using MoeMesh.Bench;
 //   --sampling: time per token of the sampler's paths at a 32k and a 129k vocabulary;
 //   --kv-store: the shared KV store (a local redis-server): time to first token cold, local hit and Redis hit,
 //   page size, Redis throughput, and decode at 32 sequences with --kv-store redis against memory;
+//   --long-context [--lengths 512,2048,16000] [--rounds 2]: prompts of each length prefilled with attention in tiles
+//   and in one piece (alternating), decode at one sequence after each, peak memory the prefill added;
 //   --placement: the expert placement planner at DeepSeek-V3's shape: balance, moves after a drift, time;
 //   --simulate-day: a day of a DeepSeek-V3-shaped expert tier with the operator's autoscaler and planner.
 var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
@@ -20,6 +22,8 @@ else if (args.Contains("--kv-store"))
     await new KvStoreBenchmark(cache, tokens).RunAsync();
 else if (args.Contains("--sampling"))
     SamplingBenchmark.Run();
+else if (args.Contains("--long-context"))
+    new LongContextBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048,16000").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 2).Run();
 else if (args.Contains("--expert-kernel"))
     new EngineBenchmark(cache, tokens).CompareExpertKernels();
 else if (args.Contains("--sharding"))

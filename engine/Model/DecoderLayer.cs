@@ -34,10 +34,10 @@ public sealed class DecoderLayer
     }
 
     /// <summary>Attention, post-attention norm and, on MoE layers, routing plus the start of the expert call.</summary>
-    public Step Begin(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionMode mode)
+    public Step Begin(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionPlan plan)
     {
         using var scope = NewDisposeScope();
-        var h = Scalars.Plus(x, _attention.Forward(_inputNorm.Forward(x), batch, cos, sin, cache, mode));
+        var h = Scalars.Plus(x, _attention.Forward(_inputNorm.Forward(x), batch, cos, sin, cache, plan));
         var normed = _postNorm.Forward(h);
         var moe = _moe?.Begin(normed);
         // Only what the second half reads outlives this scope; attention's intermediates go now.
@@ -56,9 +56,9 @@ public sealed class DecoderLayer
         return Scalars.Plus(step.H, ffn).MoveToOuterDisposeScope();
     }
 
-    public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionMode mode)
+    public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionPlan plan)
     {
         using var scope = NewDisposeScope();
-        return Finish(Begin(x, batch, cos, sin, cache, mode)).MoveToOuterDisposeScope();
+        return Finish(Begin(x, batch, cos, sin, cache, plan)).MoveToOuterDisposeScope();
     }
 }

@@ -25,6 +25,11 @@ public sealed class DeepSeekModel
     /// <summary>Which MLA form to use; tests force one form to compare it with the other.</summary>
     public AttentionMode AttentionMode { get; set; } = AttentionMode.Auto;
 
+    /// <summary>Context tokens per attention tile; null sizes tiles by <see cref="AttentionPlan.ScoreBudget"/>. Tests force small tiles.</summary>
+    public int? AttentionTileTokens { get; set; }
+
+    private AttentionPlan Plan => new(AttentionMode, AttentionTileTokens);
+
     public DeepSeekModel(ModelConfig c, CheckpointReader r, ComputeOptions o, IExpertBackend experts)
     {
         Config = c;
@@ -64,7 +69,7 @@ public sealed class DeepSeekModel
         var (cos, sin) = Rope.Angles(batch.Positions);
         var x = _embed.index_select(0, batch.TokenIds);
         foreach (var layer in _layers)
-            x = layer.Forward(x, batch, cos, sin, cache.Layer(layer.Index), AttentionMode);
+            x = layer.Forward(x, batch, cos, sin, cache.Layer(layer.Index), Plan);
         return Logits(x, logitRows).MoveToOuterDisposeScope();
     }
 
@@ -87,9 +92,9 @@ public sealed class DeepSeekModel
         foreach (var layer in _layers)
         {
             var kv = cache.Layer(layer.Index);
-            var stepA = layer.Begin(xA, a, cosA, sinA, kv, AttentionMode);
+            var stepA = layer.Begin(xA, a, cosA, sinA, kv, Plan);
             if (pendingB is not null) xB = OnRows(rowsA, () => previous!.Finish(pendingB));
-            pendingB = OnRows(rowsA, () => layer.Begin(xB, b, cosB, sinB, kv, AttentionMode));
+            pendingB = OnRows(rowsA, () => layer.Begin(xB, b, cosB, sinB, kv, Plan));
             xA = layer.Finish(stepA);
             previous = layer;
         }

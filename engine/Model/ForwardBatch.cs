@@ -34,26 +34,22 @@ public sealed class ForwardBatch : IDisposable
 }
 
 /// <summary>A run of new tokens of one sequence: rows [Start, Start+Length) of the batch.</summary>
-public sealed class PrefillSlice(int start, int length, Tensor contextSlots, Tensor causalMask) : IDisposable
+public sealed class PrefillSlice(int start, int length, long queryStart, Tensor contextSlots) : IDisposable
 {
     public int Start { get; } = start;
     public int Length { get; } = length;
 
+    /// <summary>Position of the first new token in its sequence; new token i attends to positions 0..QueryStart+i.</summary>
+    public long QueryStart { get; } = queryStart;
+
     /// <summary>Cache slots of every context token, the new ones included, [T].</summary>
     public Tensor ContextSlots { get; } = contextSlots;
 
-    /// <summary>Additive mask [Length, T]: 0 where a query may attend, -inf after its own position.</summary>
-    public Tensor CausalMask { get; } = causalMask;
-
-    public void Dispose()
-    {
-        ContextSlots.Dispose();
-        CausalMask.Dispose();
-    }
+    public void Dispose() => ContextSlots.Dispose();
 }
 
 /// <summary>Decode tokens of B sequences with padded context slot tables.</summary>
-public sealed class DecodeGroup(Tensor rows, Tensor contextSlots, Tensor paddingMask) : IDisposable
+public sealed class DecodeGroup(Tensor rows, Tensor contextSlots, Tensor lengths, long minLength) : IDisposable
 {
     /// <summary>Batch rows of the decode tokens, [B].</summary>
     public Tensor Rows { get; } = rows;
@@ -61,13 +57,16 @@ public sealed class DecodeGroup(Tensor rows, Tensor contextSlots, Tensor padding
     /// <summary>Context slots per sequence, padded, [B, Tmax].</summary>
     public Tensor ContextSlots { get; } = contextSlots;
 
-    /// <summary>Additive mask [B, 1, Tmax]: 0 for real context, -inf for padding.</summary>
-    public Tensor PaddingMask { get; } = paddingMask;
+    /// <summary>Context length per sequence, [B, 1]: slots at and past it are padding.</summary>
+    public Tensor Lengths { get; } = lengths;
+
+    /// <summary>The shortest context in the group: tiles below it hold no padding.</summary>
+    public long MinLength { get; } = minLength;
 
     public void Dispose()
     {
         Rows.Dispose();
         ContextSlots.Dispose();
-        PaddingMask.Dispose();
+        Lengths.Dispose();
     }
 }

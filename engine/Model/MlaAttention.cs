@@ -8,9 +8,11 @@ namespace MoeMesh.Engine.Model;
 
 /// <summary>
 /// Multi-head Latent Attention (DeepSeek-V2/V3). The cache holds, per token, the normalised latent
-/// (kv_lora_rank) and the rotated rope key (qk_rope_head_dim). Prefill uses the naive form
-/// (keys and values expanded through kv_b_proj); decode uses the absorbed form (kv_b_proj folded
-/// into the query and the output), which reads only the latent cache.
+/// (kv_lora_rank) and the rotated rope key (qk_rope_head_dim). Two forms compute the same result:
+/// the naive form expands latents into per-head keys and values through kv_b_proj; the absorbed form
+/// folds kv_b_proj into the query and the output and reads only the latent cache. Each slice of new
+/// tokens takes the cheaper one (see <see cref="AttentionPlan"/>). The context is read tile by tile with
+/// an online softmax, so no step holds scores or keys for the whole context.
 /// </summary>
 public sealed class MlaAttention
 {
@@ -53,7 +55,7 @@ public sealed class MlaAttention
     }
 
     /// <summary>Attention for the N new tokens of a batch; writes their latents into the cache first.</summary>
-    public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionMode mode)
+    public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionPlan plan)
     {
         using var scope = NewDisposeScope();
         var n = x.shape[0];
@@ -71,63 +73,143 @@ public sealed class MlaAttention
         var output = empty(n, h, _c.VHeadDim, dtype: x.dtype, device: x.device);
         foreach (var p in batch.Prefills)
         {
-            var ctx = cache.index_select(0, p.ContextSlots).to(x.dtype);
-            var qs = qNope.narrow(0, p.Start, p.Length);
-            var ps = qPe.narrow(0, p.Start, p.Length);
-            var o = mode == AttentionMode.Absorbed
-                ? AbsorbedSlice(qs, ps, ctx, p.CausalMask)
-                : NaiveSlice(qs, ps, ctx, p.CausalMask);
+            var context = p.ContextSlots.shape[0];
+            var naive = plan.Mode == AttentionMode.Naive
+                || (plan.Mode == AttentionMode.Auto && NaiveIsCheaper(_c, p.Length, context));
+            var o = PrefillSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p, naive, plan.Tile(h, p.Length));
             output.narrow(0, p.Start, p.Length).copy_(o);
         }
         if (batch.Decodes is { } dg)
         {
-            var o = AbsorbedDecode(qNope.index_select(0, dg.Rows), qPe.index_select(0, dg.Rows), cache, dg);
+            var o = AbsorbedDecode(qNope.index_select(0, dg.Rows), qPe.index_select(0, dg.Rows), cache, dg, plan.Tile(h, dg.Rows.shape[0]));
             output.index_copy_(0, dg.Rows, o);
         }
         return Weights.Linear(output.view(n, h * _c.VHeadDim), _wo).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Naive form: expand the latent into per-head keys and values. q* [L,H,*], ctx [T, c+r].</summary>
-    private Tensor NaiveSlice(Tensor qNope, Tensor qPe, Tensor ctx, Tensor mask)
+    /// <summary>
+    /// Whether the naive form costs fewer multiply-adds than the absorbed one for <paramref name="queries"/> new
+    /// tokens over <paramref name="context"/> context tokens. Naive expands every context token's latent into per-head
+    /// keys and values (T·c·H·(n+v)) and then attends in head space (H·L·T·(n+r+v)); absorbed folds kv_b_proj into the
+    /// queries and the output (H·L·n·c + H·L·c·v) and attends in latent space (H·L·T·(2c+r)). Long prefill chunks
+    /// favour naive, decode and short chunks absorbed.
+    /// </summary>
+    public static bool NaiveIsCheaper(ModelConfig c, long queries, long context)
     {
-        var t = ctx.shape[0];
+        long h = c.NumAttentionHeads, lat = c.KvLoraRank, r = c.QkRopeHeadDim, nope = c.QkNopeHeadDim, v = c.VHeadDim;
+        var naive = context * lat * h * (nope + v) + h * queries * context * (nope + r + v);
+        var absorbed = h * queries * nope * lat + h * queries * context * (2 * lat + r) + h * queries * lat * v;
+        return naive < absorbed;
+    }
+
+    /// <summary>
+    /// One sequence's run of L new tokens over its T context tokens (the new ones last), read in tiles of
+    /// <paramref name="tile"/> tokens. Naive: each tile's latents are expanded into per-head keys and values.
+    /// Absorbed: queries move into latent space and attend over the tile's latents directly. q* [L,H,*].
+    /// </summary>
+    private Tensor PrefillSlice(Tensor qNope, Tensor qPe, Tensor cache, PrefillSlice p, bool naive, int tile)
+    {
         var h = _c.NumAttentionHeads;
-        var kvb = Weights.Linear(ctx.narrow(1, 0, _c.KvLoraRank), _wkvB).view(t, h, _c.QkNopeHeadDim + _c.VHeadDim);
-        var kNope = kvb.narrow(2, 0, _c.QkNopeHeadDim);
-        var v = kvb.narrow(2, _c.QkNopeHeadDim, _c.VHeadDim);
-        var kPe = ctx.narrow(1, _c.KvLoraRank, _c.QkRopeHeadDim).unsqueeze(1).expand(t, h, _c.QkRopeHeadDim);
-        var k = cat(new[] { kNope, kPe }, 2);
-        var qFull = cat(new[] { qNope, qPe }, 2);
-        var scores = matmul(qFull.permute(1, 0, 2), k.permute(1, 2, 0)); // [H, L, T]
-        var probs = Softmax(scores, mask);
-        return matmul(probs, v.permute(1, 0, 2)).permute(1, 0, 2); // [L, H, v]
+        var lat = _c.KvLoraRank;
+        var dtype = qNope.dtype;
+        var q = naive
+            ? cat(new[] { qNope, qPe }, 2).permute(1, 0, 2) // [H, L, n+r]
+            : cat(new[] { matmul(qNope.permute(1, 0, 2), _wUk), qPe.permute(1, 0, 2) }, 2); // [H, L, c+r]
+        var context = p.ContextSlots.shape[0];
+        var lastQuery = p.QueryStart + p.Length - 1;
+        Tensor? queryPositions = null;
+        var softmax = new OnlineSoftmax(_scale);
+        for (long j0 = 0; j0 < context; j0 += tile)
+        {
+            using var tileScope = NewDisposeScope();
+            var t = Math.Min(tile, context - j0);
+            var ctx = cache.index_select(0, p.ContextSlots.narrow(0, j0, t)).to(dtype); // [t, c+r]
+            Tensor keys, values;
+            if (naive)
+            {
+                var kvb = Weights.Linear(ctx.narrow(1, 0, lat), _wkvB).view(t, h, _c.QkNopeHeadDim + _c.VHeadDim);
+                var kPe = ctx.narrow(1, lat, _c.QkRopeHeadDim).unsqueeze(1).expand(t, h, _c.QkRopeHeadDim);
+                keys = cat(new[] { kvb.narrow(2, 0, _c.QkNopeHeadDim), kPe }, 2).permute(1, 2, 0); // [H, n+r, t]
+                values = kvb.narrow(2, _c.QkNopeHeadDim, _c.VHeadDim).permute(1, 0, 2); // [H, t, v]
+            }
+            else
+            {
+                keys = ctx.t(); // [c+r, t]
+                values = ctx.narrow(1, 0, lat); // [t, c]
+            }
+            // A query at position P sees context tokens 0..P: only tiles reaching past the first query mask anything.
+            Tensor? mask = null;
+            if (j0 + t - 1 > p.QueryStart)
+            {
+                queryPositions ??= arange(p.QueryStart, lastQuery + 1, dtype: ScalarType.Int64, device: q.device).unsqueeze(1).MoveToOuterDisposeScope();
+                mask = arange(j0, j0 + t, dtype: ScalarType.Int64, device: q.device).unsqueeze(0).gt(queryPositions); // [L, t]
+            }
+            softmax.Add(matmul(q, keys), mask, values);
+        }
+        var o = softmax.Result(dtype); // [H, L, v] or [H, L, c]
+        if (!naive) o = matmul(o, _wUv.transpose(1, 2));
+        return o.permute(1, 0, 2); // [L, H, v]
     }
 
-    /// <summary>Absorbed form for one slice: attend over the latent directly. q* [L,H,*], ctx [T, c+r].</summary>
-    private Tensor AbsorbedSlice(Tensor qNope, Tensor qPe, Tensor ctx, Tensor mask)
-    {
-        var qLatent = matmul(qNope.permute(1, 0, 2), _wUk).permute(1, 0, 2); // [L, H, c]
-        var qFull = cat(new[] { qLatent, qPe }, 2).permute(1, 0, 2); // [H, L, c+r]
-        var scores = matmul(qFull, ctx.t()); // [H, L, T]
-        var probs = Softmax(scores, mask);
-        var oLatent = matmul(probs, ctx.narrow(1, 0, _c.KvLoraRank)); // [H, L, c]
-        return matmul(oLatent, _wUv.transpose(1, 2)).permute(1, 0, 2); // [L, H, v]
-    }
-
-    /// <summary>Absorbed form for B decode tokens at once over padded contexts. q* [B,H,*].</summary>
-    private Tensor AbsorbedDecode(Tensor qNope, Tensor qPe, Tensor cache, DecodeGroup dg)
+    /// <summary>Absorbed form for B decode tokens at once over padded context slot tables, in tiles. q* [B,H,*].</summary>
+    private Tensor AbsorbedDecode(Tensor qNope, Tensor qPe, Tensor cache, DecodeGroup dg, int tile)
     {
         var b = qNope.shape[0];
         var tmax = dg.ContextSlots.shape[1];
-        var ctx = cache.index_select(0, dg.ContextSlots.flatten()).view(b, tmax, _c.LatentCacheDim).to(qNope.dtype);
+        var lat = _c.KvLoraRank;
+        var dtype = qNope.dtype;
         var qLatent = matmul(qNope.transpose(0, 1), _wUk).transpose(0, 1); // [B, H, c]
-        var qFull = cat(new[] { qLatent, qPe }, 2); // [B, H, c+r]
-        var scores = matmul(qFull, ctx.transpose(1, 2)); // [B, H, Tmax]
-        var probs = Softmax(scores, dg.PaddingMask);
-        var oLatent = matmul(probs, ctx.narrow(2, 0, _c.KvLoraRank)); // [B, H, c]
+        var q = cat(new[] { qLatent, qPe }, 2); // [B, H, c+r]
+        var softmax = new OnlineSoftmax(_scale);
+        for (long j0 = 0; j0 < tmax; j0 += tile)
+        {
+            using var tileScope = NewDisposeScope();
+            var t = Math.Min(tile, tmax - j0);
+            var ctx = cache.index_select(0, dg.ContextSlots.narrow(1, j0, t).reshape(-1)).view(b, t, _c.LatentCacheDim).to(dtype);
+            // Padding past a shorter sequence's length is masked; tiles within every sequence's context need none.
+            var mask = j0 + t > dg.MinLength
+                ? arange(j0, j0 + t, dtype: ScalarType.Int64, device: q.device).unsqueeze(0).ge(dg.Lengths).unsqueeze(1) // [B, 1, t]
+                : null;
+            softmax.Add(matmul(q, ctx.transpose(1, 2)), mask, ctx.narrow(2, 0, lat));
+        }
+        var oLatent = softmax.Result(dtype); // [B, H, c]
         return matmul(oLatent.transpose(0, 1), _wUv.transpose(1, 2)).transpose(0, 1); // [B, H, v]
     }
 
-    private Tensor Softmax(Tensor scores, Tensor mask) =>
-        Scalars.Plus(scores.to(ScalarType.Float32) * _scale, mask).softmax(-1).to(scores.dtype);
+    /// <summary>
+    /// Softmax-weighted sum of values over tiles of keys, without holding every tile's scores: a running maximum and
+    /// sum per query rescale what earlier tiles added (flash-attention's online softmax). Scores and the running state
+    /// are float32; the first tile must leave every query at least one unmasked key (position 0 always is).
+    /// </summary>
+    private sealed class OnlineSoftmax(Scalar scale)
+    {
+        private Tensor? _max;
+        private Tensor? _sum;
+        private Tensor? _acc;
+
+        /// <summary>Adds one tile: raw scores [.., Q, t], a mask broadcastable to them (true: hidden), values [.., t, d].</summary>
+        public void Add(Tensor scores, Tensor? mask, Tensor values)
+        {
+            var s = scores.to(ScalarType.Float32).mul(scale);
+            if (mask is not null) s.masked_fill_(mask, Scalars.NegativeInfinity);
+            var tileMax = s.amax(new long[] { -1 }, keepdim: true);
+            if (_max is null)
+            {
+                var p = s.sub_(tileMax).exp_();
+                _sum = p.sum(-1, keepdim: true).MoveToOuterDisposeScope();
+                _acc = matmul(p.to(values.dtype), values).to(ScalarType.Float32).MoveToOuterDisposeScope();
+                _max = tileMax.MoveToOuterDisposeScope();
+                return;
+            }
+            var max = maximum(_max, tileMax);
+            var correction = _max.sub(max).exp_();
+            var probs = s.sub_(max).exp_();
+            _sum!.mul_(correction).add_(probs.sum(-1, keepdim: true), Scalars.One);
+            _acc!.mul_(correction).add_(matmul(probs.to(values.dtype), values), Scalars.One);
+            _max.copy_(max);
+        }
+
+        /// <summary>The normalised result in <paramref name="dtype"/>.</summary>
+        public Tensor Result(ScalarType dtype) => _acc!.div(_sum!).to(dtype);
+    }
 }

@@ -46,13 +46,7 @@ internal static class BatchBuilder
         var context = chunk.Start + chunk.Length;
         var ctxSlots = new long[context];
         for (var p = 0; p < context; p++) ctxSlots[p] = allocator.Slot(chunk.Sequence.BlockTable, p);
-        var mask = new float[chunk.Length * context];
-        for (var i = 0; i < chunk.Length; i++)
-            for (var j = chunk.Start + i + 1; j < context; j++)
-                mask[i * context + j] = float.NegativeInfinity;
-        return new PrefillSlice(row, chunk.Length,
-            tensor(ctxSlots, device: device),
-            tensor(mask, new long[] { chunk.Length, context }, device: device));
+        return new PrefillSlice(row, chunk.Length, chunk.Start, tensor(ctxSlots, device: device));
     }
 
     private static DecodeGroup DecodeGroupOf(List<(int Row, ScheduledChunk Chunk)> decodes, BlockAllocator allocator, Device device)
@@ -61,21 +55,18 @@ internal static class BatchBuilder
         var tmax = decodes.Max(d => d.Chunk.Start + 1);
         var rows = new long[b];
         var slots = new long[b * tmax];
-        var mask = new float[b * tmax];
+        var lengths = new long[b];
         for (var i = 0; i < b; i++)
         {
             var (r, chunk) = decodes[i];
             rows[i] = r;
-            var context = chunk.Start + 1;
-            for (var p = 0; p < tmax; p++)
-            {
-                if (p < context) slots[i * tmax + p] = allocator.Slot(chunk.Sequence.BlockTable, p);
-                else mask[i * tmax + p] = float.NegativeInfinity;
-            }
+            lengths[i] = chunk.Start + 1;
+            for (var p = 0; p < lengths[i]; p++) slots[i * tmax + p] = allocator.Slot(chunk.Sequence.BlockTable, p);
         }
         return new DecodeGroup(
             tensor(rows, device: device),
             tensor(slots, new long[] { b, tmax }, device: device),
-            tensor(mask, new long[] { b, 1, tmax }, device: device));
+            tensor(lengths, new long[] { b, 1 }, device: device),
+            lengths.Min());
     }
 }

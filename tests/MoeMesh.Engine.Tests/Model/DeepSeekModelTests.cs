@@ -64,6 +64,69 @@ public sealed class DeepSeekModelTests
         for (var t = 0; t < naive.Length; t++) AssertClose(naive[t], absorbed[t], 1e-3);
     }
 
+    /// <summary>
+    /// Attention read in tiles of 3 context tokens with the online softmax, for each form, still matches the float64
+    /// reference: a first chunk (its last tile partly masked), a second chunk whose context spans finished tiles
+    /// and its own diagonal, then decode steps one token at a time.
+    /// </summary>
+    [Theory]
+    [InlineData(AttentionMode.Naive)]
+    [InlineData(AttentionMode.Absorbed)]
+    [InlineData(AttentionMode.Auto)]
+    public void TiledAttention_MatchesFloat64Reference(AttentionMode mode)
+    {
+        var reference = new ReferenceDeepSeek(TestModels.V3Dir).Forward(Prompt);
+        var model = TestModels.Load(TestModels.V3Dir);
+        model.AttentionMode = mode;
+        model.AttentionTileTokens = 3;
+        var harness = new ModelHarness(model);
+        var seq = harness.NewSequence(Prompt);
+        var logits = harness.Step((seq, 0, 4))[0]
+            .Concat(harness.Step((seq, 4, 5))[0])
+            .Concat(Enumerable.Range(9, Prompt.Length - 9).Select(t => harness.Step((seq, t, 1))[0][0]))
+            .ToArray();
+        for (var t = 0; t < Prompt.Length; t++) AssertClose(reference[t], logits[t], 2e-3);
+    }
+
+    /// <summary>Decode tokens of sequences with contexts of 3, 8 and 13 tokens, in one padded group read in tiles of 2, equal each decoded alone untiled.</summary>
+    [Fact]
+    public void TiledDecodeGroup_EqualsUntiledDecodeAlone()
+    {
+        var model = TestModels.Load(TestModels.V3Dir);
+        int[][] prompts = [[9, 8], [100, 200, 30, 40, 50, 60, 7], Prompt];
+        var alone = prompts.Select(p =>
+        {
+            var h = new ModelHarness(model);
+            var s = h.NewSequence([.. p, 11]);
+            h.Step((s, 0, p.Length));
+            return h.Step((s, p.Length, 1))[0][0];
+        }).ToArray();
+
+        model.AttentionTileTokens = 2;
+        var hb = new ModelHarness(model);
+        var seqs = prompts.Select(p => hb.NewSequence([.. p, 11])).ToArray();
+        foreach (var (s, p) in seqs.Zip(prompts)) hb.Step((s, 0, p.Length));
+        var together = hb.Step(seqs.Select((s, i) => (s, prompts[i].Length, 1)).ToArray());
+        for (var i = 0; i < prompts.Length; i++) AssertClose(alone[i], together[i][0], 1e-4);
+    }
+
+    /// <summary>The cost model on DeepSeek-V3's own attention shape: decode and short chunks absorbed, long chunks naive.</summary>
+    [Theory]
+    [InlineData(1, 100_000, false)]
+    [InlineData(16, 4096, false)]
+    [InlineData(512, 512, true)]
+    [InlineData(2048, 100_000, true)]
+    public void NaiveIsCheaper_FollowsTheMultiplyAddCount(long queries, long context, bool naive)
+    {
+        var v3 = Engine.Config.ModelConfig.Parse("""
+            {"model_type":"deepseek_v3","hidden_size":7168,"num_attention_heads":128,"kv_lora_rank":512,"q_lora_rank":1536,"qk_nope_head_dim":128,
+             "qk_rope_head_dim":64,"v_head_dim":128,"num_hidden_layers":61,"vocab_size":129280,"intermediate_size":18432,
+             "moe_intermediate_size":2048,"n_routed_experts":256,"num_experts_per_tok":8,"rms_norm_eps":1e-6}
+            """);
+        // Per context token: naive 512·128·256 + 128·L·320, absorbed 128·L·1088 (plus L-only terms): naive wins past L ≈ 171.
+        Assert.Equal(naive, MlaAttention.NaiveIsCheaper(v3, queries, context));
+    }
+
     [Fact]
     public void BatchedStep_EqualsOneSequenceAtATime()
     {
