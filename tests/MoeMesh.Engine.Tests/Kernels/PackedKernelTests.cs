@@ -19,6 +19,8 @@ public sealed class PackedKernelTests
     [InlineData(64, 128, 4)]
     [InlineData(33, 200, 9)]
     [InlineData(5, 7, 3)]
+    [InlineData(130, 1027, 1)]
+    [InlineData(9, 32, 1)]
     public void Multiply_EqualsLibTorchsLinear_OnTheWidenedWeights(int outputs, int inputs, int rows)
     {
         var random = new Random(outputs * 1000 + inputs * 10 + rows);
