@@ -1,6 +1,6 @@
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--long-context] [--kv-store] [--placement] [--simulate-day]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates] [--long-context] [--kv-store] [--placement] [--simulate-day]
 //   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
 //   (--node-threads: libtorch threads of each expert-node process; --gateway-threads: of the gateway
 //   when its experts are on nodes, the in-process baseline keeps one per core; --node-cpus: run the
@@ -8,13 +8,15 @@ using MoeMesh.Bench;
 //   --sampling: time per token of the sampler's paths at a 32k and a 129k vocabulary;
 //   --kv-store: the shared KV store (a local redis-server): time to first token cold, local hit and Redis hit,
 //   page size, Redis throughput, and decode at 32 sequences with --kv-store redis against memory;
+//   --kernel-rates: the packed BF16 kernel against libtorch float32 at the benchmark model's projection shapes;
 //   --long-context [--lengths 512,2048,16000] [--rounds 2]: prompts of each length prefilled with attention in tiles
 //   and in one piece (alternating), decode at one sequence after each, peak memory the prefill added;
 //   --placement: the expert placement planner at DeepSeek-V3's shape: balance, moves after a drift, time;
 //   --simulate-day: a day of a DeepSeek-V3-shaped expert tier with the operator's autoscaler and planner.
 var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
 var tokens = int.Parse(ArgValue(args, "--tokens") ?? "48");
-if (args.Contains("--placement"))
+if (args.Contains("--kernel-rates")) KernelRates.Run();
+else if (args.Contains("--placement"))
     PlacementBenchmark.Run();
 else if (args.Contains("--simulate-day"))
     DaySimulation.Run();
