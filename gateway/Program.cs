@@ -3,6 +3,7 @@ using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Gateway.Hosting;
 
+if (args is [ExportGgufCommand.Name, .. var exportArgs]) return ExportGgufCommand.Run(exportArgs);
 try
 {
     if (GatewayOptions.Parse(args) is not { } options)

@@ -75,4 +75,32 @@ public sealed class CommandLineTests
         Assert.Equal("@team", GatewayOptions.Parse(["--served-model-name", "@team"], env)!.ServedModelName);
         Assert.Null(GatewayOptions.Parse(["--help"], env));
     }
+
+    [Fact]
+    public async Task ExportGguf_WritesAGgufFile_AndRefusesBadArguments()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "moemesh-tests", $"export-{System.Environment.ProcessId}");
+        if (!File.Exists(Path.Combine(dir, "model.safetensors"))) Engine.Demo.DemoModel.Write(dir, Engine.Demo.DemoShape.Tiny, 7, Engine.Demo.DemoModel.WeightFormat.BF16);
+        var output = Path.Combine(dir, "demo.gguf");
+        var gateway = Programs.Dll("gateway", "moemesh-gateway");
+
+        var (exit, stdout, stderr) = await Programs.RunAsync(gateway, ["export-gguf", "--model", dir, "--output", output, "--type", "bf16"]);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("wrote", stdout);
+        using (var file = new BinaryReader(File.OpenRead(output)))
+        {
+            Assert.Equal("GGUF"u8.ToArray(), file.ReadBytes(4));
+            Assert.Equal(3u, file.ReadUInt32());
+        }
+
+        var missing = await Programs.RunAsync(gateway, ["export-gguf", "--model", dir]);
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("--output is required", missing.Stderr);
+        var badType = await Programs.RunAsync(gateway, ["export-gguf", "--model", dir, "--output", output, "--type", "f8"]);
+        Assert.Equal(2, badType.ExitCode);
+        Assert.Contains("expected f32, f16 or bf16", badType.Stderr);
+        var noModel = await Programs.RunAsync(gateway, ["export-gguf", "--model", Path.Combine(dir, "absent"), "--output", output + ".x"]);
+        Assert.Equal(2, noModel.ExitCode);
+        Assert.False(File.Exists(output + ".x"));
+    }
 }
