@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
 using MoeMesh.Gateway.Hosting;
+using MoeMesh.Testing;
 
 namespace MoeMesh.Bench;
 
@@ -11,15 +12,24 @@ namespace MoeMesh.Bench;
 internal sealed class GatewayLoad : IAsyncDisposable
 {
     private const int PromptTokens = 16;
-    private readonly WebApplication _app;
+    private readonly WebApplication? _app;
+    private readonly GatewayProcess? _process;
     private readonly HttpClient _http;
     private readonly int _vocab;
 
-    private GatewayLoad(WebApplication app, HttpClient http, int vocab)
+    private GatewayLoad(WebApplication? app, GatewayProcess? process, HttpClient http, int vocab)
     {
         _app = app;
+        _process = process;
         _http = http;
         _vocab = vocab;
+    }
+
+    /// <summary>A gateway in a process of its own (its libtorch work not sharing this process's cores' thread teams).</summary>
+    public static async Task<GatewayLoad> StartProcessAsync(string dir, int vocab, params string[] extraArgs)
+    {
+        var process = await GatewayProcess.StartAsync(dir, ["--kv-cache-bytes", (1L << 30).ToString(), .. extraArgs]);
+        return new GatewayLoad(null, process, new HttpClient { BaseAddress = process.Address, Timeout = TimeSpan.FromMinutes(10) }, vocab);
     }
 
     public static async Task<GatewayLoad> StartAsync(string dir, int vocab, params string[] extraArgs)
@@ -34,7 +44,7 @@ internal sealed class GatewayLoad : IAsyncDisposable
             if (DateTime.UtcNow > deadline) throw new TimeoutException("the gateway did not become ready");
             await Task.Delay(100);
         }
-        return new GatewayLoad(app, http, vocab);
+        return new GatewayLoad(app, null, http, vocab);
     }
 
     /// <summary>
@@ -93,6 +103,8 @@ internal sealed class GatewayLoad : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _http.Dispose();
+        if (_process is not null) await _process.DisposeAsync();
+        if (_app is null) return;
         await _app.StopAsync();
         await _app.DisposeAsync();
     }

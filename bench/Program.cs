@@ -1,6 +1,6 @@
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates] [--long-context] [--kv-store] [--placement] [--simulate-day]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates] [--llama-cpp] [--long-context] [--kv-store] [--placement] [--simulate-day]
 //   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
 //   (--node-threads: libtorch threads of each expert-node process; --gateway-threads: of the gateway
 //   when its experts are on nodes, the in-process baseline keeps one per core; --node-cpus: run the
@@ -9,6 +9,8 @@ using MoeMesh.Bench;
 //   --kv-store: the shared KV store (a local redis-server): time to first token cold, local hit and Redis hit,
 //   page size, Redis throughput, and decode at 32 sequences with --kv-store redis against memory;
 //   --kernel-rates: the packed BF16 kernel against libtorch float32 at the benchmark model's projection shapes;
+//   --llama-cpp [--lengths 512,2048] [--rounds 4]: MoeMesh against llama.cpp (LLamaSharp's CPU build) on the
+//   benchmark model exported to GGUF F16 and F32: decode at 1, 8, 32 sequences, prefill, memory, bandwidth;
 //   --long-context [--lengths 512,2048,16000] [--rounds 2]: prompts of each length prefilled with attention in tiles
 //   and in one piece (alternating), decode at one sequence after each, peak memory the prefill added;
 //   --placement: the expert placement planner at DeepSeek-V3's shape: balance, moves after a drift, time;
@@ -24,6 +26,8 @@ else if (args.Contains("--kv-store"))
     await new KvStoreBenchmark(cache, tokens).RunAsync();
 else if (args.Contains("--sampling"))
     SamplingBenchmark.Run();
+else if (args.Contains("--llama-cpp"))
+    await new LlamaCppBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 4).RunAsync();
 else if (args.Contains("--long-context"))
     new LongContextBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048,16000").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 2).Run();
 else if (args.Contains("--expert-kernel"))

@@ -20,7 +20,6 @@ catch (CommandLineException e)
 {
     return e.Report();
 }
-if (options.Threads is { } threads) TorchSharp.torch.set_num_threads(threads);
 // The options come from our own parser; the host gets no command line to read on its own.
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions());
 builder.WebHost.UseUrls(options.Urls);

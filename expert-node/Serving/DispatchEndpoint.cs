@@ -15,7 +15,6 @@ namespace MoeMesh.ExpertNode.Serving;
 public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions options, NodeMetrics metrics)
 {
     // One dispatch computes at a time: libtorch already spreads each one over the cores.
-    private readonly SemaphoreSlim _compute = new(1, 1);
 
     public async Task HandleAsync(HttpContext ctx)
     {
@@ -83,19 +82,17 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions option
         }
 
         var queued = Stopwatch.GetTimestamp();
-        await _compute.WaitAsync(ctx.RequestAborted);
-        byte[] reply;
-        try
+        // In arrival order on the node's compute thread; a dispatch whose caller has gone is skipped when its turn comes.
+        var reply = await holdings.Compute.RunAsync(() =>
         {
+            if (ctx.RequestAborted.IsCancellationRequested) return null;
             var started = Stopwatch.GetTimestamp();
             metrics.QueueSeconds.Observe(Stopwatch.GetElapsedTime(queued, started).TotalSeconds);
-            reply = Compute(backend, request);
+            var bytes = Compute(backend, request);
             metrics.ComputeSeconds.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
-        }
-        finally
-        {
-            _compute.Release();
-        }
+            return bytes;
+        });
+        if (reply is null) return null;
         metrics.BatchTokens.Observe(request.TokenCount);
         foreach (var e in request.PairExperts) metrics.ExpertTokens.WithLabels(request.Layer.ToString(), e.ToString()).Inc();
         return reply;

@@ -1,3 +1,4 @@
+using MoeMesh.Engine.Runtime;
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Dispatch;
@@ -76,6 +77,15 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
     }
 
     public ModelConfig Config { get; } = options.Config;
+
+    /// <summary>The thread that loads the experts and computes every dispatch, in arrival order.</summary>
+    public ComputeThread Compute { get; } = new("moemesh-experts");
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        Compute.Dispose();
+    }
     public string Fingerprint { get; } = ModelFingerprint.Of(options.Model);
 
     /// <summary>What gateways are told this node holds; null until the first load finished.</summary>
@@ -121,8 +131,10 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
         try
         {
             var first = options.PlacementFile is { } file ? ReadPlacementFile(file)! : options.Placement;
-            await Task.Run(() =>
+            // On the compute thread dispatches run on, with its libtorch threads set: one set of OpenMP workers (see ComputeThread).
+            await Compute.RunAsync(() =>
             {
+                if (options.Threads is { } threads) TorchSharp.torch.set_num_threads(threads);
                 using var reader = new CheckpointReader(options.Model);
                 var backend = new LocalExpertBackend(Config, reader, options.Compute, first);
                 CheckpointBytesRead = reader.BytesRead;
@@ -130,7 +142,8 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
                 Advertise(first);
                 _state = PlacementState.Steady;
                 logger.LogInformation("Loaded {Count} layer-experts: {Bytes} bytes read, {Held} bytes held", first.Pairs.Count(), reader.BytesRead, backend.ByteSize);
-            }, stoppingToken);
+                return true;
+            }).WaitAsync(stoppingToken);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -178,7 +191,10 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
             var current = _served?.Backend ?? throw new InvalidOperationException("the node is still loading its experts");
             _state = PlacementState.Applying;
             using var reader = new CheckpointReader(options.Model);
-            var union = await Task.Run(() => current.Reshape(Config, reader, options.Compute, current.Placement.Union(next)), ct);
+            // Loading is not on the compute thread (dispatches go on meanwhile) but on a thread of its own that ends with
+            // it, taking its libtorch workers with it.
+            var union = await Task.Factory.StartNew(() => current.Reshape(Config, reader, options.Compute, current.Placement.Union(next)), ct,
+                TaskCreationOptions.LongRunning, TaskScheduler.Default);
             var before = Swap(union);
             Advertise(next);
             _state = PlacementState.Draining;

@@ -22,7 +22,7 @@ public sealed class NodeMetrics
         var f = Prometheus.Metrics.WithCustomRegistry(Registry);
         ExpertTokens = f.CreateCounter("moemesh_expert_tokens_total", "Tokens computed, by layer and expert.", new CounterConfiguration { LabelNames = ["layer", "expert"] });
         ComputeSeconds = f.CreateHistogram("moemesh_expert_compute_seconds", "Compute time of one dispatch.", new HistogramConfiguration { Buckets = SecondsBuckets });
-        QueueSeconds = f.CreateHistogram("moemesh_expert_queue_seconds", "Time a dispatch waited for the compute lock.", new HistogramConfiguration { Buckets = SecondsBuckets });
+        QueueSeconds = f.CreateHistogram("moemesh_expert_queue_seconds", "Time a dispatch waited for the compute thread (dispatches run one at a time, in arrival order).", new HistogramConfiguration { Buckets = SecondsBuckets });
         BatchTokens = f.CreateHistogram("moemesh_expert_batch_tokens", "Tokens per dispatch.", new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(1, 2, 14) });
         Rejected = f.CreateCounter("moemesh_expert_dispatch_rejected_total", "Dispatches refused, by error code.", new CounterConfiguration { LabelNames = ["code"] });
         ExpertBytes = f.CreateGauge("moemesh_expert_weight_bytes", "Bytes of expert weights held.");

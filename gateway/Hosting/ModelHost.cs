@@ -29,7 +29,11 @@ public sealed class ModelHost : IDisposable
     public required Func<ChatTemplate> ChatTemplate { get; init; }
 
     /// <summary>Frees the engine's memory when the host is disposed (after the engine loop has stopped).</summary>
-    public void Dispose() => Engine.Dispose();
+    public void Dispose()
+    {
+        Engine.Dispose();
+        ComputeThread.Dispose();
+    }
 
     /// <summary>The checkpoint folder to serve: --model, or the demo model generated into the cache folder.</summary>
     public static string ResolveDirectory(GatewayOptions options, ILogger logger)
@@ -39,8 +43,28 @@ public sealed class ModelHost : IDisposable
         return DemoModel.BuiltIn(options.CacheDir);
     }
 
-    /// <summary>Loads the model; routed experts go through <paramref name="router"/> when given, else all are loaded here.</summary>
+    /// <summary>The thread the model was loaded on and the engine loop runs on: the process's one libtorch thread.</summary>
+    public required ComputeThread ComputeThread { get; init; }
+
+    /// <summary>
+    /// Loads the model on a new compute thread (the engine loop runs there too); routed experts go through
+    /// <paramref name="router"/> when given, else all are loaded here.
+    /// </summary>
     public static ModelHost Load(GatewayOptions options, string dir, ILogger logger, IExpertRouter? router)
+    {
+        var thread = new ComputeThread("moemesh-engine");
+        try
+        {
+            return thread.Invoke(() => Load(options, dir, logger, router, thread));
+        }
+        catch
+        {
+            thread.Dispose();
+            throw;
+        }
+    }
+
+    private static ModelHost Load(GatewayOptions options, string dir, ILogger logger, IExpertRouter? router, ComputeThread thread)
     {
         var compute = ComputeOptions.Parse(options.Device, options.CpuExperts);
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
@@ -71,6 +95,7 @@ public sealed class ModelHost : IDisposable
             : options.ServedModelName;
         return new ModelHost
         {
+            ComputeThread = thread,
             Name = name,
             Directory = dir,
             Engine = engine,

@@ -9,7 +9,7 @@ using MoeMesh.Gateway.Metrics;
 namespace MoeMesh.Gateway.Serving;
 
 /// <summary>
-/// Owns the engine on one dedicated thread: takes submissions and aborts from request handlers,
+/// Owns the engine on one dedicated thread (the model's compute thread): takes submissions and aborts from request handlers,
 /// steps the engine while there is work, and publishes each sequence's events to its handle.
 /// At most --max-queue sequences wait (submitted or in the scheduler's waiting list); more are refused.
 /// On shutdown it stops accepting, lets running sequences finish for the host's grace period, then
@@ -38,7 +38,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     // Submit and the final drain take it, so that no submission slips in after the loop has ended.
     private readonly Lock _gate = new();
-    private Thread? _thread;
+    private Task? _running;
     private volatile bool _accepting = true;
     private volatile bool _failed;
     // Set once the loop has ended everything: a store lookup finishing later ends its handles itself.
@@ -116,8 +116,12 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
     {
         lifetime.ApplicationStopping.Register(_stopLookups.Cancel);
         Engine.StepFailed = (e, reference) => logger.LogError(e, "Engine step failed (reference {Reference}); its sequences end with an error", reference);
-        _thread = new Thread(Run) { IsBackground = true, Name = "moemesh-engine" };
-        _thread.Start();
+        // On the thread the model was loaded on: libtorch keeps one set of worker threads (see ComputeThread).
+        _running = host.ComputeThread.RunAsync(() =>
+        {
+            Run();
+            return true;
+        });
         return Task.CompletedTask;
     }
 
@@ -136,7 +140,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
         }
         _stop.Cancel();
         _wake.Release();
-        _thread?.Join();
+        if (_running is not null) await _running;
     }
 
     private void Run()
