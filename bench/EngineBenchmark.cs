@@ -52,8 +52,8 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
                 if (round % 2 == 1) e[c].Add(EngineDecode(engine, c));
             }
         }
-        var direct = levels.ToDictionary(c => c, c => Median(e[c]));
-        var http = levels.ToDictionary(c => c, c => Median(h[c]));
+        var direct = levels.ToDictionary(c => c, c => Stats.Median(e[c]));
+        var http = levels.ToDictionary(c => c, c => Stats.Median(h[c]));
         foreach (var c in levels)
         {
             Console.WriteLine($"decode, {c,2} sequences: engine {direct[c]:F1} tokens/s [{string.Join(", ", e[c].Select(x => x.ToString("F1")))}], " +
@@ -91,16 +91,11 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
             }
         }
         foreach (var c in levels)
-            Console.WriteLine($"decode, {c,2} sequences: kernel {Median(k[c]):F1} tokens/s [{string.Join(", ", k[c].Select(x => x.ToString("F1")))}], " +
-                $"libtorch {Median(l[c]):F1} tokens/s [{string.Join(", ", l[c].Select(x => x.ToString("F1")))}] = {Median(k[c]) / Median(l[c]):F2}x");
-        Console.WriteLine($"prefill 1024 tokens: kernel {Median(pk):F0} tokens/s, libtorch {Median(pl):F0} tokens/s = {Median(pk) / Median(pl):F2}x");
+            Console.WriteLine($"decode, {c,2} sequences: kernel {Stats.Median(k[c]):F1} tokens/s [{string.Join(", ", k[c].Select(x => x.ToString("F1")))}], " +
+                $"libtorch {Stats.Median(l[c]):F1} tokens/s [{string.Join(", ", l[c].Select(x => x.ToString("F1")))}] = {Stats.Median(k[c]) / Stats.Median(l[c]):F2}x");
+        Console.WriteLine($"prefill 1024 tokens: kernel {Stats.Median(pk):F0} tokens/s, libtorch {Stats.Median(pl):F0} tokens/s = {Stats.Median(pk) / Stats.Median(pl):F2}x");
     }
 
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 
     private const int Rounds = 6;
 

@@ -50,9 +50,9 @@ public sealed class KvStoreBenchmark(string cacheDir, int decodeTokens)
             await Eventually.HoldsAsync(() => StoredPagesAsync(writer), v => v >= stored + (PromptTokens - 1) / PageSize, "the writer's pages in Redis");
             shared.Add(await FirstTokenSecondsAsync(reader, other));
         }
-        Console.WriteLine($"time to first token, {PromptTokens}-token prompt (median of {Rounds}): cold {Median(cold) * 1e3:F0} ms [{Join(cold)}], " +
-            $"local prefix hit {Median(local) * 1e3:F0} ms [{Join(local)}], Redis hit from another gateway {Median(shared) * 1e3:F0} ms [{Join(shared)}]");
-        Console.WriteLine($"ratio cold / Redis hit: {Median(cold) / Median(shared):F1}x; cold / local hit: {Median(cold) / Median(local):F1}x");
+        Console.WriteLine($"time to first token, {PromptTokens}-token prompt (median of {Rounds}): cold {Stats.Median(cold) * 1e3:F0} ms [{Join(cold)}], " +
+            $"local prefix hit {Stats.Median(local) * 1e3:F0} ms [{Join(local)}], Redis hit from another gateway {Stats.Median(shared) * 1e3:F0} ms [{Join(shared)}]");
+        Console.WriteLine($"ratio cold / Redis hit: {Stats.Median(cold) / Stats.Median(shared):F1}x; cold / local hit: {Stats.Median(cold) / Stats.Median(local):F1}x");
 
         var hitPages = await reader.MetricAsync("moemesh_kv_store_hit_pages_total") ?? 0;
         var readBytes = await reader.MetricAsync("moemesh_kv_store_read_bytes_total") ?? 0;
@@ -81,8 +81,8 @@ public sealed class KvStoreBenchmark(string cacheDir, int decodeTokens)
         }
         var written = await shared.MetricAsync("moemesh_kv_store_written_pages_total");
         var dropped = await shared.MetricAsync("moemesh_kv_store_write_dropped_pages_total");
-        Console.WriteLine($"decode, 32 sequences x {decodeTokens} tokens (median of 6): memory {Median(m):F1} tokens/s [{Join(m, "F1", 1)}], " +
-            $"redis {Median(r):F1} tokens/s [{Join(r, "F1", 1)}]; ratio redis / memory: {Median(r) / Median(m):F3} ({written} pages written, {dropped} dropped)");
+        Console.WriteLine($"decode, 32 sequences x {decodeTokens} tokens (median of 6): memory {Stats.Median(m):F1} tokens/s [{Join(m, "F1", 1)}], " +
+            $"redis {Stats.Median(r):F1} tokens/s [{Join(r, "F1", 1)}]; ratio redis / memory: {Stats.Median(r) / Stats.Median(m):F3} ({written} pages written, {dropped} dropped)");
     }
 
     private static async Task<double> StoredPagesAsync(GatewayProcess g) => await g.MetricAsync("moemesh_kv_store_written_pages_total{result=\"stored\"}") ?? 0;
@@ -97,11 +97,6 @@ public sealed class KvStoreBenchmark(string cacheDir, int decodeTokens)
         return sw.Elapsed.TotalSeconds;
     }
 
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 
     private static string Join(List<double> values, string format = "F0", double scale = 1e3) => string.Join(", ", values.Select(v => (v * scale).ToString(format)));
 }

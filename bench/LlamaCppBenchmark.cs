@@ -83,18 +83,18 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
         Console.WriteLine($"medians of {rounds} rounds, tokens/s; ratio = MoeMesh / llama.cpp");
         foreach (var c in Levels)
         {
-            double M(string name) => Median(decode[(name, c)]);
+            double M(string name) => Stats.Median(decode[(name, c)]);
             Console.WriteLine($"decode, {c,2} sequences: MoeMesh {M("MoeMesh"):F1}, llama.cpp F16 {M("llama.cpp F16"):F1}, F32 {M("llama.cpp F32"):F1}; " +
                 $"ratio vs F16 {M("MoeMesh") / M("llama.cpp F16"):F2}x, vs F32 {M("MoeMesh") / M("llama.cpp F32"):F2}x");
         }
         foreach (var n in prefillLengths)
         {
-            double M(string name) => Median(prefill[(name, n)]);
+            double M(string name) => Stats.Median(prefill[(name, n)]);
             Console.WriteLine($"prefill {n,5} tokens: MoeMesh {M("MoeMesh"):F0}, llama.cpp F16 {M("llama.cpp F16"):F0}, F32 {M("llama.cpp F32"):F0}; " +
                 $"ratio vs F16 {M("MoeMesh") / M("llama.cpp F16"):F2}x, vs F32 {M("MoeMesh") / M("llama.cpp F32"):F2}x");
         }
         var active = ActiveWeightBytes(config, 4);
-        var step = Median(decode[("MoeMesh", 1)]);
+        var step = Stats.Median(decode[("MoeMesh", 1)]);
         Console.WriteLine($"one-sequence decode: MoeMesh reads {active / 1e6:F0} MB of float32 weights per step, {active * step / 1e9:F1} GB/s = {active * step / bandwidth:P0} of the measured bandwidth");
         foreach (var e in engines) e.Dispose();
     }
@@ -109,8 +109,7 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
         return engine;
     }
 
-    private static long Resident() =>
-        long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:"))["VmRSS:".Length..].Trim().Split(' ')[0]) * 1024;
+    private static long Resident() => Stats.StatusBytes("VmRSS:");
 
     /// <summary>Bytes per second a libtorch sum reads from a 1 GiB float32 tensor (best of five).</summary>
     private static double ReadBandwidth()
@@ -138,11 +137,6 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
         return total * bytesPerWeight;
     }
 
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 
     private interface IEngine : IDisposable
     {

@@ -47,7 +47,7 @@ public sealed class LongContextBenchmark(string cacheDir, int decodeTokens, int[
         {
             var t = results[("tiled", n)];
             var w = results[("whole", n)];
-            double M(List<(double, double, double)> l, Func<(double P, double D, double E), double> f) => Median(l.Select(f).ToList());
+            double M(List<(double, double, double)> l, Func<(double P, double D, double E), double> f) => Stats.Median(l.Select(f).ToList());
             Console.WriteLine($"{n,6} tokens: prefill tiled {M(t, x => x.P):F0} / whole {M(w, x => x.P):F0} tokens/s = {M(t, x => x.P) / M(w, x => x.P):F2}x; " +
                 $"decode after it tiled {M(t, x => x.D):F1} / whole {M(w, x => x.D):F1} tokens/s = {M(t, x => x.D) / M(w, x => x.D):F2}x; " +
                 $"extra peak tiled {M(t, x => x.E):F0} MB / whole {M(w, x => x.E):F0} MB");
@@ -77,20 +77,13 @@ public sealed class LongContextBenchmark(string cacheDir, int decodeTokens, int[
     {
         MallocTrim(0);
         File.WriteAllText("/proc/self/clear_refs", "5");
-        return StatusBytes("VmRSS:");
+        return Stats.StatusBytes("VmRSS:");
     }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
     private static extern int MallocTrim(nuint pad);
 
-    private static long PeakBytes() => StatusBytes("VmHWM:");
+    private static long PeakBytes() => Stats.StatusBytes("VmHWM:");
 
-    private static long StatusBytes(string field) =>
-        long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith(field))[field.Length..].Trim().Split(' ')[0]) * 1024;
 
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 }

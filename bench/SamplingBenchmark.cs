@@ -43,10 +43,10 @@ public static class SamplingBenchmark
                 }
             }
             Console.WriteLine($"vocabulary {vocab}: microseconds per token (median of {Rounds} rounds of {TokensPerRound} tokens)");
-            var sortMedian = Median(times[Array.FindIndex(variants, v => v.Name == "whole-vocabulary sort")]);
+            var sortMedian = Stats.Median(times[Array.FindIndex(variants, v => v.Name == "whole-vocabulary sort")]);
             for (var v = 0; v < variants.Length; v++)
             {
-                var median = Median(times[v]);
+                var median = Stats.Median(times[v]);
                 Console.WriteLine($"  {variants[v].Name,-24} {median,9:F1}   whole-vocabulary sort / this = {sortMedian / median,6:F1}x   rounds: {string.Join(" ", times[v].Select(t => t.ToString("F0")))}");
             }
         }
@@ -74,9 +74,4 @@ public static class SamplingBenchmark
 
     private static double Normal(Random r) => Math.Sqrt(-2 * Math.Log(1 - r.NextDouble())) * Math.Cos(2 * Math.PI * r.NextDouble());
 
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted[sorted.Count / 2];
-    }
 }
