@@ -174,6 +174,53 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         return 2 * (c.NumHiddenLayers * (attnProj + attnScores) + (c.NumHiddenLayers - moeLayers) * dense + moeLayers * moe);
     }
 
+    /// <summary>
+    /// Where a decode step's time goes at 1, 8 and 32 sequences: the engine decodes (after a warm-up run), the
+    /// prompts' step left out, with <see cref="StepProfile"/> on; prints milliseconds per step for each part of the
+    /// forward pass and the rest of the step (batch building, copies of logits, sampling, detokenisation), with
+    /// the share of the step and, for the weight-bound parts, the weight bytes they read as a rate.
+    /// </summary>
+    public void Profile()
+    {
+        Console.WriteLine($"threads: {torch.get_num_threads()}, cores: {Environment.ProcessorCount}");
+        var dir = DemoModel.EnsureCached(cacheDir, DemoShape.Benchmark, seed: 1);
+        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        var engine = LoadEngine(dir);
+        foreach (var c in new[] { 1, 8, 32 })
+        {
+            EngineDecode(engine, c);
+            var parts = Enum.GetValues<StepPart>().ToDictionary(p => p, _ => new List<double>());
+            var steps = new List<double>();
+            for (var round = 0; round < 3; round++)
+            {
+                var seqs = Enumerable.Range(0, c)
+                    .Select(i => engine.Add(RandomPrompt(PromptTokens, config.VocabSize, 500 + 64 * round + i),
+                        new SamplingParams { MaxTokens = decodeTokens, Temperature = 0, IgnoreEos = true }))
+                    .ToList();
+                engine.Step();
+                StepProfile.Take();
+                StepProfile.Enabled = true;
+                var sw = Stopwatch.StartNew();
+                var n = 0;
+                for (; seqs.Any(s => !s.IsFinished); n++) engine.Step();
+                var step = sw.Elapsed.TotalMilliseconds / n;
+                StepProfile.Enabled = false;
+                foreach (var (p, t) in StepProfile.Take()) parts[p].Add(t.TotalMilliseconds / n);
+                steps.Add(step);
+            }
+            var total = Stats.Median(steps);
+            Console.WriteLine($"decode, {c,2} sequences: {total:F1} ms a step ({c * 1000 / total:F1} tokens/s), medians of 3 runs of {decodeTokens} tokens:");
+            var counted = 0.0;
+            foreach (var (p, list) in parts)
+            {
+                var ms = Stats.Median(list);
+                counted += ms;
+                Console.WriteLine($"  {p,-14} {ms,7:F2} ms  {ms / total,5:P0}");
+            }
+            Console.WriteLine($"  {"rest of step",-14} {total - counted,7:F2} ms  {(total - counted) / total,5:P0}");
+        }
+    }
+
     /// <summary>Generated tokens per second for <paramref name="concurrency"/> sequences, from submission to the last token.</summary>
     private double EngineDecode(LlmEngine engine, int concurrency)
     {

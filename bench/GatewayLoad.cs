@@ -73,6 +73,30 @@ internal sealed class GatewayLoad : IAsyncDisposable
         return concurrency * tokens / sw.Elapsed.TotalSeconds;
     }
 
+    /// <summary>
+    /// One request of a random prompt of <paramref name="promptTokens"/> tokens generating <paramref name="tokens"/>
+    /// tokens: prompt tokens per second to the first token, and tokens per second of the steps after it, from the
+    /// gateway's own time-to-first-token and inter-token histograms (a stream cannot show them: the random tokens'
+    /// bytes rarely form whole UTF-8 characters, so the gateway holds their text back and sends it late).
+    /// </summary>
+    public async Task<(double Prefill, double Decode)> PrefillThenDecodeAsync(int promptTokens, int tokens, int seed)
+    {
+        async Task<(double Ttft, double Sum, double Count)> Histograms() => (await MetricAsync("moemesh_time_to_first_token_seconds_sum"),
+            await MetricAsync("moemesh_inter_token_latency_seconds_sum"), await MetricAsync("moemesh_inter_token_latency_seconds_count"));
+        var before = await Histograms();
+        var response = await _http.PostAsJsonAsync("/v1/completions", new
+        {
+            prompt = RandomPrompt(promptTokens, _vocab, seed), max_tokens = tokens, temperature = 0, ignore_eos = true,
+        });
+        response.EnsureSuccessStatusCode();
+        await response.Content.ReadAsStringAsync();
+        var after = await Histograms();
+        return (promptTokens / (after.Ttft - before.Ttft), (after.Count - before.Count) / (after.Sum - before.Sum));
+    }
+
+    /// <summary>The gateway process's id, when it runs in a process of its own.</summary>
+    public int? Pid => _process?.Pid;
+
     /// <summary>Prompt tokens per second of <paramref name="concurrency"/> requests of <paramref name="promptTokens"/> random tokens each, generating one token.</summary>
     public async Task<double> PrefillAsync(int concurrency, int promptTokens, int seed)
     {

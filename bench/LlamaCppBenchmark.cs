@@ -58,6 +58,8 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
         }
         var decode = new Dictionary<(string, int), List<double>>();
         var prefill = new Dictionary<(string, int), List<double>>();
+        var decodeLong = new Dictionary<string, List<double>>();
+        var longest = prefillLengths.Max();
         void Add<TKey>(Dictionary<TKey, List<double>> d, TKey key, double value) where TKey : notnull => (d.TryGetValue(key, out var l) ? l : d[key] = []).Add(value);
         for (var round = 0; round < rounds; round++)
         {
@@ -72,10 +74,23 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
             }
             foreach (var n in prefillLengths)
             {
+                // After the longest prompt, one sequence decodes too: decode speed at a long context.
+                var tokens = n == longest ? decodeTokens : 1;
                 var prompt = 7000 + round * 100 + n;
-                if (moeFirst) Add(prefill, ("MoeMesh", n), await http.PrefillAsync(1, n, prompt));
-                foreach (var e in order) Add(prefill, (e.Name, n), e.Prefill(GatewayLoad.RandomPrompt(n, config.VocabSize, prompt)));
-                if (!moeFirst) Add(prefill, ("MoeMesh", n), await http.PrefillAsync(1, n, prompt));
+                async Task MoeMesh()
+                {
+                    var (p, d) = await http.PrefillThenDecodeAsync(n, tokens, prompt);
+                    Add(prefill, ("MoeMesh", n), p);
+                    if (tokens > 1) Add(decodeLong, "MoeMesh", d);
+                }
+                if (moeFirst) await MoeMesh();
+                foreach (var e in order)
+                {
+                    var (p, d) = e.Prefill(GatewayLoad.RandomPrompt(n, config.VocabSize, prompt), tokens);
+                    Add(prefill, (e.Name, n), p);
+                    if (tokens > 1) Add(decodeLong, e.Name, d);
+                }
+                if (!moeFirst) await MoeMesh();
             }
             Console.WriteLine($"round {round}: " + string.Join("; ", decode.Where(kv => kv.Value.Count == round + 1).Select(kv => $"{kv.Key.Item1} x{kv.Key.Item2} {kv.Value[^1]:F1}")));
         }
@@ -93,6 +108,16 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
             Console.WriteLine($"prefill {n,5} tokens: MoeMesh {M("MoeMesh"):F0}, llama.cpp F16 {M("llama.cpp F16"):F0}, F32 {M("llama.cpp F32"):F0}; " +
                 $"ratio vs F16 {M("MoeMesh") / M("llama.cpp F16"):F2}x, vs F32 {M("MoeMesh") / M("llama.cpp F32"):F2}x");
         }
+        {
+            double M(string name) => Stats.Median(decodeLong[name]);
+            Console.WriteLine($"decode, 1 sequence after a {longest}-token prompt: MoeMesh {M("MoeMesh"):F1}, llama.cpp F16 {M("llama.cpp F16"):F1}, F32 {M("llama.cpp F32"):F1}; " +
+                $"ratio vs F16 {M("MoeMesh") / M("llama.cpp F16"):F2}x, vs F32 {M("MoeMesh") / M("llama.cpp F32"):F2}x");
+        }
+        Console.WriteLine($"peak resident memory: MoeMesh gateway process {Stats.StatusBytes("VmHWM:", http.Pid) / 1e9:F2} GB (KV budget 1 GiB); " +
+            $"this process (both llama.cpp models, F16 and F32, and the runs) {Stats.StatusBytes("VmHWM:") / 1e9:F2} GB");
+        // The VM's bandwidth drifts: measured again at the end, the higher figure is the limit.
+        bandwidth = Math.Max(bandwidth, ReadBandwidth());
+        Console.WriteLine($"memory read bandwidth at the end: {bandwidth / 1e9:F1} GB/s (the higher of the two)");
         var active = ActiveWeightBytes(config, 4);
         var step = Stats.Median(decode[("MoeMesh", 1)]);
         Console.WriteLine($"one-sequence decode: MoeMesh reads {active / 1e6:F0} MB of float32 weights per step, {active * step / 1e9:F1} GB/s = {active * step / bandwidth:P0} of the measured bandwidth");
@@ -145,8 +170,8 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
         /// <summary>Tokens/s of <paramref name="sequences"/> sequences generating <paramref name="tokens"/> tokens each, from submitting their prompts.</summary>
         double Decode(int sequences, int tokens, int seed);
 
-        /// <summary>Prompt tokens/s to the first token.</summary>
-        double Prefill(int[] prompt);
+        /// <summary>Prompt tokens/s to the first token; with <paramref name="decodeTokens"/>, also tokens/s of the steps after it.</summary>
+        (double Prefill, double Decode) Prefill(int[] prompt, int decodeTokens = 1);
     }
 
     private sealed class LlamaCpp : IEngine
@@ -193,7 +218,7 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
             return sequences * tokens / sw.Elapsed.TotalSeconds;
         }
 
-        public double Prefill(int[] prompt)
+        public (double Prefill, double Decode) Prefill(int[] prompt, int decodeTokens = 1)
         {
             _context.NativeHandle.MemoryClear();
             var batch = new LLamaBatch();
@@ -205,8 +230,17 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
                 for (var i = start; i < end; i++) batch.Add(prompt[i], i, LLamaSeqId.Zero, i == prompt.Length - 1);
                 if (_context.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama.cpp prefill failed");
             }
-            ArgMax(_context.NativeHandle.GetLogitsIth(batch.TokenCount - 1));
-            return prompt.Length / sw.Elapsed.TotalSeconds;
+            var next = ArgMax(_context.NativeHandle.GetLogitsIth(batch.TokenCount - 1));
+            var prefill = prompt.Length / sw.Elapsed.TotalSeconds;
+            sw.Restart();
+            for (var t = 1; t < decodeTokens; t++)
+            {
+                batch.Clear();
+                batch.Add(next, prompt.Length + t - 1, LLamaSeqId.Zero, true);
+                if (_context.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama.cpp decode failed");
+                next = ArgMax(_context.NativeHandle.GetLogitsIth(0));
+            }
+            return (prefill, decodeTokens > 1 ? (decodeTokens - 1) / sw.Elapsed.TotalSeconds : double.NaN);
         }
 
         private static int ArgMax(Span<float> logits)

@@ -1,6 +1,6 @@
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates] [--llama-cpp] [--long-context] [--kv-store] [--placement] [--simulate-day]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates] [--llama-cpp] [--long-context] [--profile] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
 //   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
 //   (--node-threads: libtorch threads of each expert-node process; --gateway-threads: of the gateway
 //   when its experts are on nodes, the in-process baseline keeps one per core; --node-cpus: run the
@@ -8,9 +8,12 @@ using MoeMesh.Bench;
 //   --sampling: time per token of the sampler's paths at a 32k and a 129k vocabulary;
 //   --kv-store: the shared KV store (a local redis-server): time to first token cold, local hit and Redis hit,
 //   page size, Redis throughput, and decode at 32 sequences with --kv-store redis against memory;
-//   --kernel-rates: the packed BF16 kernel against libtorch float32 at the benchmark model's projection shapes;
+//   --kernel-rates: the packed BF16 kernel against libtorch float32 at the benchmark model's projection shapes,
+//   and the FP8 kernel;
+//   --profile: where a decode step's time goes at 1, 8 and 32 sequences (attention, router, experts, LM head, rest);
 //   --llama-cpp [--lengths 512,2048] [--rounds 4]: MoeMesh against llama.cpp (LLamaSharp's CPU build) on the
-//   benchmark model exported to GGUF F16 and F32: decode at 1, 8, 32 sequences, prefill, memory, bandwidth;
+//   benchmark model exported to GGUF F16 and F32: decode at 1, 8, 32 sequences, prefill, decode after the
+//   longest prompt, memory, bandwidth;
 //   --long-context [--lengths 512,2048,16000] [--rounds 2]: prompts of each length prefilled with attention in tiles
 //   and in one piece (alternating), decode at one sequence after each, peak memory the prefill added;
 //   --placement: the expert placement planner at DeepSeek-V3's shape: balance, moves after a drift, time;
@@ -30,6 +33,8 @@ else if (args.Contains("--llama-cpp"))
     await new LlamaCppBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 4).RunAsync();
 else if (args.Contains("--long-context"))
     new LongContextBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048,16000").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 2).Run();
+else if (args.Contains("--profile"))
+    new EngineBenchmark(cache, tokens).Profile();
 else if (args.Contains("--expert-kernel"))
     new EngineBenchmark(cache, tokens).CompareExpertKernels();
 else if (args.Contains("--sharding"))

@@ -83,6 +83,22 @@ public sealed class CheckpointReader : IDisposable
         return values;
     }
 
+    /// <summary>
+    /// An FP8 (e4m3) weight's raw codes and its 128x128 block scales ([ceil(rows/128), ceil(cols/128)], the factor
+    /// that dequantises), with no widened copy, checking the shapes; null when the tensor is another type.
+    /// </summary>
+    public (byte[] Codes, float[] Scales)? ReadFp8(string name, params long[] expectedShape)
+    {
+        var (file, info) = Locate(name);
+        if (!info.Shape.SequenceEqual(expectedShape))
+            throw new CheckpointException($"tensor '{name}' has shape [{string.Join(",", info.Shape)}], expected [{string.Join(",", expectedShape)}]");
+        if (info.DType != DType.F8E4M3) return null;
+        var codes = file.ReadBytes(info);
+        var scales = ReadScales(name, info.Shape);
+        BytesRead += codes.LongLength + scales.LongLength * 4;
+        return (codes, scales);
+    }
+
     /// <summary>Reads a tensor onto a device in the given floating type.</summary>
     public Tensor Read(string name, Device device, ScalarType dtype, params long[] expectedShape)
     {
@@ -93,23 +109,30 @@ public sealed class CheckpointReader : IDisposable
 
     private void Dequantise(string name, float[] values, long[] shape)
     {
-        if (shape.Length != 2) throw new CheckpointException($"FP8 tensor '{name}' must be 2-D");
+        var scales = ReadScales(name, shape);
         var rows = (int)shape[0];
         var cols = (int)shape[1];
-        var scaleRows = (rows + Fp8BlockSize - 1) / Fp8BlockSize;
         var scaleCols = (cols + Fp8BlockSize - 1) / Fp8BlockSize;
-        var scaleName = name + "_scale_inv";
-        if (!Contains(scaleName)) throw new CheckpointException($"FP8 tensor '{name}' has no block scale '{scaleName}'");
-        var (file, info) = Locate(scaleName);
-        if (!info.Shape.SequenceEqual(new long[] { scaleRows, scaleCols }))
-            throw new CheckpointException($"tensor '{scaleName}' has shape [{string.Join(",", info.Shape)}], expected [{scaleRows},{scaleCols}]");
-        var scales = DTypes.ToFloat32(file.ReadBytes(info), info.DType);
         for (var r = 0; r < rows; r++)
         {
             var scaleRow = r / Fp8BlockSize * scaleCols;
             var row = values.AsSpan(r * cols, cols);
             for (var c = 0; c < cols; c++) row[c] *= scales[scaleRow + c / Fp8BlockSize];
         }
+    }
+
+    /// <summary>The block scales of FP8 weight <paramref name="name"/> of <paramref name="shape"/>, checked.</summary>
+    private float[] ReadScales(string name, long[] shape)
+    {
+        if (shape.Length != 2) throw new CheckpointException($"FP8 tensor '{name}' must be 2-D");
+        var scaleRows = (shape[0] + Fp8BlockSize - 1) / Fp8BlockSize;
+        var scaleCols = (shape[1] + Fp8BlockSize - 1) / Fp8BlockSize;
+        var scaleName = name + "_scale_inv";
+        if (!Contains(scaleName)) throw new CheckpointException($"FP8 tensor '{name}' has no block scale '{scaleName}'");
+        var (file, info) = Locate(scaleName);
+        if (!info.Shape.SequenceEqual(new[] { scaleRows, scaleCols }))
+            throw new CheckpointException($"tensor '{scaleName}' has shape [{string.Join(",", info.Shape)}], expected [{scaleRows},{scaleCols}]");
+        return DTypes.ToFloat32(file.ReadBytes(info), info.DType);
     }
 
     private (SafetensorsFile File, TensorInfo Info) Locate(string name)

@@ -7,6 +7,9 @@ public static class DTypes
 {
     private static readonly float[] Fp8E4M3Table = BuildFp8E4M3Table();
 
+    /// <summary>The float32 value of every float8 e4m3fn code (the two NaN codes read NaN).</summary>
+    public static ReadOnlySpan<float> Fp8E4M3Values => Fp8E4M3Table;
+
     public static DType Parse(string name) => name switch
     {
         "F32" => DType.F32,

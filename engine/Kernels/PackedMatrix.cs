@@ -8,8 +8,10 @@ namespace MoeMesh.Engine.Kernels;
 
 /// <summary>
 /// A [rows, cols] projection weight kept in memory in the checkpoint's type: BF16 as stored, two bytes a weight,
-/// widened to float32 in registers while multiplying; F32 as is. Other types (F16, FP8) are widened to F32 when
-/// read. Products compute in float32, so results equal a float32 product of the widened weights to float rounding.
+/// widened to float32 in registers while multiplying; FP8 (e4m3) as stored, one byte a weight, widened through a
+/// 256-entry table and scaled once per 128-column block of a row (DeepSeek-V3's 128x128 block scales); F32 as is.
+/// F16 is widened to F32 when read. Products compute in float32, so results equal a float32 product of the
+/// dequantised weights to float rounding.
 /// <para>
 /// BF16 rows are reordered once, at construction, within each run of 16 weights: weights i and i+8 share a 32-bit
 /// lane (i in the low half). Eight lanes then widen to two float32 vectors with one shift and one mask, no
@@ -21,6 +23,14 @@ public sealed class PackedMatrix
 {
     private readonly ushort[]? _bf16;
     private readonly float[]? _f32;
+    private readonly byte[]? _fp8;
+
+    /// <summary>FP8 block scales, [ceil(Rows / 128), ceil(Cols / 128)]: the factor that dequantises.</summary>
+    private readonly float[]? _scales;
+
+    private readonly int _scaleCols;
+
+    private const int Fp8Block = CheckpointReader.Fp8BlockSize;
 
     public int Rows { get; }
     public int Cols { get; }
@@ -53,17 +63,34 @@ public sealed class PackedMatrix
         (Rows, Cols, _f32, _whole) = (rows, cols, f32, cols & ~15);
     }
 
-    /// <summary>Whether the weights are kept as BF16 (else F32).</summary>
+    /// <summary>Takes FP8 e4m3 codes (row-major) and their block scales ([ceil(rows / 128), ceil(cols / 128)]).</summary>
+    public PackedMatrix(int rows, int cols, byte[] fp8, float[] scales)
+    {
+        if (fp8.Length != (long)rows * cols) throw new ArgumentException("FP8 data does not match the shape");
+        _scaleCols = (cols + Fp8Block - 1) / Fp8Block;
+        if (scales.Length != (long)(rows + Fp8Block - 1) / Fp8Block * _scaleCols) throw new ArgumentException("FP8 block scales do not match the shape");
+        (Rows, Cols, _fp8, _scales, _whole) = (rows, cols, fp8, scales, cols & ~15);
+    }
+
+    /// <summary>Whether the weights are kept as BF16.</summary>
     public bool IsBf16 => _bf16 is not null;
 
-    public long ByteSize => _bf16 is not null ? _bf16.LongLength * 2 : _f32!.LongLength * 4;
+    /// <summary>Whether the weights are kept as FP8 e4m3 with block scales.</summary>
+    public bool IsFp8 => _fp8 is not null;
 
-    /// <summary>Reads a [rows, cols] weight, keeping BF16 as BF16.</summary>
+    public long ByteSize => _bf16 is not null ? _bf16.LongLength * 2 : _fp8 is not null ? _fp8.LongLength + _scales!.LongLength * 4 : _f32!.LongLength * 4;
+
+    /// <summary>Reads a [rows, cols] weight, keeping BF16 as BF16 and FP8 as FP8.</summary>
     public static PackedMatrix Read(CheckpointReader reader, string name, int rows, int cols) =>
-        reader.ReadBf16(name, rows, cols) is { } bf16 ? new PackedMatrix(rows, cols, bf16) : new PackedMatrix(rows, cols, reader.ReadFloat32(name, rows, cols));
+        reader.ReadBf16(name, rows, cols) is { } bf16 ? new PackedMatrix(rows, cols, bf16)
+        : reader.ReadFp8(name, rows, cols) is { } fp8 ? new PackedMatrix(rows, cols, fp8.Codes, fp8.Scales)
+        : new PackedMatrix(rows, cols, reader.ReadFloat32(name, rows, cols));
 
     /// <summary>The weight at [row, col] as float32.</summary>
-    public float this[int row, int col] => _bf16 is not null ? Widen(_bf16[(long)row * Cols + Stored(col)]) : _f32![(long)row * Cols + col];
+    public float this[int row, int col] =>
+        _bf16 is not null ? Widen(_bf16[(long)row * Cols + Stored(col)])
+        : _fp8 is not null ? DTypes.Fp8E4M3Values[_fp8[(long)row * Cols + col]] * _scales![row / Fp8Block * _scaleCols + col / Fp8Block]
+        : _f32![(long)row * Cols + col];
 
     /// <summary>Where column <paramref name="col"/> of a BF16 row is stored.</summary>
     private int Stored(int col) => col >= _whole ? col : (col & ~15) + ((col & 15) < 8 ? 2 * (col & 7) : 2 * (col & 7) + 1);
@@ -85,6 +112,12 @@ public sealed class PackedMatrix
             else
                 for (var r = 0; r < xRows; r += 4)
                     TilesBf16(x.Slice(r * Cols), Math.Min(4, xRows - r), y.Slice(r * yStride), yStride, from, to);
+            return;
+        }
+        if (_fp8 is not null && Vectorised)
+        {
+            for (var r = 0; r < xRows; r += 4)
+                RowsFp8(x.Slice(r * Cols), Math.Min(4, xRows - r), y.Slice(r * yStride), yStride, from, to);
             return;
         }
         for (var j = from; j < to; j++)
@@ -203,6 +236,67 @@ public sealed class PackedMatrix
             if (n > 2) Store(y, yStride, 2, j, a2, b2, pair, x);
             if (n > 3) Store(y, yStride, 3, j, a3, b3, pair, x);
         }
+    }
+
+    /// <summary>
+    /// Up to four rows of x against FP8 weights: each weight row is read once for the x rows, 16 codes at a time,
+    /// widened by two table gathers; each row's sum over a 128-column block is scaled once by the block's scale.
+    /// With fewer than four rows the missing ones repeat the last and are not stored.
+    /// </summary>
+    private unsafe void RowsFp8(ReadOnlySpan<float> x, int n, Span<float> y, int yStride, int from, int to)
+    {
+        var cols = Cols;
+        ref var x0 = ref MemoryMarshal.GetReference(x);
+        ref var x1 = ref Unsafe.Add(ref x0, n > 1 ? cols : 0);
+        ref var x2 = ref Unsafe.Add(ref x0, n > 2 ? 2 * cols : (n > 1 ? cols : 0));
+        ref var x3 = ref Unsafe.Add(ref x0, n > 3 ? 3 * cols : (n > 2 ? 2 * cols : (n > 1 ? cols : 0)));
+        var values = DTypes.Fp8E4M3Values;
+        fixed (float* table = values)
+            for (var j = from; j < to; j++)
+            {
+                ref var w = ref _fp8![(long)j * cols];
+                var scaleRow = j / Fp8Block * _scaleCols;
+                float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                for (int k0 = 0, b = 0; k0 < cols; k0 += Fp8Block, b++)
+                {
+                    var end = Math.Min(cols, k0 + Fp8Block);
+                    Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, c0 = default, c1 = default, c2 = default, c3 = default;
+                    var k = k0;
+                    for (; k + 16 <= end; k += 16)
+                    {
+                        var codes = Vector128.LoadUnsafe(ref Unsafe.Add(ref w, k));
+                        var lo = Avx2.GatherVector256(table, Avx2.ConvertToVector256Int32(codes), 4);
+                        var hi = Avx2.GatherVector256(table, Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(codes, 8)), 4);
+                        a0 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k)), a0);
+                        c0 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k + 8)), c0);
+                        if (n == 1) continue;
+                        a1 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x1, k)), a1);
+                        c1 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x1, k + 8)), c1);
+                        a2 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x2, k)), a2);
+                        c2 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x2, k + 8)), c2);
+                        a3 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x3, k)), a3);
+                        c3 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x3, k + 8)), c3);
+                    }
+                    float p0 = Vector256.Sum(a0 + c0), p1 = Vector256.Sum(a1 + c1), p2 = Vector256.Sum(a2 + c2), p3 = Vector256.Sum(a3 + c3);
+                    for (; k < end; k++)
+                    {
+                        var wk = table[Unsafe.Add(ref w, k)];
+                        p0 += wk * Unsafe.Add(ref x0, k);
+                        p1 += wk * Unsafe.Add(ref x1, k);
+                        p2 += wk * Unsafe.Add(ref x2, k);
+                        p3 += wk * Unsafe.Add(ref x3, k);
+                    }
+                    var scale = _scales![scaleRow + b];
+                    s0 += p0 * scale;
+                    s1 += p1 * scale;
+                    s2 += p2 * scale;
+                    s3 += p3 * scale;
+                }
+                y[j] = s0;
+                if (n > 1) y[yStride + j] = s1;
+                if (n > 2) y[2 * yStride + j] = s2;
+                if (n > 3) y[3 * yStride + j] = s3;
+            }
     }
 
     private void Store(Span<float> y, int yStride, int r, int j, Vector256<float> a, Vector256<float> b, bool pair, ReadOnlySpan<float> x)

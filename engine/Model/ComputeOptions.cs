@@ -6,7 +6,7 @@ namespace MoeMesh.Engine.Model;
 /// <summary>
 /// Where the model runs and the floating type of its weights and activations. <paramref name="PackedExperts"/>
 /// runs CPU routed experts in the engine's own kernel over weights kept in the checkpoint's type (BF16: half the
-/// memory of the float32 copies libtorch computes on) instead of libtorch (--cpu-experts packed).
+/// memory of the float32 copies libtorch computes on; FP8: a quarter) instead of libtorch (--cpu-experts packed).
 /// </summary>
 public sealed record ComputeOptions(Device Device, ScalarType DType, bool PackedExperts = false)
 {

@@ -1,6 +1,7 @@
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Experts;
+using MoeMesh.Engine.Runtime;
 using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Model;
@@ -37,9 +38,15 @@ public sealed class DecoderLayer
     public Step Begin(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionPlan plan)
     {
         using var scope = NewDisposeScope();
-        var h = Scalars.Plus(x, _attention.Forward(_inputNorm.Forward(x), batch, cos, sin, cache, plan));
-        var normed = _postNorm.Forward(h);
-        var moe = _moe?.Begin(normed);
+        Tensor h, normed;
+        using (StepProfile.Time(StepPart.Attention))
+            h = Scalars.Plus(x, _attention.Forward(_inputNorm.Forward(x), batch, cos, sin, cache, plan));
+        MoeLayer.Step? moe;
+        using (StepProfile.Time(StepPart.Router))
+        {
+            normed = _postNorm.Forward(h);
+            moe = _moe?.Begin(normed);
+        }
         // Only what the second half reads outlives this scope; attention's intermediates go now.
         h.MoveToOuterDisposeScope();
         normed.MoveToOuterDisposeScope();
@@ -52,7 +59,11 @@ public sealed class DecoderLayer
     public Tensor Finish(Step step)
     {
         using var scope = NewDisposeScope();
-        var ffn = step.Moe is { } moe ? _moe!.Finish(moe) : _dense!.Forward(step.Normed);
+        Tensor ffn;
+        if (step.Moe is { } moe) ffn = _moe!.Finish(moe);
+        else
+            using (StepProfile.Time(StepPart.DenseMlp))
+                ffn = _dense!.Forward(step.Normed);
         return Scalars.Plus(step.H, ffn).MoveToOuterDisposeScope();
     }
 

@@ -1,6 +1,7 @@
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Experts;
+using MoeMesh.Engine.Runtime;
 using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Model;
@@ -36,8 +37,12 @@ public sealed class MoeLayer
     public Tensor Finish(Step step)
     {
         using var scope = NewDisposeScope();
-        var shared = _shared?.Forward(step.X);
-        var routed = step.Call.Complete();
+        Tensor? shared;
+        using (StepProfile.Time(StepPart.SharedExperts))
+            shared = _shared?.Forward(step.X);
+        Tensor routed;
+        using (StepProfile.Time(StepPart.RoutedExperts))
+            routed = step.Call.Complete();
         var y = shared is null ? routed : Scalars.Plus(routed, shared);
         return y.MoveToOuterDisposeScope();
     }

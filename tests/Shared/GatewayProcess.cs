@@ -8,6 +8,9 @@ public sealed class GatewayProcess : IAsyncDisposable
     private readonly Process _process;
 
     public Uri Address { get; }
+
+    /// <summary>The gateway's process id (for reading its memory from /proc).</summary>
+    public int Pid => _process.Id;
     public HttpClient Http { get; }
 
     private GatewayProcess(Process process, Uri address)

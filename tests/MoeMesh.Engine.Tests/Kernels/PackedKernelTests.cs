@@ -1,8 +1,10 @@
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
+using MoeMesh.Engine.Demo;
 using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Kernels;
 using MoeMesh.Engine.Model;
+using MoeMesh.Engine.Tests.Model;
 using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Tests.Kernels;
@@ -41,15 +43,52 @@ public sealed class PackedKernelTests
         }
     }
 
-    [Fact]
-    public void ALayersExperts_InOnePass_EqualTheLibTorchPath_AndHoldHalfTheBytes()
+    /// <summary>
+    /// FP8 weights with 128x128 block scales (partial blocks at the edges when a side is not a multiple of 128),
+    /// against libtorch's product of the weights dequantised by the format's definition.
+    /// </summary>
+    [Theory]
+    [InlineData(37, 67, 1)]
+    [InlineData(130, 300, 1)]
+    [InlineData(129, 257, 4)]
+    [InlineData(200, 1027, 6)]
+    [InlineData(5, 7, 3)]
+    public void Multiply_Fp8_EqualsLibTorchsLinear_OnTheDequantisedWeights(int outputs, int inputs, int rows)
     {
-        var config = ModelConfig.Load(Path.Combine(TestModels.V3Dir, "config.json"));
-        using var reader = new CheckpointReader(TestModels.V3Dir);
+        var random = new Random(outputs * 1000 + inputs * 10 + rows);
+        var weights = Enumerable.Range(0, outputs * inputs).Select(_ => (float)((random.NextDouble() * 2 - 1) * Math.Pow(10, random.Next(-3, 1)))).ToArray();
+        var (codes, scales) = Fp8Quantiser.Quantise(weights, outputs, inputs);
+        var dequantised = codes.Select((c, i) => DeepSeekModelTests.DecodeE4M3(c) * scales.Values[i / inputs / 128 * scales.Cols + i % inputs / 128]).ToArray();
+        var x = Enumerable.Range(0, rows * inputs).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        using var expected = nn.functional.linear(tensor(x, [rows, inputs]), tensor(dequantised, [outputs, inputs]));
+        var reference = expected.data<float>().ToArray();
+        var scale = reference.Max(Math.Abs);
+
+        var matrix = new PackedMatrix(outputs, inputs, codes, scales.Values);
+        Assert.True(matrix.IsFp8);
+        Assert.Equal(outputs * inputs + scales.Values.Length * 4, matrix.ByteSize);
+        var y = new float[rows * outputs];
+        matrix.Multiply(x, rows, y, outputs, 0, outputs / 2);
+        matrix.Multiply(x, rows, y, outputs, outputs / 2, outputs);
+        for (var i = 0; i < y.Length; i++) Assert.True(Math.Abs(y[i] - reference[i]) <= 1e-5f * scale, $"[{i}]: {y[i]} vs {reference[i]}");
+        // The element accessor (the portable path's) reads the dequantised weight.
+        for (var i = 0; i < dequantised.Length; i += 97) Assert.Equal(dequantised[i], matrix[i / inputs, i % inputs]);
+    }
+
+    [Theory]
+    [InlineData("bf16")]
+    [InlineData("fp8")]
+    public void ALayersExperts_InOnePass_EqualTheLibTorchPath_AndHoldTheCheckpointsBytes(string format)
+    {
+        var dir = format == "bf16" ? TestModels.V3Dir : TestModels.Generate("fp8", DemoShape.Tiny, DemoModel.WeightFormat.FP8, seed: 11);
+        var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
+        using var reader = new CheckpointReader(dir);
         var packed = new LocalExpertBackend(config, reader, ComputeOptions.Parse("cpu", "packed"), ExpertSet.Parse("all", config.NRoutedExperts));
         var libtorch = new LocalExpertBackend(config, reader, ComputeOptions.Cpu, ExpertSet.Parse("all", config.NRoutedExperts));
-        // The checkpoint is BF16: two bytes a weight against the float32 copy's four.
-        Assert.Equal(libtorch.ByteSize / 2, packed.ByteSize);
+        // BF16: two bytes a weight against the float32 copy's four. FP8: one byte a weight plus a float32 scale per
+        // 128x128 block (a tiny expert's matrices are one block each).
+        var matrices = 3L * config.NRoutedExperts * (config.NumHiddenLayers - config.FirstKDenseReplace);
+        Assert.Equal(format == "bf16" ? libtorch.ByteSize / 2 : libtorch.ByteSize / 4 + matrices * 4, packed.ByteSize);
 
         var layer = config.FirstKDenseReplace;
         manual_seed(11);

@@ -233,7 +233,8 @@ public sealed class DeepSeekModelTests
     }
 
     /// <summary>e4m3fn from its definition: 1 sign, 4 exponent (bias 7), 3 mantissa bits.</summary>
-    private static float DecodeE4M3(byte code)
+    /// <summary>An e4m3fn code's value by the format's definition (the test's own arithmetic, not the engine's table).</summary>
+    internal static float DecodeE4M3(byte code)
     {
         var sign = (code & 0x80) != 0 ? -1.0 : 1.0;
         int e = (code >> 3) & 0xF, m = code & 7;
