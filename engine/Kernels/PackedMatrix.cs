@@ -240,7 +240,8 @@ public sealed class PackedMatrix
 
     /// <summary>
     /// Up to four rows of x against FP8 weights: each weight row is read once for the x rows, 16 codes at a time,
-    /// widened by two table gathers; each row's sum over a 128-column block is scaled once by the block's scale.
+    /// widened in registers (<see cref="WidenFp8"/>); each row's sum over a 128-column block is scaled once by the
+    /// block's scale.
     /// With fewer than four rows the missing ones repeat the last and are not stored.
     /// </summary>
     private unsafe void RowsFp8(ReadOnlySpan<float> x, int n, Span<float> y, int yStride, int from, int to)
@@ -264,9 +265,9 @@ public sealed class PackedMatrix
                     var k = k0;
                     for (; k + 16 <= end; k += 16)
                     {
-                        var codes = Vector128.LoadUnsafe(ref Unsafe.Add(ref w, k));
-                        var lo = Avx2.GatherVector256(table, Avx2.ConvertToVector256Int32(codes), 4);
-                        var hi = Avx2.GatherVector256(table, Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(codes, 8)), 4);
+                        var codes = Vector128.LoadUnsafe(ref Unsafe.Add(ref w, k)).AsSByte();
+                        var lo = WidenFp8(Avx2.ConvertToVector256Int32(codes));
+                        var hi = WidenFp8(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(codes, 8)));
                         a0 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k)), a0);
                         c0 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k + 8)), c0);
                         if (n == 1) continue;
@@ -297,6 +298,25 @@ public sealed class PackedMatrix
                 if (n > 2) y[2 * yStride + j] = s2;
                 if (n > 3) y[3 * yStride + j] = s3;
             }
+    }
+
+    /// <summary>
+    /// Eight e4m3 codes (sign-extended to 32 bits) as float32, exactly, with no float32 subnormal on the way (a
+    /// subnormal operand costs a microcode assist on x86): exponent and mantissa move to the top of float32's fields
+    /// and the exponent is rebiased (e4m3's bias is 7, float32's 127). A code with exponent 0 (zero or subnormal,
+    /// m/8 x 2^-6) is built as 2^-6 x (1 + m/8) and 2^-6 is subtracted, exactly. The sign is set last. The two NaN
+    /// codes are not read as NaN (weights hold none).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WidenFp8(Vector256<int> codes)
+    {
+        var shifted = Avx2.ShiftLeftLogical(codes, 20);
+        var sign = Avx2.And(shifted, Vector256.Create(int.MinValue));
+        var fields = Avx2.And(shifted, Vector256.Create(0x07F00000));
+        var subnormal = Avx2.CompareGreaterThan(Vector256.Create(1 << 23), fields);
+        var bits = Avx2.Add(Avx2.Add(fields, Vector256.Create(120 << 23)), Avx2.And(subnormal, Vector256.Create(1 << 23)));
+        var value = Avx.Subtract(bits.AsSingle(), Avx2.And(subnormal, Vector256.Create(BitConverter.SingleToInt32Bits(1f / 64))).AsSingle());
+        return Avx2.Or(value.AsInt32(), sign).AsSingle();
     }
 
     private void Store(Span<float> y, int yStride, int r, int j, Vector256<float> a, Vector256<float> b, bool pair, ReadOnlySpan<float> x)
