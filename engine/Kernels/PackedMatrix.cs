@@ -244,60 +244,59 @@ public sealed class PackedMatrix
     /// block's scale.
     /// With fewer than four rows the missing ones repeat the last and are not stored.
     /// </summary>
-    private unsafe void RowsFp8(ReadOnlySpan<float> x, int n, Span<float> y, int yStride, int from, int to)
+    private void RowsFp8(ReadOnlySpan<float> x, int n, Span<float> y, int yStride, int from, int to)
     {
         var cols = Cols;
         ref var x0 = ref MemoryMarshal.GetReference(x);
         ref var x1 = ref Unsafe.Add(ref x0, n > 1 ? cols : 0);
         ref var x2 = ref Unsafe.Add(ref x0, n > 2 ? 2 * cols : (n > 1 ? cols : 0));
         ref var x3 = ref Unsafe.Add(ref x0, n > 3 ? 3 * cols : (n > 2 ? 2 * cols : (n > 1 ? cols : 0)));
-        var values = DTypes.Fp8E4M3Values;
-        fixed (float* table = values)
-            for (var j = from; j < to; j++)
+        var table = DTypes.Fp8E4M3Values;
+        for (var j = from; j < to; j++)
+        {
+            ref var w = ref _fp8![(long)j * cols];
+            var scaleRow = j / Fp8Block * _scaleCols;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int k0 = 0, b = 0; k0 < cols; k0 += Fp8Block, b++)
             {
-                ref var w = ref _fp8![(long)j * cols];
-                var scaleRow = j / Fp8Block * _scaleCols;
-                float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                for (int k0 = 0, b = 0; k0 < cols; k0 += Fp8Block, b++)
+                var end = Math.Min(cols, k0 + Fp8Block);
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, c0 = default, c1 = default, c2 = default, c3 = default;
+                var k = k0;
+                for (; k + 16 <= end; k += 16)
                 {
-                    var end = Math.Min(cols, k0 + Fp8Block);
-                    Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, c0 = default, c1 = default, c2 = default, c3 = default;
-                    var k = k0;
-                    for (; k + 16 <= end; k += 16)
-                    {
-                        var codes = Vector128.LoadUnsafe(ref Unsafe.Add(ref w, k)).AsSByte();
-                        var lo = WidenFp8(Avx2.ConvertToVector256Int32(codes));
-                        var hi = WidenFp8(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(codes, 8)));
-                        a0 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k)), a0);
-                        c0 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k + 8)), c0);
-                        if (n == 1) continue;
-                        a1 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x1, k)), a1);
-                        c1 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x1, k + 8)), c1);
-                        a2 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x2, k)), a2);
-                        c2 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x2, k + 8)), c2);
-                        a3 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x3, k)), a3);
-                        c3 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x3, k + 8)), c3);
-                    }
-                    float p0 = Vector256.Sum(a0 + c0), p1 = Vector256.Sum(a1 + c1), p2 = Vector256.Sum(a2 + c2), p3 = Vector256.Sum(a3 + c3);
-                    for (; k < end; k++)
-                    {
-                        var wk = table[Unsafe.Add(ref w, k)];
-                        p0 += wk * Unsafe.Add(ref x0, k);
-                        p1 += wk * Unsafe.Add(ref x1, k);
-                        p2 += wk * Unsafe.Add(ref x2, k);
-                        p3 += wk * Unsafe.Add(ref x3, k);
-                    }
-                    var scale = _scales![scaleRow + b];
-                    s0 += p0 * scale;
-                    s1 += p1 * scale;
-                    s2 += p2 * scale;
-                    s3 += p3 * scale;
+                    var codes = Vector128.LoadUnsafe(ref Unsafe.Add(ref w, k)).AsSByte();
+                    var lo = WidenFp8(Avx2.ConvertToVector256Int32(codes));
+                    var hi = WidenFp8(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(codes, 8)));
+                    a0 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k)), a0);
+                    c0 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k + 8)), c0);
+                    if (n == 1) continue;
+                    a1 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x1, k)), a1);
+                    c1 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x1, k + 8)), c1);
+                    a2 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x2, k)), a2);
+                    c2 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x2, k + 8)), c2);
+                    a3 = Fma.MultiplyAdd(lo, Vector256.LoadUnsafe(ref Unsafe.Add(ref x3, k)), a3);
+                    c3 = Fma.MultiplyAdd(hi, Vector256.LoadUnsafe(ref Unsafe.Add(ref x3, k + 8)), c3);
                 }
-                y[j] = s0;
-                if (n > 1) y[yStride + j] = s1;
-                if (n > 2) y[2 * yStride + j] = s2;
-                if (n > 3) y[3 * yStride + j] = s3;
+                float p0 = Vector256.Sum(a0 + c0), p1 = Vector256.Sum(a1 + c1), p2 = Vector256.Sum(a2 + c2), p3 = Vector256.Sum(a3 + c3);
+                for (; k < end; k++)
+                {
+                    var wk = table[Unsafe.Add(ref w, k)];
+                    p0 += wk * Unsafe.Add(ref x0, k);
+                    p1 += wk * Unsafe.Add(ref x1, k);
+                    p2 += wk * Unsafe.Add(ref x2, k);
+                    p3 += wk * Unsafe.Add(ref x3, k);
+                }
+                var scale = _scales![scaleRow + b];
+                s0 += p0 * scale;
+                s1 += p1 * scale;
+                s2 += p2 * scale;
+                s3 += p3 * scale;
             }
+            y[j] = s0;
+            if (n > 1) y[yStride + j] = s1;
+            if (n > 2) y[2 * yStride + j] = s2;
+            if (n > 3) y[3 * yStride + j] = s3;
+        }
     }
 
     /// <summary>
