@@ -91,7 +91,10 @@ internal sealed class GatewayLoad : IAsyncDisposable
         response.EnsureSuccessStatusCode();
         await response.Content.ReadAsStringAsync();
         var after = await Histograms();
-        return (promptTokens / (after.Ttft - before.Ttft), (after.Count - before.Count) / (after.Sum - before.Sum));
+        // A renamed histogram would read 0 here and print infinities: refuse instead.
+        if (after.Ttft <= before.Ttft || after.Count - before.Count != tokens - 1)
+            throw new InvalidOperationException("the gateway's time-to-first-token or inter-token histogram did not record this request");
+        return (promptTokens / (after.Ttft - before.Ttft), tokens > 1 ? (after.Count - before.Count) / (after.Sum - before.Sum) : double.NaN);
     }
 
     /// <summary>The gateway process's id, when it runs in a process of its own.</summary>

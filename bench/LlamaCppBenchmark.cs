@@ -13,8 +13,9 @@ namespace MoeMesh.Bench;
 /// MoeMesh against llama.cpp (LLamaSharp's CPU build) on the same weights: the benchmark model exported to GGUF in F16
 /// and F32 by MoeMesh's own exporter. One run, alternating rounds (the order reversed every other round), medians:
 /// decode at 1, 8 and 32 sequences (16-token prompts, greedy, streamed over MoeMesh's HTTP API from a gateway process
-/// of its own); prefill of prompts of each length in chunks of 512 tokens; the memory each engine added when it
-/// loaded; and the weight bytes a one-sequence decode step of MoeMesh reads, as a rate, against the machine's
+/// of its own); prefill of prompts of each length in chunks of 512 tokens (MoeMesh's from the gateway's own
+/// time-to-first-token histogram, llama.cpp's timed around its calls) and one sequence decoding after the longest
+/// prompt; the memory each engine added when it loaded and the gateway process's peak; and the weight bytes a one-sequence decode step of MoeMesh reads, as a rate, against the machine's
 /// measured read bandwidth. MoeMesh runs in its own process because llama.cpp's worker threads, in this process,
 /// take the cores a MoeMesh engine here would need (an engine here decoded one sequence at 33-37 tokens/s before
 /// llama.cpp was loaded and 25-29 after); llama.cpp is called directly, without HTTP.
@@ -108,6 +109,7 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
             Console.WriteLine($"prefill {n,5} tokens: MoeMesh {M("MoeMesh"):F0}, llama.cpp F16 {M("llama.cpp F16"):F0}, F32 {M("llama.cpp F32"):F0}; " +
                 $"ratio vs F16 {M("MoeMesh") / M("llama.cpp F16"):F2}x, vs F32 {M("MoeMesh") / M("llama.cpp F32"):F2}x");
         }
+        if (decodeLong.Count > 0)
         {
             double M(string name) => Stats.Median(decodeLong[name]);
             Console.WriteLine($"decode, 1 sequence after a {longest}-token prompt: MoeMesh {M("MoeMesh"):F1}, llama.cpp F16 {M("llama.cpp F16"):F1}, F32 {M("llama.cpp F32"):F1}; " +
@@ -117,7 +119,7 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
             $"this process (both llama.cpp models, F16 and F32, and the runs) {Stats.StatusBytes("VmHWM:") / 1e9:F2} GB");
         // The VM's bandwidth drifts: measured again at the end, the higher figure is the limit.
         bandwidth = Math.Max(bandwidth, ReadBandwidth());
-        Console.WriteLine($"memory read bandwidth at the end: {bandwidth / 1e9:F1} GB/s (the higher of the two)");
+        Console.WriteLine($"memory read bandwidth, the higher of the readings at the start and at the end: {bandwidth / 1e9:F1} GB/s");
         var active = ActiveWeightBytes(config, 4);
         var step = Stats.Median(decode[("MoeMesh", 1)]);
         Console.WriteLine($"one-sequence decode: MoeMesh reads {active / 1e6:F0} MB of float32 weights per step, {active * step / 1e9:F1} GB/s = {active * step / bandwidth:P0} of the measured bandwidth");

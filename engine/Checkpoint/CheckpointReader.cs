@@ -7,7 +7,8 @@ namespace MoeMesh.Engine.Checkpoint;
 /// <summary>
 /// A Hugging Face checkpoint folder (model.safetensors or shards listed in model.safetensors.index.json).
 /// Tensors are read individually by offset, so a process loads only what it asks for.
-/// FP8 (e4m3) weights with DeepSeek-V3's 128x128 block scales are dequantised on load.
+/// FP8 (e4m3) weights with DeepSeek-V3's 128x128 block scales are dequantised when read as float32, or read as
+/// stored with their scales (<see cref="ReadFp8"/>).
 /// </summary>
 public sealed class CheckpointReader : IDisposable
 {
@@ -18,7 +19,7 @@ public sealed class CheckpointReader : IDisposable
 
     public string Directory { get; }
 
-    /// <summary>Bytes of tensor data read so far (after dequantisation, as float32 elements x 4).</summary>
+    /// <summary>Bytes of tensor data read so far: as returned (float32 elements x 4 after widening; raw BF16 and FP8 as stored, with FP8's scales).</summary>
     public long BytesRead { get; private set; }
 
     public CheckpointReader(string directory)

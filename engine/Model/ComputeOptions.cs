@@ -10,6 +10,9 @@ namespace MoeMesh.Engine.Model;
 /// </summary>
 public sealed record ComputeOptions(Device Device, ScalarType DType, bool PackedExperts = false)
 {
+    /// <summary>When set, the model times the parts of each forward pass into it (the benchmark's profile).</summary>
+    public StepProfile? Profile { get; init; }
+
     /// <summary>CPU in float32: these CPUs have no native bf16 units, so bf16 is for storage only.</summary>
     public static ComputeOptions Cpu { get; } = new(torch.CPU, ScalarType.Float32);
 

@@ -1,7 +1,6 @@
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Experts;
-using MoeMesh.Engine.Runtime;
 using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Model;
@@ -17,6 +16,7 @@ public sealed class DecoderLayer
     private readonly RmsNorm _postNorm;
     private readonly SwiGluMlp? _dense;
     private readonly MoeLayer? _moe;
+    private readonly StepProfile? _profile;
 
     /// <summary>The first half's results the second half needs.</summary>
     public sealed record Step(Tensor H, Tensor Normed, MoeLayer.Step? Moe);
@@ -26,6 +26,7 @@ public sealed class DecoderLayer
     public DecoderLayer(ModelConfig c, CheckpointReader r, ComputeOptions o, int index, double softmaxScale, IExpertBackend experts)
     {
         Index = index;
+        _profile = o.Profile;
         var p = $"model.layers.{index}";
         _inputNorm = new RmsNorm(Weights.Load(r, $"{p}.input_layernorm.weight", o, c.HiddenSize), c.RmsNormEps);
         _attention = new MlaAttention(c, r, $"{p}.self_attn", o, softmaxScale);
@@ -39,10 +40,10 @@ public sealed class DecoderLayer
     {
         using var scope = NewDisposeScope();
         Tensor h, normed;
-        using (StepProfile.Time(StepPart.Attention))
+        using (_profile?.Time(StepPart.Attention))
             h = Scalars.Plus(x, _attention.Forward(_inputNorm.Forward(x), batch, cos, sin, cache, plan));
         MoeLayer.Step? moe;
-        using (StepProfile.Time(StepPart.Router))
+        using (_profile?.Time(StepPart.Router))
         {
             normed = _postNorm.Forward(h);
             moe = _moe?.Begin(normed);
@@ -62,7 +63,7 @@ public sealed class DecoderLayer
         Tensor ffn;
         if (step.Moe is { } moe) ffn = _moe!.Finish(moe);
         else
-            using (StepProfile.Time(StepPart.DenseMlp))
+            using (_profile?.Time(StepPart.DenseMlp))
                 ffn = _dense!.Forward(step.Normed);
         return Scalars.Plus(step.H, ffn).MoveToOuterDisposeScope();
     }

@@ -2,7 +2,6 @@ using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Kv;
-using MoeMesh.Engine.Runtime;
 using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Model;
@@ -118,7 +117,7 @@ public sealed class DeepSeekModel
 
     private Tensor Logits(Tensor x, Tensor logitRows)
     {
-        using var time = StepProfile.Time(StepPart.LmHead);
+        using var time = Options.Profile?.Time(StepPart.LmHead);
         var last = _norm.Forward(x.index_select(0, logitRows));
         return Weights.Linear(last, _lmHead).to(ScalarType.Float32);
     }

@@ -1,7 +1,6 @@
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Experts;
-using MoeMesh.Engine.Runtime;
 using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Model;
@@ -13,6 +12,7 @@ public sealed class MoeLayer
     private readonly MoeGate _gate;
     private readonly SwiGluMlp? _shared;
     private readonly IExpertBackend _experts;
+    private readonly StepProfile? _profile;
 
     /// <summary>A routed-expert call in flight and the tensors it needs until it completes.</summary>
     public sealed record Step(Tensor X, Tensor Ids, Tensor Weights, IExpertCall Call);
@@ -21,6 +21,7 @@ public sealed class MoeLayer
     {
         _layer = layer;
         _experts = experts;
+        _profile = o.Profile;
         _gate = new MoeGate(c, r, $"{prefix}.gate", o.Device);
         if (c.NSharedExperts > 0)
             _shared = new SwiGluMlp(r, $"{prefix}.shared_experts", o, c.HiddenSize, c.MoeIntermediateSize * c.NSharedExperts);
@@ -38,10 +39,10 @@ public sealed class MoeLayer
     {
         using var scope = NewDisposeScope();
         Tensor? shared;
-        using (StepProfile.Time(StepPart.SharedExperts))
+        using (_profile?.Time(StepPart.SharedExperts))
             shared = _shared?.Forward(step.X);
         Tensor routed;
-        using (StepProfile.Time(StepPart.RoutedExperts))
+        using (_profile?.Time(StepPart.RoutedExperts))
             routed = step.Call.Complete();
         var y = shared is null ? routed : Scalars.Plus(routed, shared);
         return y.MoveToOuterDisposeScope();

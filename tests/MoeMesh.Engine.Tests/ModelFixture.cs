@@ -11,9 +11,13 @@ public static class TestModels
 {
     private static readonly Lazy<string> V3 = new(() => Generate("v3", DemoShape.Tiny, DemoModel.WeightFormat.BF16));
     private static readonly Lazy<string> V2 = new(() => Generate("v2", DemoShape.TinyV2, DemoModel.WeightFormat.BF16));
+    private static readonly Lazy<string> Fp8 = new(() => Generate("fp8", DemoShape.Tiny, DemoModel.WeightFormat.FP8, seed: 11));
 
     public static string V3Dir => V3.Value;
     public static string V2Dir => V2.Value;
+
+    /// <summary>The tiny V3 shape with FP8 projections and block scales (seed 11); one writer for every test class.</summary>
+    public static string Fp8Dir => Fp8.Value;
 
     public static string Generate(string name, DemoShape shape, DemoModel.WeightFormat format, long seed = 7)
     {

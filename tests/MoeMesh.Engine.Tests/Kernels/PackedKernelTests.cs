@@ -56,7 +56,9 @@ public sealed class PackedKernelTests
     public void Multiply_Fp8_EqualsLibTorchsLinear_OnTheDequantisedWeights(int outputs, int inputs, int rows)
     {
         var random = new Random(outputs * 1000 + inputs * 10 + rows);
-        var weights = Enumerable.Range(0, outputs * inputs).Select(_ => (float)((random.NextDouble() * 2 - 1) * Math.Pow(10, random.Next(-3, 1)))).ToArray();
+        // Magnitudes over three decades (codes with exponent 0 among them), and blocks of clearly different scales.
+        var weights = Enumerable.Range(0, outputs * inputs)
+            .Select(i => (float)((random.NextDouble() * 2 - 1) * Math.Pow(10, random.Next(-3, 1)) * Math.Pow(2, (i / inputs / 128 + i % inputs / 128) % 4 * 3))).ToArray();
         var (codes, scales) = Fp8Quantiser.Quantise(weights, outputs, inputs);
         var dequantised = codes.Select((c, i) => DeepSeekModelTests.DecodeE4M3(c) * scales.Values[i / inputs / 128 * scales.Cols + i % inputs / 128]).ToArray();
         var x = Enumerable.Range(0, rows * inputs).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
@@ -75,12 +77,35 @@ public sealed class PackedKernelTests
         for (var i = 0; i < dequantised.Length; i += 97) Assert.Equal(dequantised[i], matrix[i / inputs, i % inputs]);
     }
 
+    /// <summary>
+    /// Every finite e4m3 code, bit for bit: one weight row of all 256 codes (the two NaN codes as zero) in two blocks
+    /// of power-of-two scales, against one-hot rows of x, one and four rows at a time: each output is one code's value
+    /// times its block's scale, exactly.
+    /// </summary>
+    [Fact]
+    public void Multiply_Fp8_ReadsEveryCodeExactly()
+    {
+        var codes = Enumerable.Range(0, 256).Select(c => (byte)(c is 0x7F or 0xFF ? 0 : c)).ToArray();
+        float[] scales = [0.25f, 8f];
+        var matrix = new PackedMatrix(1, 256, codes, scales);
+        foreach (var rows in new[] { 1, 4 })
+            for (var k = 0; k + rows <= 256; k += rows)
+            {
+                var x = new float[rows * 256];
+                for (var r = 0; r < rows; r++) x[r * 256 + k + r] = 1;
+                var y = new float[rows];
+                matrix.Multiply(x, rows, y, 1, 0, 1);
+                for (var r = 0; r < rows; r++)
+                    Assert.Equal(DeepSeekModelTests.DecodeE4M3(codes[k + r]) * scales[(k + r) / 128], y[r]);
+            }
+    }
+
     [Theory]
     [InlineData("bf16")]
     [InlineData("fp8")]
     public void ALayersExperts_InOnePass_EqualTheLibTorchPath_AndHoldTheCheckpointsBytes(string format)
     {
-        var dir = format == "bf16" ? TestModels.V3Dir : TestModels.Generate("fp8", DemoShape.Tiny, DemoModel.WeightFormat.FP8, seed: 11);
+        var dir = format == "bf16" ? TestModels.V3Dir : TestModels.Fp8Dir;
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
         using var reader = new CheckpointReader(dir);
         var packed = new LocalExpertBackend(config, reader, ComputeOptions.Parse("cpu", "packed"), ExpertSet.Parse("all", config.NRoutedExperts));

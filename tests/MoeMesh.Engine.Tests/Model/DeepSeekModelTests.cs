@@ -207,7 +207,7 @@ public sealed class DeepSeekModelTests
     [Fact]
     public void Fp8Checkpoint_EqualsFloat32CheckpointOfDequantisedWeights()
     {
-        var fp8Dir = TestModels.Generate("fp8", DemoShape.Tiny, DemoModel.WeightFormat.FP8, seed: 11);
+        var fp8Dir = TestModels.Fp8Dir;
         // The same weights, dequantised by the test's own arithmetic and stored as F32.
         var f32Dir = Path.Combine(Path.GetTempPath(), "moemesh-tests", $"fp8-as-f32-{Environment.ProcessId}");
         Directory.CreateDirectory(f32Dir);
@@ -232,8 +232,7 @@ public sealed class DeepSeekModelTests
         AssertClose(Logits(f32Dir), Logits(fp8Dir), 1e-4);
     }
 
-    /// <summary>e4m3fn from its definition: 1 sign, 4 exponent (bias 7), 3 mantissa bits.</summary>
-    /// <summary>An e4m3fn code's value by the format's definition (the test's own arithmetic, not the engine's table).</summary>
+    /// <summary>e4m3fn from its definition: 1 sign, 4 exponent (bias 7), 3 mantissa bits (the test's own arithmetic, not the engine's).</summary>
     internal static float DecodeE4M3(byte code)
     {
         var sign = (code & 0x80) != 0 ? -1.0 : 1.0;
