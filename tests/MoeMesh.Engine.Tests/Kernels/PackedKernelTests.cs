@@ -52,6 +52,7 @@ public sealed class PackedKernelTests
     [InlineData(130, 300, 1)]
     [InlineData(129, 257, 4)]
     [InlineData(200, 1027, 6)]
+    [InlineData(40, 176, 3)]
     [InlineData(5, 7, 3)]
     public void Multiply_Fp8_EqualsLibTorchsLinear_OnTheDequantisedWeights(int outputs, int inputs, int rows)
     {
