@@ -75,7 +75,7 @@ public sealed partial class PackedMatrix
     /// subnormal operand costs a microcode assist on x86): exponent and mantissa move to the top of float32's fields
     /// and the exponent is rebiased (e4m3's bias is 7, float32's 127). A code with exponent 0 (zero or subnormal,
     /// m/8 x 2^-6) is built as 2^-6 x (1 + m/8) and 2^-6 is subtracted, exactly. The sign is set last. The two NaN
-    /// codes are not read as NaN (weights hold none).
+    /// codes read as ±480 here and as NaN in the scalar tail (weights hold none).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> WidenFp8(Vector256<int> codes)
