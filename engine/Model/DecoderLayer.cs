@@ -23,6 +23,9 @@ public sealed class DecoderLayer
 
     public int Index { get; }
 
+    /// <summary>Bytes of the weights held, the routed experts' left out (the expert backend holds them).</summary>
+    public long ByteSize => _inputNorm.ByteSize + _attention.ByteSize + _postNorm.ByteSize + (_dense?.ByteSize ?? 0) + (_moe?.ByteSize ?? 0);
+
     public DecoderLayer(ModelConfig c, CheckpointReader r, ComputeOptions o, int index, double softmaxScale, IExpertBackend experts)
     {
         Index = index;

@@ -30,10 +30,17 @@ public sealed class DeepSeekModel
 
     private AttentionPlan Plan => new(AttentionMode, AttentionTileTokens);
 
+    /// <summary>The routed experts' backend: in-process, or expert nodes.</summary>
+    public IExpertBackend Experts { get; }
+
+    /// <summary>Bytes of the dense weights held: everything but the routed experts (a tied LM head counted once).</summary>
+    public long DenseByteSize => Weights.Bytes(_embed) + _layers.Sum(l => l.ByteSize) + _norm.ByteSize + (ReferenceEquals(_lmHead, _embed) ? 0 : Weights.Bytes(_lmHead));
+
     public DeepSeekModel(ModelConfig c, CheckpointReader r, ComputeOptions o, IExpertBackend experts)
     {
         Config = c;
         Options = o;
+        Experts = experts;
         Rope = new RotaryEmbedding(c, o.Device);
         _embed = Weights.Load(r, "model.embed_tokens.weight", o, c.VocabSize, c.HiddenSize);
         _layers = Enumerable.Range(0, c.NumHiddenLayers)

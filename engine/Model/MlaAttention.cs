@@ -29,6 +29,10 @@ public sealed class MlaAttention
     private readonly Tensor _wo;
     private readonly Scalar _scale;
 
+    /// <summary>Bytes of the weights held, kv_b_proj's per-head copies for the absorbed form included.</summary>
+    public long ByteSize => Weights.Bytes(_wq) + Weights.Bytes(_wqA) + (_qNorm?.ByteSize ?? 0) + Weights.Bytes(_wqB) + Weights.Bytes(_wkvA)
+        + _kvNorm.ByteSize + Weights.Bytes(_wkvB) + Weights.Bytes(_wUk) + Weights.Bytes(_wUv) + Weights.Bytes(_wo);
+
     public MlaAttention(ModelConfig c, CheckpointReader r, string prefix, ComputeOptions o, double softmaxScale)
     {
         _c = c;

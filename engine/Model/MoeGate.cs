@@ -17,6 +17,9 @@ public sealed class MoeGate
     private readonly Tensor? _bias;
     private readonly Scalar _routedScale;
 
+    /// <summary>Bytes of the router's weights held.</summary>
+    public long ByteSize => Weights.Bytes(_weight) + Weights.Bytes(_bias);
+
     public MoeGate(ModelConfig c, CheckpointReader r, string prefix, Device device)
     {
         _c = c;

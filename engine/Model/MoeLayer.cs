@@ -27,6 +27,9 @@ public sealed class MoeLayer
             _shared = new SwiGluMlp(r, $"{prefix}.shared_experts", o, c.HiddenSize, c.MoeIntermediateSize * c.NSharedExperts);
     }
 
+    /// <summary>Bytes of the router's and the shared experts' weights held (the routed experts are the backend's).</summary>
+    public long ByteSize => _gate.ByteSize + (_shared?.ByteSize ?? 0);
+
     /// <summary>Routes the tokens and starts the routed experts; the caller keeps the step's tensors alive.</summary>
     public Step Begin(Tensor x)
     {

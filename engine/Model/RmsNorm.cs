@@ -9,6 +9,9 @@ public sealed class RmsNorm(Tensor weight, double eps)
     private readonly Tensor _weight = weight.to(ScalarType.Float32);
     private readonly Scalar _eps = eps.ToScalar();
 
+    /// <summary>Bytes of the weight held.</summary>
+    public long ByteSize => Weights.Bytes(_weight);
+
     public Tensor Forward(Tensor x)
     {
         using var scope = NewDisposeScope();

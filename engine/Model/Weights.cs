@@ -10,4 +10,7 @@ internal static class Weights
         reader.Read(name, options.Device, options.DType, shape);
 
     public static Tensor Linear(Tensor x, Tensor weight) => nn.functional.linear(x, weight);
+
+    /// <summary>Bytes a held tensor occupies (0 for none).</summary>
+    public static long Bytes(Tensor? t) => t is null ? 0 : t.NumberOfElements * t.ElementSize;
 }

@@ -46,6 +46,12 @@ public sealed class ModelHost : IDisposable
     /// <summary>The thread the model was loaded on and the engine loop runs on: the process's one libtorch thread.</summary>
     public required ComputeThread ComputeThread { get; init; }
 
+    /// <summary>Bytes of the dense weights held (everything but the routed experts).</summary>
+    public long DenseWeightBytes { get; init; }
+
+    /// <summary>Bytes of routed-expert weights held in-process (0 with expert nodes).</summary>
+    public long ExpertWeightBytes { get; init; }
+
     /// <summary>
     /// Loads the model on a new compute thread (the engine loop runs there too); routed experts go through
     /// <paramref name="router"/> when given, else all are loaded here.
@@ -90,12 +96,18 @@ public sealed class ModelHost : IDisposable
         }, tokenizer, eos);
         logger.LogInformation("KV cache: {Pages} pages of {PageSize} tokens, {BytesPerToken} bytes per token; max model length {MaxLen}",
             engine.Cache.PageCount, engine.Cache.PageSize, engine.Cache.BytesPerToken, engine.MaxModelLength);
+        var dense = model.DenseByteSize;
+        var experts = (model.Experts as LocalExpertBackend)?.ByteSize ?? 0;
+        logger.LogInformation("Weights held: {Dense} bytes dense, {Experts} bytes of routed experts in-process; the checkpoint's files hold {Checkpoint} bytes",
+            dense, experts, System.IO.Directory.GetFiles(dir, "*.safetensors").Sum(f => new FileInfo(f).Length));
         var name = string.IsNullOrEmpty(options.ServedModelName)
             ? (string.IsNullOrEmpty(options.Model) ? "moemesh-demo" : Path.GetFileName(Path.TrimEndingDirectorySeparator(dir)))
             : options.ServedModelName;
         return new ModelHost
         {
             ComputeThread = thread,
+            DenseWeightBytes = dense,
+            ExpertWeightBytes = experts,
             Name = name,
             Directory = dir,
             Engine = engine,

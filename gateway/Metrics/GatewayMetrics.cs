@@ -16,6 +16,8 @@ public sealed class GatewayMetrics
     public Counter PromptTokens { get; }
     public Counter GenerationTokens { get; }
     public Gauge KvCacheUsage { get; }
+    public Gauge WeightBytes { get; }
+    public Gauge KvCacheBytes { get; }
     public Counter PrefixCacheQueries { get; }
     public Counter PrefixCacheHits { get; }
     public Counter RequestsFinished { get; }
@@ -41,6 +43,8 @@ public sealed class GatewayMetrics
         PromptTokens = f.CreateCounter("moemesh_prompt_tokens_total", "Prompt tokens accepted.");
         GenerationTokens = f.CreateCounter("moemesh_generation_tokens_total", "Tokens generated.");
         KvCacheUsage = f.CreateGauge("moemesh_kv_cache_usage_ratio", "Fraction of KV-cache pages in use.");
+        WeightBytes = f.CreateGauge("moemesh_weight_bytes", "Bytes of model weights held in this process, by part: dense (embedding, attention, routers, shared experts, dense MLPs, LM head) and routed_experts (those held in-process; 0 with expert nodes).", new GaugeConfiguration { LabelNames = ["part"] });
+        KvCacheBytes = f.CreateGauge("moemesh_kv_cache_bytes", "Bytes of the latent KV cache (its pages, allocated at start).");
         PrefixCacheQueries = f.CreateCounter("moemesh_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.");
         PrefixCacheHits = f.CreateCounter("moemesh_prefix_cache_hits_total", "Prompt tokens found in the prefix cache (not recomputed).");
         RequestsFinished = f.CreateCounter("moemesh_sequences_finished_total", "Sequences ended, by reason.", new CounterConfiguration { LabelNames = ["reason"] });

@@ -227,4 +227,31 @@ public sealed class CompletionsTests : IAsyncLifetime
         var generated = metrics.Split('\n').First(l => l.StartsWith("moemesh_generation_tokens_total "));
         Assert.True(double.Parse(generated.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) >= 2);
     }
+
+    /// <summary>
+    /// The weight bytes the gateway reports, against the checkpoint's own safetensors header: a float32 copy of every
+    /// tensor (4 bytes an element), kv_b_proj twice (its per-head copies for the absorbed attention form), the
+    /// routed experts apart.
+    /// </summary>
+    [Fact]
+    public async Task Metrics_ReportTheWeightBytesHeld()
+    {
+        long dense = 0, experts = 0;
+        using (var file = File.OpenRead(Path.Combine(GatewayServer.ModelDir, "model.safetensors")))
+        {
+            var length = new byte[8];
+            file.ReadExactly(length);
+            var header = new byte[BitConverter.ToInt64(length)];
+            file.ReadExactly(header);
+            foreach (var t in JsonDocument.Parse(header).RootElement.EnumerateObject().Where(t => t.Name != "__metadata__"))
+            {
+                var elements = t.Value.GetProperty("shape").EnumerateArray().Aggregate(1L, (n, d) => n * d.GetInt64());
+                if (t.Name.Contains(".mlp.experts.", StringComparison.Ordinal)) experts += elements;
+                else dense += t.Name.EndsWith("kv_b_proj.weight", StringComparison.Ordinal) ? 2 * elements : elements;
+            }
+        }
+        Assert.Equal<double?>(dense * 4, await MoeMesh.Testing.Programs.MetricAsync(_server.Http, "moemesh_weight_bytes{part=\"dense\"}"));
+        Assert.Equal<double?>(experts * 4, await MoeMesh.Testing.Programs.MetricAsync(_server.Http, "moemesh_weight_bytes{part=\"routed_experts\"}"));
+        Assert.True(await MoeMesh.Testing.Programs.MetricAsync(_server.Http, "moemesh_kv_cache_bytes") > 0);
+    }
 }
