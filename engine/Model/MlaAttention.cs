@@ -29,9 +29,9 @@ public sealed class MlaAttention
     private readonly Tensor _wo;
     private readonly Scalar _scale;
 
-    /// <summary>Bytes of the weights held, kv_b_proj's per-head copies for the absorbed form included.</summary>
+    /// <summary>Bytes of the weights held (the absorbed form's per-head matrices are views of kv_b_proj's).</summary>
     public long ByteSize => Weights.Bytes(_wq) + Weights.Bytes(_wqA) + (_qNorm?.ByteSize ?? 0) + Weights.Bytes(_wqB) + Weights.Bytes(_wkvA)
-        + _kvNorm.ByteSize + Weights.Bytes(_wkvB) + Weights.Bytes(_wUk) + Weights.Bytes(_wUv) + Weights.Bytes(_wo);
+        + _kvNorm.ByteSize + Weights.Bytes(_wkvB) + Weights.Bytes(_wo);
 
     public MlaAttention(ModelConfig c, CheckpointReader r, string prefix, ComputeOptions o, double softmaxScale)
     {
@@ -52,9 +52,11 @@ public sealed class MlaAttention
         _wkvA = Weights.Load(r, $"{prefix}.kv_a_proj_with_mqa.weight", o, c.LatentCacheDim, d);
         _kvNorm = new RmsNorm(Weights.Load(r, $"{prefix}.kv_a_layernorm.weight", o, c.KvLoraRank), c.RmsNormEps);
         _wkvB = Weights.Load(r, $"{prefix}.kv_b_proj.weight", o, h * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank);
+        // The absorbed form's per-head matrices are views of kv_b_proj, not copies: each head's rows are contiguous
+        // with kv_b's row stride, which batched GEMMs read as they lie.
         var perHead = _wkvB.view(h, c.QkNopeHeadDim + c.VHeadDim, c.KvLoraRank);
-        _wUk = perHead.narrow(1, 0, c.QkNopeHeadDim).contiguous();
-        _wUv = perHead.narrow(1, c.QkNopeHeadDim, c.VHeadDim).contiguous();
+        _wUk = perHead.narrow(1, 0, c.QkNopeHeadDim);
+        _wUv = perHead.narrow(1, c.QkNopeHeadDim, c.VHeadDim);
         _wo = Weights.Load(r, $"{prefix}.o_proj.weight", o, d, h * c.VHeadDim);
     }
 

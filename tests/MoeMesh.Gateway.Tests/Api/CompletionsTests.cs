@@ -230,8 +230,7 @@ public sealed class CompletionsTests : IAsyncLifetime
 
     /// <summary>
     /// The weight bytes the gateway reports, against the checkpoint's own safetensors header: a float32 copy of every
-    /// tensor (4 bytes an element), kv_b_proj twice (its per-head copies for the absorbed attention form), the
-    /// routed experts apart.
+    /// tensor (4 bytes an element), each once, the routed experts apart.
     /// </summary>
     [Fact]
     public async Task Metrics_ReportTheWeightBytesHeld()
@@ -247,7 +246,7 @@ public sealed class CompletionsTests : IAsyncLifetime
             {
                 var elements = t.Value.GetProperty("shape").EnumerateArray().Aggregate(1L, (n, d) => n * d.GetInt64());
                 if (t.Name.Contains(".mlp.experts.", StringComparison.Ordinal)) experts += elements;
-                else dense += t.Name.EndsWith("kv_b_proj.weight", StringComparison.Ordinal) ? 2 * elements : elements;
+                else dense += elements;
             }
         }
         Assert.Equal<double?>(dense * 4, await MoeMesh.Testing.Programs.MetricAsync(_server.Http, "moemesh_weight_bytes{part=\"dense\"}"));
