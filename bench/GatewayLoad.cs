@@ -81,8 +81,11 @@ internal sealed class GatewayLoad : IAsyncDisposable
     /// </summary>
     public async Task<(double Prefill, double Decode)> PrefillThenDecodeAsync(int promptTokens, int tokens, int seed)
     {
-        async Task<(double Ttft, double Sum, double Count)> Histograms() => (await MetricAsync("moemesh_time_to_first_token_seconds_sum"),
-            await MetricAsync("moemesh_inter_token_latency_seconds_sum"), await MetricAsync("moemesh_inter_token_latency_seconds_count"));
+        async Task<(double Ttft, double Sum, double Count)> Histograms()
+        {
+            var text = await _http.GetStringAsync("/metrics");
+            return (Sum(text, "moemesh_time_to_first_token_seconds_sum"), Sum(text, "moemesh_inter_token_latency_seconds_sum"), Sum(text, "moemesh_inter_token_latency_seconds_count"));
+        }
         var before = await Histograms();
         var response = await _http.PostAsJsonAsync("/v1/completions", new
         {
@@ -117,8 +120,11 @@ internal sealed class GatewayLoad : IAsyncDisposable
     }
 
     /// <summary>The sum of a Prometheus metric's samples whose line starts with <paramref name="prefix"/>.</summary>
-    public async Task<double> MetricAsync(string prefix) =>
-        (await _http.GetStringAsync("/metrics")).Split('\n').Where(l => l.StartsWith(prefix, StringComparison.Ordinal))
+    public async Task<double> MetricAsync(string prefix) => Sum(await _http.GetStringAsync("/metrics"), prefix);
+
+    /// <summary>The sum of the samples in Prometheus text <paramref name="metrics"/> whose line starts with <paramref name="prefix"/>.</summary>
+    private static double Sum(string metrics, string prefix) =>
+        metrics.Split('\n').Where(l => l.StartsWith(prefix, StringComparison.Ordinal))
             .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
 
     public static int[] RandomPrompt(int length, int vocab, int seed)

@@ -15,8 +15,8 @@ namespace MoeMesh.Bench;
 /// decode at 1, 8 and 32 sequences (16-token prompts, greedy, streamed over MoeMesh's HTTP API from a gateway process
 /// of its own); prefill of prompts of each length in chunks of 512 tokens (MoeMesh's from the gateway's own
 /// time-to-first-token histogram, llama.cpp's timed around its calls) and one sequence decoding after the longest
-/// prompt; the memory each engine added when it loaded and the gateway process's peak; and the weight bytes a one-sequence decode step of MoeMesh reads, as a rate, against the machine's
-/// measured read bandwidth. MoeMesh runs in its own process because llama.cpp's worker threads, in this process,
+/// prompt; the memory each engine added when it loaded and the gateway process's peak; and the weight bytes a
+/// one-sequence decode step of MoeMesh reads, as a rate, against the machine's measured read bandwidth. MoeMesh runs in its own process because llama.cpp's worker threads, in this process,
 /// take the cores a MoeMesh engine here would need (an engine here decoded one sequence at 33-37 tokens/s before
 /// llama.cpp was loaded and 25-29 after); llama.cpp is called directly, without HTTP.
 /// </summary>

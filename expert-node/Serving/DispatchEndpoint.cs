@@ -14,8 +14,6 @@ namespace MoeMesh.ExpertNode.Serving;
 /// </summary>
 public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions options, NodeMetrics metrics)
 {
-    // One dispatch computes at a time: libtorch already spreads each one over the cores.
-
     public async Task HandleAsync(HttpContext ctx)
     {
         var limit = options.MaxDispatchBytes;
@@ -82,7 +80,8 @@ public sealed class DispatchEndpoint(ExpertHoldings holdings, NodeOptions option
         }
 
         var queued = Stopwatch.GetTimestamp();
-        // In arrival order on the node's compute thread; a dispatch whose caller has gone is skipped when its turn comes.
+        // One dispatch at a time (libtorch already spreads each over the cores), in arrival order on the node's compute
+        // thread; a dispatch whose caller has gone is skipped when its turn comes.
         var reply = await holdings.Compute.RunAsync(() =>
         {
             if (ctx.RequestAborted.IsCancellationRequested) return null;

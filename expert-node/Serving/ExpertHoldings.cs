@@ -1,8 +1,8 @@
-using MoeMesh.Engine.Runtime;
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Dispatch;
 using MoeMesh.Engine.Experts;
+using MoeMesh.Engine.Runtime;
 
 namespace MoeMesh.ExpertNode.Serving;
 
@@ -86,6 +86,7 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
         base.Dispose();
         Compute.Dispose();
     }
+
     public string Fingerprint { get; } = ModelFingerprint.Of(options.Model);
 
     /// <summary>What gateways are told this node holds; null until the first load finished.</summary>

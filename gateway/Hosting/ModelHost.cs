@@ -47,10 +47,10 @@ public sealed class ModelHost : IDisposable
     public required ComputeThread ComputeThread { get; init; }
 
     /// <summary>Bytes of the dense weights held (everything but the routed experts).</summary>
-    public long DenseWeightBytes { get; init; }
+    public long DenseWeightBytes => Engine.Model.DenseByteSize;
 
     /// <summary>Bytes of routed-expert weights held in-process (0 with expert nodes).</summary>
-    public long ExpertWeightBytes { get; init; }
+    public long ExpertWeightBytes => (Engine.Model.Experts as LocalExpertBackend)?.ByteSize ?? 0;
 
     /// <summary>
     /// Loads the model on a new compute thread (the engine loop runs there too); routed experts go through
@@ -96,18 +96,12 @@ public sealed class ModelHost : IDisposable
         }, tokenizer, eos);
         logger.LogInformation("KV cache: {Pages} pages of {PageSize} tokens, {BytesPerToken} bytes per token; max model length {MaxLen}",
             engine.Cache.PageCount, engine.Cache.PageSize, engine.Cache.BytesPerToken, engine.MaxModelLength);
-        var dense = model.DenseByteSize;
-        var experts = (model.Experts as LocalExpertBackend)?.ByteSize ?? 0;
-        logger.LogInformation("Weights held: {Dense} bytes dense, {Experts} bytes of routed experts in-process; the checkpoint's files hold {Checkpoint} bytes",
-            dense, experts, System.IO.Directory.GetFiles(dir, "*.safetensors").Sum(f => new FileInfo(f).Length));
         var name = string.IsNullOrEmpty(options.ServedModelName)
             ? (string.IsNullOrEmpty(options.Model) ? "moemesh-demo" : Path.GetFileName(Path.TrimEndingDirectorySeparator(dir)))
             : options.ServedModelName;
-        return new ModelHost
+        var host = new ModelHost
         {
             ComputeThread = thread,
-            DenseWeightBytes = dense,
-            ExpertWeightBytes = experts,
             Name = name,
             Directory = dir,
             Engine = engine,
@@ -118,5 +112,8 @@ public sealed class ModelHost : IDisposable
             SpecialTokensInContent = options.SpecialTokensInContent,
             ChatTemplate = () => MoeMesh.Engine.Text.ChatTemplate.FromJinja(tokConfig.ChatTemplate, tokConfig.BosToken ?? "", tokConfig.EosToken ?? ""),
         };
+        logger.LogInformation("Weights held: {Dense} bytes dense, {Experts} bytes of routed experts in-process; the checkpoint's files hold {Checkpoint} bytes",
+            host.DenseWeightBytes, host.ExpertWeightBytes, System.IO.Directory.GetFiles(dir, "*.safetensors").Sum(f => new FileInfo(f).Length));
+        return host;
     }
 }

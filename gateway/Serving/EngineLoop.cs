@@ -117,7 +117,7 @@ public sealed class EngineLoop(ModelHost host, GatewayOptions options, GatewayMe
         lifetime.ApplicationStopping.Register(_stopLookups.Cancel);
         metrics.WeightBytes.WithLabels("dense").Set(host.DenseWeightBytes);
         metrics.WeightBytes.WithLabels("routed_experts").Set(host.ExpertWeightBytes);
-        metrics.KvCacheBytes.Set((double)Engine.Cache.PageCount * Engine.Cache.PageSize * Engine.Cache.BytesPerToken);
+        metrics.KvCacheBytes.Set(Engine.Cache.TotalBytes);
         Engine.StepFailed = (e, reference) => logger.LogError(e, "Engine step failed (reference {Reference}); its sequences end with an error", reference);
         // On the thread the model was loaded on: libtorch keeps one set of worker threads (see ComputeThread).
         _running = host.ComputeThread.RunAsync(() =>
