@@ -104,6 +104,14 @@ public sealed class CheckpointReader : IDisposable
     public Tensor Read(string name, Device device, ScalarType dtype, params long[] expectedShape)
     {
         var values = ReadFloat32(name, expectedShape);
+        if (device.type == DeviceType.CPU && dtype == ScalarType.Float32)
+        {
+            // Advised before it is written, so that its first touch maps 2 MiB pages.
+            var held = torch.empty(expectedShape, ScalarType.Float32);
+            Runtime.HugePages.Advise(held.storage<float>().data_ptr(), values.LongLength * 4);
+            held.data<float>().CopyFrom(values);
+            return held;
+        }
         using var cpu = torch.tensor(values, expectedShape);
         return cpu.to(dtype, device);
     }

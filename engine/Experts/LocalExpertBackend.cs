@@ -45,7 +45,7 @@ public sealed class LocalExpertBackend : IExpertBackend
     private static IDisposable LoadExpert(ModelConfig c, CheckpointReader r, ComputeOptions o, (int Layer, int Expert) p) =>
         Packed(o)
             ? new PackedHolder(PackedExpert.Read(r, $"model.layers.{p.Layer}.mlp.experts.{p.Expert}", c.HiddenSize, c.MoeIntermediateSize))
-            : new SwiGluMlp(r, $"model.layers.{p.Layer}.mlp.experts.{p.Expert}", o, c.HiddenSize, c.MoeIntermediateSize);
+            : new SwiGluMlp(r, $"model.layers.{p.Layer}.mlp.experts.{p.Expert}", o with { PackedDense = false }, c.HiddenSize, c.MoeIntermediateSize);
 
     /// <summary>Whether experts run in the packed CPU kernel: asked for (--cpu-experts packed), on the CPU in float32.</summary>
     private static bool Packed(ComputeOptions o) => o.Device.type == TorchSharp.DeviceType.CPU && o.DType == ScalarType.Float32 && o.PackedExperts;
@@ -54,10 +54,7 @@ public sealed class LocalExpertBackend : IExpertBackend
     {
         public PackedExpert Expert { get; } = expert;
 
-        public void Dispose()
-        {
-            // Managed arrays: the garbage collector frees them.
-        }
+        public void Dispose() => Expert.Dispose();
     }
 
     /// <summary>A backend holding <paramref name="placement"/>: experts held here are shared, only the others are read from the checkpoint.</summary>

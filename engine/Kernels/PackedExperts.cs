@@ -3,7 +3,7 @@ using MoeMesh.Engine.Checkpoint;
 namespace MoeMesh.Engine.Kernels;
 
 /// <summary>One routed expert's SwiGLU weights in the checkpoint's type: down(silu(gate(x)) * up(x)).</summary>
-public sealed class PackedExpert(PackedMatrix gate, PackedMatrix up, PackedMatrix down)
+public sealed class PackedExpert(PackedMatrix gate, PackedMatrix up, PackedMatrix down) : IDisposable
 {
     public PackedMatrix Gate { get; } = gate;
     public PackedMatrix Up { get; } = up;
@@ -13,6 +13,13 @@ public sealed class PackedExpert(PackedMatrix gate, PackedMatrix up, PackedMatri
     public int Intermediate => Gate.Rows;
 
     public long ByteSize => Gate.ByteSize + Up.ByteSize + Down.ByteSize;
+
+    public void Dispose()
+    {
+        Gate.Dispose();
+        Up.Dispose();
+        Down.Dispose();
+    }
 
     public static PackedExpert Read(CheckpointReader r, string prefix, int hidden, int intermediate) => new(
         PackedMatrix.Read(r, $"{prefix}.gate_proj.weight", intermediate, hidden),

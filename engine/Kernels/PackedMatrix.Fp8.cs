@@ -15,6 +15,7 @@ public sealed partial class PackedMatrix
     /// block's scale.
     /// With fewer than four rows the missing ones repeat the last and are not stored.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RowsFp8(ReadOnlySpan<float> x, int n, Span<float> y, int yStride, int from, int to)
     {
         var cols = Cols;
@@ -25,7 +26,7 @@ public sealed partial class PackedMatrix
         var table = DTypes.Fp8E4M3Values;
         for (var j = from; j < to; j++)
         {
-            ref var w = ref _fp8![(long)j * cols];
+            ref var w = ref Fp8Codes[j * cols];
             var scaleRow = j / Fp8Block * _scaleCols;
             float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
             for (int k0 = 0, b = 0; k0 < cols; k0 += Fp8Block, b++)

@@ -19,11 +19,16 @@ namespace MoeMesh.Engine.Kernels;
 /// their order.
 /// </para>
 /// </summary>
-public sealed partial class PackedMatrix
+public sealed unsafe partial class PackedMatrix : IDisposable
 {
-    private readonly ushort[]? _bf16;
-    private readonly float[]? _f32;
-    private readonly byte[]? _fp8;
+    /// <summary>The weights in native memory (<see cref="WeightMemory"/>): BF16, float32 or FP8 codes, by which of these is set.</summary>
+    private readonly WeightBlock _block;
+
+    /// <summary>The block's address, for the kernels' row pointers.</summary>
+    private readonly nint _data;
+
+    private readonly bool _isBf16;
+    private readonly bool _isFp8;
 
     /// <summary>FP8 block scales, [ceil(Rows / 128), ceil(Cols / 128)]: the factor that dequantises.</summary>
     private readonly float[]? _scales;
@@ -38,16 +43,20 @@ public sealed partial class PackedMatrix
     /// <summary>Columns in whole runs of 16 (the reordered part of a BF16 row).</summary>
     private readonly int _whole;
 
-    /// <summary>Takes <paramref name="bf16"/> (row-major, as in the checkpoint) and reorders it in place.</summary>
-    public PackedMatrix(int rows, int cols, ushort[] bf16)
+    /// <summary>Copies <paramref name="bf16"/> (row-major, as in the checkpoint) into native memory, reordered.</summary>
+    public PackedMatrix(int rows, int cols, ReadOnlySpan<ushort> bf16)
     {
         if (bf16.Length != (long)rows * cols) throw new ArgumentException("BF16 data does not match the shape");
-        (Rows, Cols, _bf16, _whole) = (rows, cols, bf16, cols & ~15);
+        (Rows, Cols, _isBf16, _whole) = (rows, cols, true, cols & ~15);
+        _block = WeightMemory.Allocate((long)rows * cols * 2);
+        _data = _block.Address;
+        var held = Bf16Values;
+        bf16.CopyTo(held);
         Span<ushort> run = stackalloc ushort[16];
         for (long r = 0; r < rows; r++)
             for (var k = 0; k < _whole; k += 16)
             {
-                var block = bf16.AsSpan((int)(r * cols + k), 16);
+                var block = held.Slice((int)(r * cols + k), 16);
                 block.CopyTo(run);
                 for (var i = 0; i < 8; i++)
                 {
@@ -57,28 +66,42 @@ public sealed partial class PackedMatrix
             }
     }
 
-    public PackedMatrix(int rows, int cols, float[] f32)
+    public PackedMatrix(int rows, int cols, ReadOnlySpan<float> f32)
     {
         if (f32.Length != (long)rows * cols) throw new ArgumentException("F32 data does not match the shape");
-        (Rows, Cols, _f32, _whole) = (rows, cols, f32, cols & ~15);
+        (Rows, Cols, _whole) = (rows, cols, cols & ~15);
+        _block = WeightMemory.Allocate((long)rows * cols * 4);
+        _data = _block.Address;
+        f32.CopyTo(F32Values);
     }
 
-    /// <summary>Takes FP8 e4m3 codes (row-major) and their block scales ([ceil(rows / 128), ceil(cols / 128)]).</summary>
-    public PackedMatrix(int rows, int cols, byte[] fp8, float[] scales)
+    /// <summary>Copies FP8 e4m3 codes (row-major) into native memory, with their block scales ([ceil(rows / 128), ceil(cols / 128)]).</summary>
+    public PackedMatrix(int rows, int cols, ReadOnlySpan<byte> fp8, float[] scales)
     {
         if (fp8.Length != (long)rows * cols) throw new ArgumentException("FP8 data does not match the shape");
         _scaleCols = (cols + Fp8Block - 1) / Fp8Block;
         if (scales.Length != (long)(rows + Fp8Block - 1) / Fp8Block * _scaleCols) throw new ArgumentException("FP8 block scales do not match the shape");
-        (Rows, Cols, _fp8, _scales, _whole) = (rows, cols, fp8, scales, cols & ~15);
+        (Rows, Cols, _isFp8, _scales, _whole) = (rows, cols, true, scales, cols & ~15);
+        _block = WeightMemory.Allocate((long)rows * cols);
+        _data = _block.Address;
+        fp8.CopyTo(Fp8Codes);
     }
 
+    private Span<ushort> Bf16Values => _block.Span<ushort>((long)Rows * Cols);
+    private Span<float> F32Values => _block.Span<float>((long)Rows * Cols);
+    private Span<byte> Fp8Codes => _block.Span<byte>((long)Rows * Cols);
+
     /// <summary>Whether the weights are kept as BF16.</summary>
-    public bool IsBf16 => _bf16 is not null;
+    public bool IsBf16 => _isBf16;
 
     /// <summary>Whether the weights are kept as FP8 e4m3 with block scales.</summary>
-    public bool IsFp8 => _fp8 is not null;
+    public bool IsFp8 => _isFp8;
 
-    public long ByteSize => _bf16 is not null ? _bf16.LongLength * 2 : _fp8 is not null ? _fp8.LongLength + _scales!.LongLength * 4 : _f32!.LongLength * 4;
+    /// <summary>Bytes of the weights (and FP8 block scales) held.</summary>
+    public long ByteSize => (long)Rows * Cols * (_isBf16 ? 2 : _isFp8 ? 1 : 4) + (_scales?.LongLength * 4 ?? 0);
+
+    /// <summary>Returns the native memory; the matrix must not be used after.</summary>
+    public void Dispose() => _block.Dispose();
 
     /// <summary>Reads a [rows, cols] weight, keeping BF16 as BF16 and FP8 as FP8.</summary>
     public static PackedMatrix Read(CheckpointReader reader, string name, int rows, int cols) =>
@@ -88,9 +111,9 @@ public sealed partial class PackedMatrix
 
     /// <summary>The weight at [row, col] as float32.</summary>
     public float this[int row, int col] =>
-        _bf16 is not null ? Widen(_bf16[(long)row * Cols + Stored(col)])
-        : _fp8 is not null ? DTypes.Fp8E4M3Values[_fp8[(long)row * Cols + col]] * _scales![row / Fp8Block * _scaleCols + col / Fp8Block]
-        : _f32![(long)row * Cols + col];
+        _isBf16 ? Widen(Bf16Values[row * Cols + Stored(col)])
+        : _isFp8 ? DTypes.Fp8E4M3Values[Fp8Codes[row * Cols + col]] * _scales![row / Fp8Block * _scaleCols + col / Fp8Block]
+        : F32Values[row * Cols + col];
 
     /// <summary>Where column <paramref name="col"/> of a BF16 row is stored.</summary>
     private int Stored(int col) => col >= _whole ? col : (col & ~15) + ((col & 15) < 8 ? 2 * (col & 7) : 2 * (col & 7) + 1);
@@ -106,15 +129,28 @@ public sealed partial class PackedMatrix
     public void Multiply(ReadOnlySpan<float> x, int xRows, Span<float> y, int yStride, int from, int to)
     {
         if (x.Length < xRows * Cols || to > Rows || from < 0 || y.Length < (xRows - 1) * yStride + to) throw new ArgumentOutOfRangeException(nameof(x));
-        if (_bf16 is not null && Vectorised && _whole > 0)
+        if (_isBf16 && Vectorised && _whole > 0)
         {
-            if (xRows == 1) OneRowBf16(x, y, from, to);
-            else
-                for (var r = 0; r < xRows; r += 4)
-                    TilesBf16(x.Slice(r * Cols), Math.Min(4, xRows - r), y.Slice(r * yStride), yStride, from, to);
+            for (var r = 0; r < xRows; r += 4)
+                {
+                    var xs = x.Slice(r * Cols);
+                    var ys = y.Slice(r * yStride);
+                    switch (xRows - r)
+                    {
+                        case 1: OneRowBf16(xs, ys, from, to); break;
+                        case 2: TilesBf16<TwoRows>(xs, ys, yStride, from, to); break;
+                        case 3: TilesBf16<ThreeRows>(xs, ys, yStride, from, to); break;
+                        default: TilesBf16<FourRows>(xs, ys, yStride, from, to); break;
+                    }
+                }
+            // Columns past the last whole 16, outside the kernels so that no call keeps their accumulators off registers.
+            if (_whole < Cols)
+                for (var r = 0; r < xRows; r++)
+                    for (var j = from; j < to; j++)
+                        y[r * yStride + j] += Tail(j, x.Slice(r * Cols, Cols));
             return;
         }
-        if (_fp8 is not null && Vectorised)
+        if (_isFp8 && Vectorised)
         {
             for (var r = 0; r < xRows; r += 4)
                 RowsFp8(x.Slice(r * Cols), Math.Min(4, xRows - r), y.Slice(r * yStride), yStride, from, to);
@@ -136,6 +172,7 @@ public sealed partial class PackedMatrix
     /// One row of x against BF16 weights, four weight rows at a time (decode: one token per expert, or a projection
     /// of one sequence): eight accumulators, two per weight row, keep the FMA units fed while weights stream.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void OneRowBf16(ReadOnlySpan<float> x, Span<float> y, int from, int to)
     {
         var cols = Cols;
@@ -149,9 +186,13 @@ public sealed partial class PackedMatrix
             ref var w1 = ref Lane(j + 1);
             ref var w2 = ref Lane(j + 2);
             ref var w3 = ref Lane(j + 3);
+            // The next four rows, fetched while these stream: 128 bytes of them for the 128 of these an iteration reads.
+            var ahead = (byte*)Unsafe.AsPointer(ref w0) + 8L * cols;
             Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default, o0 = default, o1 = default, o2 = default, o3 = default;
             for (var k = 0; k < whole; k += 16)
             {
+                Sse.Prefetch0(ahead + 8 * k);
+                Sse.Prefetch0(ahead + 8 * k + 64);
                 var xa = Vector256.LoadUnsafe(ref Unsafe.Add(ref xp, k));
                 var xb = Vector256.LoadUnsafe(ref Unsafe.Add(ref xp, k + 8));
                 var r0 = Vector256.LoadUnsafe(ref Unsafe.Add(ref w0, k / 2));
@@ -167,10 +208,10 @@ public sealed partial class PackedMatrix
                 e3 = Fma.MultiplyAdd(Avx2.ShiftLeftLogical(r3, 16).AsSingle(), xa, e3);
                 o3 = Fma.MultiplyAdd(Avx2.And(r3, high).AsSingle(), xb, o3);
             }
-            y[j] = Vector256.Sum(e0 + o0) + Tail(j, x);
-            y[j + 1] = Vector256.Sum(e1 + o1) + Tail(j + 1, x);
-            y[j + 2] = Vector256.Sum(e2 + o2) + Tail(j + 2, x);
-            y[j + 3] = Vector256.Sum(e3 + o3) + Tail(j + 3, x);
+            y[j] = Vector256.Sum(e0 + o0);
+            y[j + 1] = Vector256.Sum(e1 + o1);
+            y[j + 2] = Vector256.Sum(e2 + o2);
+            y[j + 3] = Vector256.Sum(e3 + o3);
         }
         for (; j < to; j++)
         {
@@ -182,32 +223,59 @@ public sealed partial class PackedMatrix
                 e = Fma.MultiplyAdd(Avx2.ShiftLeftLogical(r, 16).AsSingle(), Vector256.LoadUnsafe(ref Unsafe.Add(ref xp, k)), e);
                 o = Fma.MultiplyAdd(Avx2.And(r, high).AsSingle(), Vector256.LoadUnsafe(ref Unsafe.Add(ref xp, k + 8)), o);
             }
-            y[j] = Vector256.Sum(e + o) + Tail(j, x);
+            y[j] = Vector256.Sum(e + o);
         }
     }
 
-    /// <summary>
-    /// Up to four rows of x against BF16 weights in tiles of four x rows by two weight rows: eight accumulators, each
-    /// weight widened once for four rows and each x vector loaded once for two weight rows (prefill chunks of an
-    /// expert, decode of a batch). With fewer than four rows the missing ones repeat the last and are not stored.
-    /// </summary>
-    private void TilesBf16(ReadOnlySpan<float> x, int n, Span<float> y, int yStride, int from, int to)
+    /// <summary>The number of x rows of a tile, as a type: the JIT compiles one body per count, the unused rows' code removed.</summary>
+    private interface IRowCount
     {
+        static abstract int N { get; }
+    }
+
+    private struct TwoRows : IRowCount
+    {
+        public static int N => 2;
+    }
+
+    private struct ThreeRows : IRowCount
+    {
+        public static int N => 3;
+    }
+
+    private struct FourRows : IRowCount
+    {
+        public static int N => 4;
+    }
+
+    /// <summary>
+    /// Two to four rows of x against BF16 weights in tiles of those rows by two weight rows (prefill chunks of an
+    /// expert, decode of a batch): each weight widened once for every row and each x vector loaded once for both weight
+    /// rows. Even and odd halves of a run accumulate apart, so that no accumulator waits on the FMA before it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void TilesBf16<TRows>(ReadOnlySpan<float> x, Span<float> y, int yStride, int from, int to) where TRows : struct, IRowCount
+    {
+        var n = TRows.N;
         var cols = Cols;
         var whole = _whole;
         ref var x0 = ref MemoryMarshal.GetReference(x);
-        ref var x1 = ref Unsafe.Add(ref x0, n > 1 ? cols : 0);
-        ref var x2 = ref Unsafe.Add(ref x0, n > 2 ? 2 * cols : (n > 1 ? cols : 0));
-        ref var x3 = ref Unsafe.Add(ref x0, n > 3 ? 3 * cols : (n > 2 ? 2 * cols : (n > 1 ? cols : 0)));
+        ref var x1 = ref Unsafe.Add(ref x0, cols);
+        ref var x2 = ref Unsafe.Add(ref x0, n > 2 ? 2 * cols : cols);
+        ref var x3 = ref Unsafe.Add(ref x0, n > 3 ? 3 * cols : cols);
         var high = Vector256.Create(unchecked((int)0xFFFF0000));
         for (var j = from; j < to; j += 2)
         {
             var pair = j + 1 < to;
             ref var wa = ref Lane(j);
             ref var wb = ref Lane(pair ? j + 1 : j);
+            // The next two rows, fetched while these stream: 64 bytes of them for the 64 of these an iteration reads.
+            var ahead = (byte*)Unsafe.AsPointer(ref wa) + 4L * cols;
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+            Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
             for (var k = 0; k < whole; k += 16)
             {
+                Sse.Prefetch0(ahead + 4 * k);
                 var ra = Vector256.LoadUnsafe(ref Unsafe.Add(ref wa, k / 2));
                 var rb = Vector256.LoadUnsafe(ref Unsafe.Add(ref wb, k / 2));
                 var la = Avx2.ShiftLeftLogical(ra, 16).AsSingle();
@@ -216,43 +284,56 @@ public sealed partial class PackedMatrix
                 var hb = Avx2.And(rb, high).AsSingle();
                 var xa = Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k));
                 var xb = Vector256.LoadUnsafe(ref Unsafe.Add(ref x0, k + 8));
-                a0 = Fma.MultiplyAdd(ha, xb, Fma.MultiplyAdd(la, xa, a0));
-                b0 = Fma.MultiplyAdd(hb, xb, Fma.MultiplyAdd(lb, xa, b0));
+                a0 = Fma.MultiplyAdd(la, xa, a0);
+                c0 = Fma.MultiplyAdd(ha, xb, c0);
+                b0 = Fma.MultiplyAdd(lb, xa, b0);
+                d0 = Fma.MultiplyAdd(hb, xb, d0);
                 xa = Vector256.LoadUnsafe(ref Unsafe.Add(ref x1, k));
                 xb = Vector256.LoadUnsafe(ref Unsafe.Add(ref x1, k + 8));
-                a1 = Fma.MultiplyAdd(ha, xb, Fma.MultiplyAdd(la, xa, a1));
-                b1 = Fma.MultiplyAdd(hb, xb, Fma.MultiplyAdd(lb, xa, b1));
-                xa = Vector256.LoadUnsafe(ref Unsafe.Add(ref x2, k));
-                xb = Vector256.LoadUnsafe(ref Unsafe.Add(ref x2, k + 8));
-                a2 = Fma.MultiplyAdd(ha, xb, Fma.MultiplyAdd(la, xa, a2));
-                b2 = Fma.MultiplyAdd(hb, xb, Fma.MultiplyAdd(lb, xa, b2));
-                xa = Vector256.LoadUnsafe(ref Unsafe.Add(ref x3, k));
-                xb = Vector256.LoadUnsafe(ref Unsafe.Add(ref x3, k + 8));
-                a3 = Fma.MultiplyAdd(ha, xb, Fma.MultiplyAdd(la, xa, a3));
-                b3 = Fma.MultiplyAdd(hb, xb, Fma.MultiplyAdd(lb, xa, b3));
+                a1 = Fma.MultiplyAdd(la, xa, a1);
+                c1 = Fma.MultiplyAdd(ha, xb, c1);
+                b1 = Fma.MultiplyAdd(lb, xa, b1);
+                d1 = Fma.MultiplyAdd(hb, xb, d1);
+                if (n > 2)
+                {
+                    xa = Vector256.LoadUnsafe(ref Unsafe.Add(ref x2, k));
+                    xb = Vector256.LoadUnsafe(ref Unsafe.Add(ref x2, k + 8));
+                    a2 = Fma.MultiplyAdd(la, xa, a2);
+                    c2 = Fma.MultiplyAdd(ha, xb, c2);
+                    b2 = Fma.MultiplyAdd(lb, xa, b2);
+                    d2 = Fma.MultiplyAdd(hb, xb, d2);
+                }
+                if (n > 3)
+                {
+                    xa = Vector256.LoadUnsafe(ref Unsafe.Add(ref x3, k));
+                    xb = Vector256.LoadUnsafe(ref Unsafe.Add(ref x3, k + 8));
+                    a3 = Fma.MultiplyAdd(la, xa, a3);
+                    c3 = Fma.MultiplyAdd(ha, xb, c3);
+                    b3 = Fma.MultiplyAdd(lb, xa, b3);
+                    d3 = Fma.MultiplyAdd(hb, xb, d3);
+                }
             }
-            Store(y, yStride, 0, j, a0, b0, pair, x);
-            if (n > 1) Store(y, yStride, 1, j, a1, b1, pair, x);
-            if (n > 2) Store(y, yStride, 2, j, a2, b2, pair, x);
-            if (n > 3) Store(y, yStride, 3, j, a3, b3, pair, x);
+            y[j] = Vector256.Sum(a0 + c0);
+            y[yStride + j] = Vector256.Sum(a1 + c1);
+            if (n > 2) y[2 * yStride + j] = Vector256.Sum(a2 + c2);
+            if (n > 3) y[3 * yStride + j] = Vector256.Sum(a3 + c3);
+            if (!pair) continue;
+            y[j + 1] = Vector256.Sum(b0 + d0);
+            y[yStride + j + 1] = Vector256.Sum(b1 + d1);
+            if (n > 2) y[2 * yStride + j + 1] = Vector256.Sum(b2 + d2);
+            if (n > 3) y[3 * yStride + j + 1] = Vector256.Sum(b3 + d3);
         }
     }
 
-    private void Store(Span<float> y, int yStride, int r, int j, Vector256<float> a, Vector256<float> b, bool pair, ReadOnlySpan<float> x)
-    {
-        var row = x.Slice(r * Cols, Cols);
-        y[r * yStride + j] = Vector256.Sum(a) + Tail(j, row);
-        if (pair) y[r * yStride + j + 1] = Vector256.Sum(b) + Tail(j + 1, row);
-    }
-
     /// <summary>The first stored lane of BF16 row <paramref name="j"/>, as 32-bit lanes of two weights.</summary>
-    private ref int Lane(int j) => ref Unsafe.As<ushort, int>(ref _bf16![(long)j * Cols]);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref int Lane(int j) => ref Unsafe.AsRef<int>((void*)(_data + (nint)j * Cols * 2));
 
     /// <summary>BF16 row <paramref name="j"/> times x over the columns past the last whole 16 (stored in order).</summary>
     private float Tail(int j, ReadOnlySpan<float> x)
     {
         var s = 0f;
-        for (var k = _whole; k < Cols; k++) s += Widen(_bf16![(long)j * Cols + k]) * x[k];
+        for (var k = _whole; k < Cols; k++) s += Widen(Bf16Values[j * Cols + k]) * x[k];
         return s;
     }
 
@@ -260,6 +341,7 @@ public sealed partial class PackedMatrix
     /// Dot products of weight row <paramref name="j"/> with up to four consecutive rows of x: F32 weights (vectorised)
     /// and the portable path for every type.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Dot4(int j, ReadOnlySpan<float> x, int n, out float s0, out float s1, out float s2, out float s3)
     {
         var cols = Cols;
@@ -269,13 +351,13 @@ public sealed partial class PackedMatrix
         ref var x3 = ref Unsafe.Add(ref x0, n > 3 ? 3 * cols : 0);
         var k = 0;
         s0 = s1 = s2 = s3 = 0;
-        if (_f32 is not null && Vectorised && cols >= 8)
+        if (!_isBf16 && !_isFp8 && Vectorised && cols >= 8)
         {
             var a0 = Vector256<float>.Zero;
             var a1 = Vector256<float>.Zero;
             var a2 = Vector256<float>.Zero;
             var a3 = Vector256<float>.Zero;
-            ref var w = ref _f32[(long)j * cols];
+            ref var w = ref F32Values[j * cols];
             for (; k + 8 <= cols; k += 8)
             {
                 var wv = Vector256.LoadUnsafe(ref Unsafe.Add(ref w, k));

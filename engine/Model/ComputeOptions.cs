@@ -10,6 +10,16 @@ namespace MoeMesh.Engine.Model;
 /// </summary>
 public sealed record ComputeOptions(Device Device, ScalarType DType, bool PackedExperts = false)
 {
+    /// <summary>
+    /// Dense weights (attention projections, shared experts, dense MLPs, embedding and LM head) kept in the
+    /// checkpoint's type and computed in the engine's kernel for decode-sized batches (--cpu-dense packed; see
+    /// <see cref="Projection"/>).
+    /// </summary>
+    public bool PackedDense { get; init; }
+
+    /// <summary>Whether dense weights are held packed: asked for, on the CPU in float32.</summary>
+    public bool HoldsDensePacked => PackedDense && Device.type == DeviceType.CPU && DType == ScalarType.Float32;
+
     /// <summary>When set, the model times the parts of each forward pass into it (the benchmark's profile).</summary>
     public StepProfile? Profile { get; init; }
 
@@ -17,11 +27,12 @@ public sealed record ComputeOptions(Device Device, ScalarType DType, bool Packed
     public static ComputeOptions Cpu { get; } = new(torch.CPU, ScalarType.Float32);
 
     /// <summary>Parses --device values: cpu, cuda, cuda:N. CUDA computes in bfloat16.</summary>
-    public static ComputeOptions Parse(string? device, string cpuExperts = "libtorch")
+    public static ComputeOptions Parse(string? device, string cpuExperts = "libtorch", string cpuDense = "libtorch")
     {
         if (cpuExperts is not ("libtorch" or "packed")) throw new ArgumentException($"--cpu-experts '{cpuExperts}': expected libtorch or packed");
+        if (cpuDense is not ("libtorch" or "packed")) throw new ArgumentException($"--cpu-dense '{cpuDense}': expected libtorch or packed");
         var spec = string.IsNullOrWhiteSpace(device) ? "cpu" : device.Trim().ToLowerInvariant();
-        if (spec == "cpu") return cpuExperts == "packed" ? Cpu with { PackedExperts = true } : Cpu;
+        if (spec == "cpu") return Cpu with { PackedExperts = cpuExperts == "packed", PackedDense = cpuDense == "packed" };
         if (spec == "cuda" || spec.StartsWith("cuda:", StringComparison.Ordinal))
         {
             var index = spec == "cuda" ? 0 : int.TryParse(spec[5..], out var i) && i >= 0 ? i : throw new ArgumentException($"--device '{device}': expected cuda:N");

@@ -13,10 +13,10 @@ namespace MoeMesh.Engine.Model;
 /// </summary>
 public sealed class DeepSeekModel
 {
-    private readonly Tensor _embed;
+    private readonly Projection _embed;
     private readonly IReadOnlyList<DecoderLayer> _layers;
     private readonly RmsNorm _norm;
-    private readonly Tensor _lmHead;
+    private readonly Projection _lmHead;
 
     public ModelConfig Config { get; }
     public ComputeOptions Options { get; }
@@ -34,7 +34,7 @@ public sealed class DeepSeekModel
     public IExpertBackend Experts { get; }
 
     /// <summary>Bytes of the dense weights held: everything but the routed experts (a tied LM head counted once).</summary>
-    public long DenseByteSize => Weights.Bytes(_embed) + _layers.Sum(l => l.ByteSize) + _norm.ByteSize + (ReferenceEquals(_lmHead, _embed) ? 0 : Weights.Bytes(_lmHead));
+    public long DenseByteSize => _embed.ByteSize + _layers.Sum(l => l.ByteSize) + _norm.ByteSize + (ReferenceEquals(_lmHead, _embed) ? 0 : _lmHead.ByteSize);
 
     public DeepSeekModel(ModelConfig c, CheckpointReader r, ComputeOptions o, IExpertBackend experts)
     {
@@ -42,14 +42,14 @@ public sealed class DeepSeekModel
         Options = o;
         Experts = experts;
         Rope = new RotaryEmbedding(c, o.Device);
-        _embed = Weights.Load(r, "model.embed_tokens.weight", o, c.VocabSize, c.HiddenSize);
+        _embed = Projection.Load(r, "model.embed_tokens.weight", o, c.VocabSize, c.HiddenSize);
         _layers = Enumerable.Range(0, c.NumHiddenLayers)
             .Select(i => new DecoderLayer(c, r, o, i, Rope.SoftmaxScale, experts))
             .ToArray();
         _norm = new RmsNorm(Weights.Load(r, "model.norm.weight", o, c.HiddenSize), c.RmsNormEps);
         _lmHead = c.TieWordEmbeddings && !r.Contains("lm_head.weight")
             ? _embed
-            : Weights.Load(r, "lm_head.weight", o, c.VocabSize, c.HiddenSize);
+            : Projection.Load(r, "lm_head.weight", o, c.VocabSize, c.HiddenSize);
     }
 
     /// <summary>Loads a checkpoint folder with every routed expert held in-process.</summary>
@@ -74,7 +74,7 @@ public sealed class DeepSeekModel
     {
         using var scope = NewDisposeScope();
         var (cos, sin) = Rope.Angles(batch.Positions);
-        var x = _embed.index_select(0, batch.TokenIds);
+        var x = _embed.Rows(batch.TokenIds);
         foreach (var layer in _layers)
             x = layer.Forward(x, batch, cos, sin, cache.Layer(layer.Index), Plan);
         return Logits(x, logitRows).MoveToOuterDisposeScope();
@@ -92,8 +92,8 @@ public sealed class DeepSeekModel
         var rowsA = (int)a.TokenIds.shape[0];
         var (cosA, sinA) = Rope.Angles(a.Positions);
         var (cosB, sinB) = Rope.Angles(b.Positions);
-        var xA = _embed.index_select(0, a.TokenIds);
-        var xB = _embed.index_select(0, b.TokenIds);
+        var xA = _embed.Rows(a.TokenIds);
+        var xB = _embed.Rows(b.TokenIds);
         DecoderLayer.Step? pendingB = null;
         DecoderLayer? previous = null;
         foreach (var layer in _layers)
@@ -126,6 +126,6 @@ public sealed class DeepSeekModel
     {
         using var time = Options.Profile?.Time(StepPart.LmHead);
         var last = _norm.Forward(x.index_select(0, logitRows));
-        return Weights.Linear(last, _lmHead).to(ScalarType.Float32);
+        return _lmHead.Forward(last).to(ScalarType.Float32);
     }
 }

@@ -17,21 +17,24 @@ namespace MoeMesh.Engine.Model;
 public sealed class MlaAttention
 {
     private readonly ModelConfig _c;
-    private readonly Tensor? _wq;
-    private readonly Tensor? _wqA;
+    private readonly Projection? _wq;
+    private readonly Projection? _wqA;
     private readonly RmsNorm? _qNorm;
-    private readonly Tensor? _wqB;
-    private readonly Tensor _wkvA;
+    private readonly Projection? _wqB;
+    private readonly Projection _wkvA;
     private readonly RmsNorm _kvNorm;
     private readonly Tensor _wkvB;
     private readonly Tensor _wUk;
     private readonly Tensor _wUv;
-    private readonly Tensor _wo;
+    private readonly Projection _wo;
     private readonly Scalar _scale;
 
-    /// <summary>Bytes of the weights held (the absorbed form's per-head matrices are views of kv_b_proj's).</summary>
-    public long ByteSize => Weights.Bytes(_wq) + Weights.Bytes(_wqA) + (_qNorm?.ByteSize ?? 0) + Weights.Bytes(_wqB) + Weights.Bytes(_wkvA)
-        + _kvNorm.ByteSize + Weights.Bytes(_wkvB) + Weights.Bytes(_wo);
+    /// <summary>
+    /// Bytes of the weights held (the absorbed form's per-head matrices are views of kv_b_proj's, which stays a
+    /// tensor in the compute type: both forms read it per head).
+    /// </summary>
+    public long ByteSize => (_wq?.ByteSize ?? 0) + (_wqA?.ByteSize ?? 0) + (_qNorm?.ByteSize ?? 0) + (_wqB?.ByteSize ?? 0) + _wkvA.ByteSize
+        + _kvNorm.ByteSize + Weights.Bytes(_wkvB) + _wo.ByteSize;
 
     public MlaAttention(ModelConfig c, CheckpointReader r, string prefix, ComputeOptions o, double softmaxScale)
     {
@@ -41,15 +44,15 @@ public sealed class MlaAttention
         var d = c.HiddenSize;
         if (c.QLoraRank is { } q)
         {
-            _wqA = Weights.Load(r, $"{prefix}.q_a_proj.weight", o, q, d);
+            _wqA = Projection.Load(r, $"{prefix}.q_a_proj.weight", o, q, d);
             _qNorm = new RmsNorm(Weights.Load(r, $"{prefix}.q_a_layernorm.weight", o, q), c.RmsNormEps);
-            _wqB = Weights.Load(r, $"{prefix}.q_b_proj.weight", o, h * c.QkHeadDim, q);
+            _wqB = Projection.Load(r, $"{prefix}.q_b_proj.weight", o, h * c.QkHeadDim, q);
         }
         else
         {
-            _wq = Weights.Load(r, $"{prefix}.q_proj.weight", o, h * c.QkHeadDim, d);
+            _wq = Projection.Load(r, $"{prefix}.q_proj.weight", o, h * c.QkHeadDim, d);
         }
-        _wkvA = Weights.Load(r, $"{prefix}.kv_a_proj_with_mqa.weight", o, c.LatentCacheDim, d);
+        _wkvA = Projection.Load(r, $"{prefix}.kv_a_proj_with_mqa.weight", o, c.LatentCacheDim, d);
         _kvNorm = new RmsNorm(Weights.Load(r, $"{prefix}.kv_a_layernorm.weight", o, c.KvLoraRank), c.RmsNormEps);
         _wkvB = Weights.Load(r, $"{prefix}.kv_b_proj.weight", o, h * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank);
         // The absorbed form's per-head matrices are views of kv_b_proj, not copies: each head's rows are contiguous
@@ -57,7 +60,7 @@ public sealed class MlaAttention
         var perHead = _wkvB.view(h, c.QkNopeHeadDim + c.VHeadDim, c.KvLoraRank);
         _wUk = perHead.narrow(1, 0, c.QkNopeHeadDim);
         _wUv = perHead.narrow(1, c.QkNopeHeadDim, c.VHeadDim);
-        _wo = Weights.Load(r, $"{prefix}.o_proj.weight", o, d, h * c.VHeadDim);
+        _wo = Projection.Load(r, $"{prefix}.o_proj.weight", o, d, h * c.VHeadDim);
     }
 
     /// <summary>Attention for the N new tokens of a batch; writes their latents into the cache first.</summary>
@@ -66,12 +69,12 @@ public sealed class MlaAttention
         using var scope = NewDisposeScope();
         var n = x.shape[0];
         var h = _c.NumAttentionHeads;
-        var q = (_wq is not null ? Weights.Linear(x, _wq) : Weights.Linear(_qNorm!.Forward(Weights.Linear(x, _wqA!)), _wqB!))
+        var q = (_wq is not null ? _wq.Forward(x) : _wqB!.Forward(_qNorm!.Forward(_wqA!.Forward(x))))
             .view(n, h, _c.QkHeadDim);
         var qNope = q.narrow(2, 0, _c.QkNopeHeadDim);
         var qPe = RotaryEmbedding.Apply(q.narrow(2, _c.QkNopeHeadDim, _c.QkRopeHeadDim), cos, sin);
 
-        var kv = Weights.Linear(x, _wkvA);
+        var kv = _wkvA.Forward(x);
         var latent = _kvNorm.Forward(kv.narrow(1, 0, _c.KvLoraRank));
         var kPe = RotaryEmbedding.Apply(kv.narrow(1, _c.KvLoraRank, _c.QkRopeHeadDim).unsqueeze(1), cos, sin).squeeze(1);
         cache.index_copy_(0, batch.WriteSlots, cat(new[] { latent, kPe }, 1).to(cache.dtype));
@@ -90,7 +93,7 @@ public sealed class MlaAttention
             var o = AbsorbedDecode(qNope.index_select(0, dg.Rows), qPe.index_select(0, dg.Rows), cache, dg, plan.Tile(h, dg.Rows.shape[0]));
             output.index_copy_(0, dg.Rows, o);
         }
-        return Weights.Linear(output.view(n, h * _c.VHeadDim), _wo).MoveToOuterDisposeScope();
+        return _wo.Forward(output.view(n, h * _c.VHeadDim)).MoveToOuterDisposeScope();
     }
 
     /// <summary>

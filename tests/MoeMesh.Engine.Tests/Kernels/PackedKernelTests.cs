@@ -23,6 +23,9 @@ public sealed class PackedKernelTests
     [InlineData(5, 7, 3)]
     [InlineData(130, 1027, 1)]
     [InlineData(9, 32, 1)]
+    [InlineData(20, 48, 2)]
+    [InlineData(19, 80, 6)]
+    [InlineData(21, 72, 7)]
     public void Multiply_EqualsLibTorchsLinear_OnTheWidenedWeights(int outputs, int inputs, int rows)
     {
         var random = new Random(outputs * 1000 + inputs * 10 + rows);
@@ -99,6 +102,43 @@ public sealed class PackedKernelTests
                 for (var r = 0; r < rows; r++)
                     Assert.Equal(DeepSeekModelTests.DecodeE4M3(codes[k + r]) * scales[(k + r) / 128], y[r]);
             }
+    }
+
+    /// <summary>
+    /// The whole-matrix paths a <see cref="Projection"/> takes: widening back to float32 in column order gives every
+    /// weight exactly (BF16 by its bits, FP8 by the format's definition times its block's scale), and the product over
+    /// all cores equals the single-threaded one bit for bit. 1027 columns leave a tail past the last run of 16.
+    /// </summary>
+    [Theory]
+    [InlineData(300, 1027, 1)]
+    [InlineData(37, 64, 5)]
+    [InlineData(1000, 48, 3)]
+    public void WidenAll_GivesEveryWeight_AndMultiplyAll_EqualsOneThread(int outputs, int inputs, int rows)
+    {
+        var random = new Random(outputs + inputs + rows);
+        var bf16 = Enumerable.Range(0, outputs * inputs).Select(_ => (ushort)(BitConverter.SingleToInt32Bits((float)(random.NextDouble() * 2 - 1)) >>> 16)).ToArray();
+        var codes = Enumerable.Range(0, outputs * inputs).Select(_ => (byte)random.Next(256)).Select(c => c is 0x7F or 0xFF ? (byte)0 : c).ToArray();
+        var scaleCols = (inputs + 127) / 128;
+        var scales = Enumerable.Range(0, (outputs + 127) / 128 * scaleCols).Select(i => MathF.Pow(2, i % 5 - 2)).ToArray();
+        var x = Enumerable.Range(0, rows * inputs).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        using var b = new PackedMatrix(outputs, inputs, bf16);
+        using var f = new PackedMatrix(outputs, inputs, codes, scales);
+        foreach (var (matrix, weight) in new (PackedMatrix, Func<int, float>)[]
+        {
+            (b, i => BitConverter.Int32BitsToSingle(bf16[i] << 16)),
+            (f, i => DeepSeekModelTests.DecodeE4M3(codes[i]) * scales[i / inputs / 128 * scaleCols + i % inputs / 128]),
+        })
+        {
+            var widened = new float[outputs * inputs];
+            matrix.WidenAll(widened);
+            for (var i = 0; i < widened.Length; i++) Assert.True(widened[i] == weight(i), $"weight {i}: {widened[i]} vs {weight(i)}");
+
+            var all = new float[rows * outputs];
+            var one = new float[rows * outputs];
+            matrix.MultiplyAll(x, rows, all);
+            matrix.Multiply(x, rows, one, outputs, 0, outputs);
+            Assert.Equal(one, all);
+        }
     }
 
     [Theory]

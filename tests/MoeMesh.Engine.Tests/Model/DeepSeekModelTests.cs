@@ -204,6 +204,53 @@ public sealed class DeepSeekModelTests
         Assert.NotEmpty(keep);
     }
 
+    /// <summary>
+    /// Dense weights and routed experts held as stored (BF16) and computed in the engine's kernel: prefill then decode
+    /// against the float64 reference. The 80-token prompt's prefill passes <see cref="Projection.KernelRows"/>, so its
+    /// projections widen the weights for libtorch; decode runs in the kernel. The bytes held are the checkpoint's for
+    /// every packed projection, embedding and LM head, and a float32 copy for the rest (norms, router, kv_b_proj).
+    /// </summary>
+    [Theory]
+    [InlineData("v3", 12)]
+    [InlineData("v2", 12)]
+    [InlineData("v3", 80)]
+    public void PackedWeights_MatchFloat64Reference_AndHoldTheCheckpointsBytes(string variant, int length)
+    {
+        var dir = variant == "v3" ? TestModels.V3Dir : TestModels.V2Dir;
+        var prompt = Enumerable.Range(0, length).Select(i => (i * 37 + 5) % 300).ToArray();
+        var reference = new ReferenceDeepSeek(dir).Forward(prompt);
+        var model = DeepSeekModel.Load(dir, ComputeOptions.Cpu with { PackedDense = true, PackedExperts = true });
+        var harness = new ModelHarness(model);
+        var seq = harness.NewSequence(prompt);
+        var prefill = harness.Step((seq, 0, length - 3))[0];
+        for (var t = 0; t < length - 3; t++) AssertClose(reference[t], prefill[t], 2e-3);
+        for (var t = length - 3; t < length; t++) AssertClose(reference[t], harness.Step((seq, t, 1))[0][0], 2e-3);
+
+        long dense = 0;
+        foreach (var (name, dtype, elements) in SafetensorsHeader(Path.Combine(dir, "model.safetensors")))
+        {
+            if (name.Contains(".mlp.experts.", StringComparison.Ordinal)) continue;
+            // q_proj, q_a/q_b_proj, kv_a_proj_with_mqa, o_proj and the MLPs' gate/up/down_proj; kv_b_proj stays a tensor.
+            var packed = (name.Contains("_proj", StringComparison.Ordinal) && !name.Contains("kv_b_proj", StringComparison.Ordinal))
+                || name is "model.embed_tokens.weight" or "lm_head.weight";
+            Assert.True(!packed || dtype == "BF16", $"{name} is {dtype}");
+            dense += elements * (packed ? 2 : 4);
+        }
+        Assert.Equal(dense, model.DenseByteSize);
+    }
+
+    private static IEnumerable<(string Name, string DType, long Elements)> SafetensorsHeader(string file)
+    {
+        using var stream = File.OpenRead(file);
+        var length = new byte[8];
+        stream.ReadExactly(length);
+        var header = new byte[BitConverter.ToInt64(length)];
+        stream.ReadExactly(header);
+        return System.Text.Json.JsonDocument.Parse(header).RootElement.EnumerateObject().Where(t => t.Name != "__metadata__")
+            .Select(t => (t.Name, t.Value.GetProperty("dtype").GetString()!, t.Value.GetProperty("shape").EnumerateArray().Aggregate(1L, (n, d) => n * d.GetInt64())))
+            .ToList();
+    }
+
     [Fact]
     public void Fp8Checkpoint_EqualsFloat32CheckpointOfDequantisedWeights()
     {

@@ -1,0 +1,84 @@
+using MoeMesh.Engine.Checkpoint;
+using MoeMesh.Engine.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MoeMesh.Engine.Model;
+
+/// <summary>
+/// A [outputs, inputs] projection weight, y = x Wᵀ. On the CPU with <see cref="ComputeOptions.PackedDense"/> the
+/// weight stays in the checkpoint's type (<see cref="PackedMatrix"/>: BF16 as stored, half the float32 copy; FP8 a
+/// quarter) and batches of up to <see cref="KernelRows"/> rows (decode, the LM head's rows) run in the engine's kernel
+/// across the cores; larger batches (prefill chunks) widen the weight to float32 for the call and use libtorch's GEMM,
+/// which is faster there. Otherwise the weight is a libtorch tensor in the compute type.
+/// </summary>
+public sealed class Projection : IDisposable
+{
+    /// <summary>Rows up to which the kernel runs (it streams weights once for every four rows; a GEMM wins beyond).</summary>
+    public const int KernelRows = 64;
+
+    private readonly Tensor? _weight;
+    private readonly PackedMatrix? _packed;
+
+    public int Outputs { get; }
+    public int Inputs { get; }
+
+    private Projection(int outputs, int inputs, Tensor? weight, PackedMatrix? packed) =>
+        (Outputs, Inputs, _weight, _packed) = (outputs, inputs, weight, packed);
+
+    public static Projection Load(CheckpointReader r, string name, ComputeOptions o, int outputs, int inputs) =>
+        o.HoldsDensePacked
+            ? new Projection(outputs, inputs, null, PackedMatrix.Read(r, name, outputs, inputs))
+            : new Projection(outputs, inputs, Weights.Load(r, name, o, outputs, inputs), null);
+
+    /// <summary>Bytes of the weight held.</summary>
+    public long ByteSize => _packed?.ByteSize ?? Weights.Bytes(_weight);
+
+    public void Dispose()
+    {
+        _weight?.Dispose();
+        _packed?.Dispose();
+    }
+
+    /// <summary>x [N, inputs] to [N, outputs].</summary>
+    public Tensor Forward(Tensor x)
+    {
+        if (_packed is null) return nn.functional.linear(x, _weight!);
+        var rows = x.shape[0];
+        if (rows > KernelRows)
+        {
+            using var widened = Widened();
+            return nn.functional.linear(x, widened);
+        }
+        using var input = x.contiguous();
+        var y = empty(rows, Outputs, ScalarType.Float32);
+        _packed.MultiplyAll(HostMemory.Span(input), (int)rows, HostMemory.Span(y));
+        return y;
+    }
+
+    /// <summary>The weight as a float32 tensor: the held one, or a widened copy the caller disposes.</summary>
+    public Tensor Widened()
+    {
+        if (_packed is null) return _weight!.alias();
+        var w = empty(Outputs, Inputs, ScalarType.Float32);
+        _packed.WidenAll(HostMemory.Span(w));
+        return w;
+    }
+
+    /// <summary>Rows of the weight picked by <paramref name="ids"/> (an embedding lookup), in float32 when packed.</summary>
+    public Tensor Rows(Tensor ids)
+    {
+        if (_packed is null) return _weight!.index_select(0, ids);
+        using var cpuIds = ids.to(ScalarType.Int64).cpu();
+        var picked = cpuIds.data<long>().ToArray();
+        var rows = empty(picked.Length, Inputs, ScalarType.Float32);
+        var destination = HostMemory.Span(rows);
+        for (var i = 0; i < picked.Length; i++)
+        {
+            var id = (int)picked[i];
+            if (id < 0 || id >= Outputs) throw new ArgumentOutOfRangeException(nameof(ids), $"row {id} of {Outputs}");
+            _packed.Widen(id, id + 1, destination.Slice(i * Inputs, Inputs));
+        }
+        return rows;
+    }
+}
