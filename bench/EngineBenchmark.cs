@@ -180,13 +180,14 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
     /// forward pass and for the rest of the step (embedding, residual adds, batch building, the logits' copy,
     /// sampling, detokenisation), medians of 3 runs, with each one's share of the step.
     /// </summary>
-    public void Profile()
+    public void Profile(ComputeOptions options)
     {
         Console.WriteLine($"threads: {torch.get_num_threads()}, cores: {Environment.ProcessorCount}");
         var dir = DemoModel.EnsureCached(cacheDir, DemoShape.Benchmark, seed: 1);
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
         var profile = new StepProfile();
-        var engine = LoadEngine(dir, ComputeOptions.Cpu with { Profile = profile });
+        var engine = LoadEngine(dir, options with { Profile = profile });
+        Console.WriteLine($"routed experts {(options.PackedExperts ? "packed" : "libtorch")}, dense weights {(options.PackedDense ? "packed" : "libtorch")}");
         foreach (var c in new[] { 1, 8, 32 })
         {
             EngineDecode(engine, c);

@@ -1,3 +1,4 @@
+using MoeMesh.Engine.Model;
 using MoeMesh.Bench;
 
 // Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates] [--llama-cpp] [--long-context] [--profile] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
@@ -20,7 +21,8 @@ using MoeMesh.Bench;
 //   --simulate-day: a day of a DeepSeek-V3-shaped expert tier with the operator's autoscaler and planner.
 var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
 var tokens = int.Parse(ArgValue(args, "--tokens") ?? "48");
-if (args.Contains("--kernel-rates")) KernelRates.Run();
+var cpuArgs = CpuArgs();
+if (args.Contains("--kernel-rates")) { if (args.Contains("--pass")) KernelRates.ExpertPass(); else KernelRates.Run(); }
 else if (args.Contains("--placement"))
     PlacementBenchmark.Run();
 else if (args.Contains("--simulate-day"))
@@ -30,17 +32,20 @@ else if (args.Contains("--kv-store"))
 else if (args.Contains("--sampling"))
     SamplingBenchmark.Run();
 else if (args.Contains("--llama-cpp"))
-    await new LlamaCppBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 4).RunAsync();
+    await new LlamaCppBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 4, cpuArgs).RunAsync();
 else if (args.Contains("--long-context"))
     new LongContextBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048,16000").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 2).Run();
 else if (args.Contains("--profile"))
-    new EngineBenchmark(cache, tokens).Profile();
+    new EngineBenchmark(cache, tokens).Profile(ComputeOptions.Parse("cpu", cpuArgs[1], cpuArgs[3]));
 else if (args.Contains("--expert-kernel"))
     new EngineBenchmark(cache, tokens).CompareExpertKernels();
 else if (args.Contains("--sharding"))
     await new ShardingBenchmark(cache, tokens, IntArg("--node-threads"), IntArg("--gateway-threads"), ArgValue(args, "--node-cpus")).RunAsync();
 else await new EngineBenchmark(cache, tokens).RunAsync();
 return;
+
+// How the gateway or engine under test holds its CPU weights: --cpu-experts and --cpu-dense, as the gateway takes them.
+string[] CpuArgs() => ["--cpu-experts", ArgValue(args, "--cpu-experts") ?? "libtorch", "--cpu-dense", ArgValue(args, "--cpu-dense") ?? "libtorch"];
 
 int? IntArg(string name) => ArgValue(args, name) is { } v ? int.Parse(v) : null;
 

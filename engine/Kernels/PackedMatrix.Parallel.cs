@@ -76,7 +76,18 @@ public sealed unsafe partial class PackedMatrix
         {
             var stored = Bf16Values.Slice(j * Cols, Cols);
             var k = 0;
-            if (Vector256.IsHardwareAccelerated)
+            if (_run == 32)
+            {
+                var high = Vector512.Create(unchecked((int)0xFFFF0000));
+                var lanes = System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, int>(stored);
+                for (; k < _whole; k += 32)
+                {
+                    var r = Vector512.Create<int>(lanes.Slice(k / 2, 16));
+                    Vector512.ShiftLeft(r, 16).AsSingle().CopyTo(row.Slice(k, 16));
+                    (r & high).AsSingle().CopyTo(row.Slice(k + 16, 16));
+                }
+            }
+            else if (Vector256.IsHardwareAccelerated)
             {
                 var high = Vector256.Create(unchecked((int)0xFFFF0000));
                 var lanes = System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, int>(stored);

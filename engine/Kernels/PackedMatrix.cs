@@ -13,10 +13,10 @@ namespace MoeMesh.Engine.Kernels;
 /// F16 is widened to F32 when read. Products compute in float32, so results equal a float32 product of the
 /// dequantised weights to float rounding.
 /// <para>
-/// BF16 rows are reordered once, at construction, within each run of 16 weights: weights i and i+8 share a 32-bit
-/// lane (i in the low half). Eight lanes then widen to two float32 vectors with one shift and one mask, no
-/// shuffle, and those match x[k..k+8] and x[k+8..k+16] as x lies in memory. Columns past the last whole 16 keep
-/// their order.
+/// BF16 rows are reordered once, at construction, within each run of 16 weights (32 where the AVX-512 kernels run,
+/// PackedMatrix.Avx512.cs): weights i and i+8 (i+16) share a 32-bit lane (i in the low half). A vector of lanes then
+/// widens to two float32 vectors with one shift and one mask, no shuffle, and those match x[k..k+8] and x[k+8..k+16]
+/// (x[k..k+16] and x[k+16..k+32]) as x lies in memory. Columns past the last whole run keep their order.
 /// </para>
 /// </summary>
 public sealed unsafe partial class PackedMatrix : IDisposable
@@ -40,28 +40,41 @@ public sealed unsafe partial class PackedMatrix : IDisposable
     public int Rows { get; }
     public int Cols { get; }
 
-    /// <summary>Columns in whole runs of 16 (the reordered part of a BF16 row).</summary>
+    /// <summary>Columns in whole runs (the reordered part of a BF16 row).</summary>
     private readonly int _whole;
 
+    /// <summary>The length of a reordered BF16 run: 32 where the AVX-512 kernels run, 16 for AVX2.</summary>
+    private readonly int _run = 16;
+
+    /// <summary>Whether BF16 rows are laid out for the AVX-512 kernels (512-bit vectors, accelerated on this CPU).</summary>
+    public static bool WideByDefault => Avx512F.IsSupported && Vector512.IsHardwareAccelerated;
+
     /// <summary>Copies <paramref name="bf16"/> (row-major, as in the checkpoint) into native memory, reordered.</summary>
-    public PackedMatrix(int rows, int cols, ReadOnlySpan<ushort> bf16)
+    public PackedMatrix(int rows, int cols, ReadOnlySpan<ushort> bf16) : this(rows, cols, bf16, WideByDefault)
+    {
+    }
+
+    /// <summary>As the public constructor, with the layout chosen: <paramref name="wide"/> for the AVX-512 kernels (tests run both).</summary>
+    internal PackedMatrix(int rows, int cols, ReadOnlySpan<ushort> bf16, bool wide)
     {
         if (bf16.Length != (long)rows * cols) throw new ArgumentException("BF16 data does not match the shape");
-        (Rows, Cols, _isBf16, _whole) = (rows, cols, true, cols & ~15);
+        _run = wide ? 32 : 16;
+        (Rows, Cols, _isBf16, _whole) = (rows, cols, true, cols & ~(_run - 1));
         _block = WeightMemory.Allocate((long)rows * cols * 2);
         _data = _block.Address;
         var held = Bf16Values;
         bf16.CopyTo(held);
-        Span<ushort> run = stackalloc ushort[16];
+        var half = _run / 2;
+        Span<ushort> run = stackalloc ushort[_run];
         for (long r = 0; r < rows; r++)
-            for (var k = 0; k < _whole; k += 16)
+            for (var k = 0; k < _whole; k += _run)
             {
-                var block = held.Slice((int)(r * cols + k), 16);
+                var block = held.Slice((int)(r * cols + k), _run);
                 block.CopyTo(run);
-                for (var i = 0; i < 8; i++)
+                for (var i = 0; i < half; i++)
                 {
                     block[2 * i] = run[i];
-                    block[2 * i + 1] = run[i + 8];
+                    block[2 * i + 1] = run[i + half];
                 }
             }
     }
@@ -116,7 +129,13 @@ public sealed unsafe partial class PackedMatrix : IDisposable
         : F32Values[row * Cols + col];
 
     /// <summary>Where column <paramref name="col"/> of a BF16 row is stored.</summary>
-    private int Stored(int col) => col >= _whole ? col : (col & ~15) + ((col & 15) < 8 ? 2 * (col & 7) : 2 * (col & 7) + 1);
+    private int Stored(int col)
+    {
+        if (col >= _whole) return col;
+        var half = _run / 2;
+        var i = col & (_run - 1);
+        return col - i + (i < half ? 2 * i : 2 * (i - half) + 1);
+    }
 
     private static float Widen(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 
@@ -129,7 +148,9 @@ public sealed unsafe partial class PackedMatrix : IDisposable
     public void Multiply(ReadOnlySpan<float> x, int xRows, Span<float> y, int yStride, int from, int to)
     {
         if (x.Length < xRows * Cols || to > Rows || from < 0 || y.Length < (xRows - 1) * yStride + to) throw new ArgumentOutOfRangeException(nameof(x));
-        if (_isBf16 && Vectorised && _whole > 0)
+        if (_isBf16 && _run == 32 && _whole > 0)
+            MultiplyWide(x, xRows, y, yStride, from, to);
+        else if (_isBf16 && Vectorised && _whole > 0)
         {
             for (var r = 0; r < xRows; r += 4)
                 {
@@ -143,7 +164,10 @@ public sealed unsafe partial class PackedMatrix : IDisposable
                         default: TilesBf16<FourRows>(xs, ys, yStride, from, to); break;
                     }
                 }
-            // Columns past the last whole 16, outside the kernels so that no call keeps their accumulators off registers.
+        }
+        if (_isBf16 && Vectorised && _whole > 0)
+        {
+            // Columns past the last whole run, outside the kernels so that no call keeps their accumulators off registers.
             if (_whole < Cols)
                 for (var r = 0; r < xRows; r++)
                     for (var j = from; j < to; j++)

@@ -2,6 +2,7 @@ using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Kv;
+using MoeMesh.Engine.Runtime;
 using static TorchSharp.torch;
 
 namespace MoeMesh.Engine.Model;
@@ -72,6 +73,7 @@ public sealed class DeepSeekModel
     /// <summary>Runs the new tokens of a batch through every layer; returns float32 logits of the requested rows.</summary>
     public Tensor Forward(ForwardBatch batch, LatentKvCache cache, Tensor logitRows)
     {
+        using var threads = LibtorchThreads.One(InKernels(batch.TokenIds.shape[0]));
         using var scope = NewDisposeScope();
         var (cos, sin) = Rope.Angles(batch.Positions);
         var x = _embed.Rows(batch.TokenIds);
@@ -88,6 +90,7 @@ public sealed class DeepSeekModel
     /// </summary>
     public Tensor Forward(ForwardBatch a, ForwardBatch b, LatentKvCache cache, Tensor logitRows)
     {
+        using var threads = LibtorchThreads.One(InKernels(a.TokenIds.shape[0] + b.TokenIds.shape[0]));
         using var scope = NewDisposeScope();
         var rowsA = (int)a.TokenIds.shape[0];
         var (cosA, sinA) = Rope.Angles(a.Positions);
@@ -108,6 +111,13 @@ public sealed class DeepSeekModel
         if (pendingB is not null) xB = OnRows(rowsA, () => previous!.Finish(pendingB));
         return Logits(cat([xA, xB], 0), logitRows).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// Whether a step of <paramref name="rows"/> new tokens runs its heavy products in the engine's kernels: dense
+    /// weights packed and every projection under <see cref="Projection.KernelRows"/> (routed experts held elsewhere,
+    /// on expert nodes, leave the cores to this process as well).
+    /// </summary>
+    private bool InKernels(long rows) => Options.HoldsDensePacked && rows <= Projection.KernelRows;
 
     /// <summary>Runs work of the second micro-batch; rows of unavailable experts are reported in batch numbering.</summary>
     private static T OnRows<T>(int offset, Func<T> work)

@@ -72,7 +72,7 @@ public sealed class ModelHost : IDisposable
 
     private static ModelHost Load(GatewayOptions options, string dir, ILogger logger, IExpertRouter? router, ComputeThread thread)
     {
-        var compute = ComputeOptions.Parse(options.Device, options.CpuExperts);
+        var compute = ComputeOptions.Parse(options.Device, options.CpuExperts, options.CpuDense);
         var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
         var tokenizer = HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));
         var tokConfig = TokenizerConfig.Load(Path.Combine(dir, "tokenizer_config.json"));

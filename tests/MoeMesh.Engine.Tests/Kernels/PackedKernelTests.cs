@@ -26,6 +26,7 @@ public sealed class PackedKernelTests
     [InlineData(20, 48, 2)]
     [InlineData(19, 80, 6)]
     [InlineData(21, 72, 7)]
+    [InlineData(11, 24, 3)]
     public void Multiply_EqualsLibTorchsLinear_OnTheWidenedWeights(int outputs, int inputs, int rows)
     {
         var random = new Random(outputs * 1000 + inputs * 10 + rows);
@@ -36,13 +37,14 @@ public sealed class PackedKernelTests
         using var expected = nn.functional.linear(tensor(x, [rows, inputs]), tensor(widened, [outputs, inputs]));
         var reference = expected.data<float>().ToArray();
 
-        foreach (var matrix in new[] { new PackedMatrix(outputs, inputs, bf16), new PackedMatrix(outputs, inputs, widened) })
+        foreach (var matrix in Bf16Layouts(outputs, inputs, bf16).Append(new PackedMatrix(outputs, inputs, widened)))
         {
             var y = new float[rows * outputs];
             // In two ranges of outputs, as the parallel pass splits them.
             matrix.Multiply(x, rows, y, outputs, 0, outputs / 2);
             matrix.Multiply(x, rows, y, outputs, outputs / 2, outputs);
             for (var i = 0; i < y.Length; i++) Assert.True(Math.Abs(y[i] - reference[i]) <= 1e-4f * Math.Max(1, Math.Abs(reference[i])), $"{(matrix.IsBf16 ? "bf16" : "f32")} [{i}]: {y[i]} vs {reference[i]}");
+            matrix.Dispose();
         }
     }
 
@@ -104,6 +106,13 @@ public sealed class PackedKernelTests
             }
     }
 
+    /// <summary>BF16 weights in each row layout this CPU can run: runs of 16 for AVX2, and of 32 where AVX-512 runs.</summary>
+    private static IEnumerable<PackedMatrix> Bf16Layouts(int outputs, int inputs, ushort[] bf16)
+    {
+        yield return new PackedMatrix(outputs, inputs, bf16, wide: false);
+        if (PackedMatrix.WideByDefault) yield return new PackedMatrix(outputs, inputs, bf16, wide: true);
+    }
+
     /// <summary>
     /// The whole-matrix paths a <see cref="Projection"/> takes: widening back to float32 in column order gives every
     /// weight exactly (BF16 by its bits, FP8 by the format's definition times its block's scale), and the product over
@@ -121,13 +130,10 @@ public sealed class PackedKernelTests
         var scaleCols = (inputs + 127) / 128;
         var scales = Enumerable.Range(0, (outputs + 127) / 128 * scaleCols).Select(i => MathF.Pow(2, i % 5 - 2)).ToArray();
         var x = Enumerable.Range(0, rows * inputs).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-        using var b = new PackedMatrix(outputs, inputs, bf16);
         using var f = new PackedMatrix(outputs, inputs, codes, scales);
-        foreach (var (matrix, weight) in new (PackedMatrix, Func<int, float>)[]
-        {
-            (b, i => BitConverter.Int32BitsToSingle(bf16[i] << 16)),
-            (f, i => DeepSeekModelTests.DecodeE4M3(codes[i]) * scales[i / inputs / 128 * scaleCols + i % inputs / 128]),
-        })
+        Func<int, float> bf16Weight = i => BitConverter.Int32BitsToSingle(bf16[i] << 16);
+        foreach (var (matrix, weight) in Bf16Layouts(outputs, inputs, bf16).Select(b => (b, bf16Weight))
+            .Append((f, i => DeepSeekModelTests.DecodeE4M3(codes[i]) * scales[i / inputs / 128 * scaleCols + i % inputs / 128])))
         {
             var widened = new float[outputs * inputs];
             matrix.WidenAll(widened);
