@@ -12,19 +12,15 @@ namespace MoeMesh.Engine.Kernels;
 /// </summary>
 public sealed unsafe partial class PackedMatrix
 {
-    private void MultiplyWide(ReadOnlySpan<float> x, int xRows, Span<float> y, int yStride, int from, int to)
+    /// <summary>Up to four rows of x (a tile) against weight rows [<paramref name="from"/>, <paramref name="to"/>).</summary>
+    private void TileWide(ReadOnlySpan<float> x, int rows, Span<float> y, int yStride, int from, int to)
     {
-        for (var r = 0; r < xRows; r += 4)
+        switch (rows)
         {
-            var xs = x.Slice(r * Cols);
-            var ys = y.Slice(r * yStride);
-            switch (xRows - r)
-            {
-                case 1: OneRowWide(xs, ys, from, to); break;
-                case 2: TilesWide<TwoRows>(xs, ys, yStride, from, to); break;
-                case 3: TilesWide<ThreeRows>(xs, ys, yStride, from, to); break;
-                default: TilesWide<FourRows>(xs, ys, yStride, from, to); break;
-            }
+            case 1: OneRowWide(x, y, from, to); break;
+            case 2: TilesWide<TwoRows>(x, y, yStride, from, to); break;
+            case 3: TilesWide<ThreeRows>(x, y, yStride, from, to); break;
+            default: TilesWide<FourRows>(x, y, yStride, from, to); break;
         }
     }
 

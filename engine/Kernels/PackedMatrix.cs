@@ -141,6 +141,9 @@ public sealed unsafe partial class PackedMatrix : IDisposable
 
     private static bool Vectorised => Avx2.IsSupported && Fma.IsSupported;
 
+    /// <summary>Bytes of BF16 weight rows a block of several x tiles works on: well inside a core's L2.</summary>
+    private const int BlockBytes = 96 << 10;
+
     /// <summary>
     /// y[r * yStride + j] = sum over k of x[r * Cols + k] * W[j, k], for the <paramref name="xRows"/> rows of x and
     /// the outputs j in [<paramref name="from"/>, <paramref name="to"/>).
@@ -148,25 +151,29 @@ public sealed unsafe partial class PackedMatrix : IDisposable
     public void Multiply(ReadOnlySpan<float> x, int xRows, Span<float> y, int yStride, int from, int to)
     {
         if (x.Length < xRows * Cols || to > Rows || from < 0 || y.Length < (xRows - 1) * yStride + to) throw new ArgumentOutOfRangeException(nameof(x));
-        if (_isBf16 && _run == 32 && _whole > 0)
-            MultiplyWide(x, xRows, y, yStride, from, to);
-        else if (_isBf16 && Vectorised && _whole > 0)
+        if (_isBf16 && Vectorised && _whole > 0)
         {
-            for (var r = 0; r < xRows; r += 4)
+            // Blocks of weight rows small enough to stay in the core's cache while every tile of x rows passes over
+            // them: with more than four rows, each tile would otherwise stream the whole range from memory again.
+            var block = xRows <= 4 ? to - from : Math.Clamp(BlockBytes / (2 * Cols) & ~3, 4, 64);
+            for (var b = from; b < to; b += block)
+            {
+                var end = Math.Min(to, b + block);
+                for (var r = 0; r < xRows; r += 4)
                 {
                     var xs = x.Slice(r * Cols);
                     var ys = y.Slice(r * yStride);
-                    switch (xRows - r)
-                    {
-                        case 1: OneRowBf16(xs, ys, from, to); break;
-                        case 2: TilesBf16<TwoRows>(xs, ys, yStride, from, to); break;
-                        case 3: TilesBf16<ThreeRows>(xs, ys, yStride, from, to); break;
-                        default: TilesBf16<FourRows>(xs, ys, yStride, from, to); break;
-                    }
+                    if (_run == 32) TileWide(xs, xRows - r, ys, yStride, b, end);
+                    else
+                        switch (xRows - r)
+                        {
+                            case 1: OneRowBf16(xs, ys, b, end); break;
+                            case 2: TilesBf16<TwoRows>(xs, ys, yStride, b, end); break;
+                            case 3: TilesBf16<ThreeRows>(xs, ys, yStride, b, end); break;
+                            default: TilesBf16<FourRows>(xs, ys, yStride, b, end); break;
+                        }
                 }
-        }
-        if (_isBf16 && Vectorised && _whole > 0)
-        {
+            }
             // Columns past the last whole run, outside the kernels so that no call keeps their accumulators off registers.
             if (_whole < Cols)
                 for (var r = 0; r < xRows; r++)
