@@ -188,6 +188,7 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         var profile = new StepProfile();
         var engine = LoadEngine(dir, options with { Profile = profile });
         Console.WriteLine($"routed experts {(options.PackedExperts ? "packed" : "libtorch")}, dense weights {(options.PackedDense ? "packed" : "libtorch")}");
+        ProfilePrefill(engine, profile, config.VocabSize);
         foreach (var c in new[] { 1, 8, 32 })
         {
             EngineDecode(engine, c);
@@ -219,6 +220,29 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
                 Console.WriteLine($"  {name,-14} {ms,7:F2} ms  {ms / total,5:P0}");
             }
         }
+    }
+
+    /// <summary>Where a 512-token prefill chunk's time goes: medians of 3 fresh prompts, the parts as in <see cref="Profile"/>.</summary>
+    private void ProfilePrefill(LlmEngine engine, StepProfile profile, int vocab)
+    {
+        const int n = 512;
+        var parts = Enum.GetValues<StepPart>().ToDictionary(p => p, _ => new List<double>());
+        var steps = new List<double>();
+        for (var round = 0; round < 4; round++)
+        {
+            var seq = engine.Add(RandomPrompt(n, vocab, 20_000 + round), new SamplingParams { MaxTokens = 1, Temperature = 0 });
+            profile.Take();
+            var sw = Stopwatch.StartNew();
+            while (!seq.IsFinished) engine.Step();
+            var timed = profile.Take();
+            if (round == 0) continue; // warm-up
+            steps.Add(sw.Elapsed.TotalMilliseconds);
+            foreach (var (p, t) in timed) parts[p].Add(t.TotalMilliseconds);
+        }
+        var total = Stats.Median(steps);
+        Console.WriteLine($"prefill, {n} tokens: {total:F0} ms ({n * 1000 / total:F0} tokens/s), medians of 3 prompts:");
+        foreach (var (p, list) in parts)
+            Console.WriteLine($"  {p,-14} {Stats.Median(list),7:F1} ms  {Stats.Median(list) / total,5:P0}");
     }
 
     /// <summary>Generated tokens per second for <paramref name="concurrency"/> sequences, from submission to the last token.</summary>

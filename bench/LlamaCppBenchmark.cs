@@ -5,6 +5,9 @@ using LLama.Native;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Demo;
 using MoeMesh.Engine.Export;
+using MoeMesh.Engine.Model;
+using MoeMesh.Engine.Runtime;
+using MoeMesh.Engine.Scheduling;
 using TorchSharp;
 
 namespace MoeMesh.Bench;
@@ -49,6 +52,8 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
             if (!File.Exists(path)) GgufExporter.Export(dir, path, type, Console.Error);
             engines.Add(Measured($"llama.cpp {type}", () => new LlamaCpp(path, threads, maxLength)));
         }
+        var options = ComputeOptions.Parse("cpu", gatewayArgs[1], gatewayArgs[3]);
+        engines.Add(Measured("MoeMesh in-process", () => new InProcess(dir, options)));
         await using var http = await GatewayLoad.StartProcessAsync(dir, config.VocabSize, ["--max-batch-tokens", Chunk.ToString(), .. gatewayArgs]);
 
         // A warm-up round for every engine, not counted: the gateway's first requests run through just-in-time compilation.
@@ -97,33 +102,30 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
         }
 
         Console.WriteLine($"medians of {rounds} rounds, tokens/s; ratio = MoeMesh / llama.cpp");
-        foreach (var c in Levels)
-        {
-            double M(string name) => Stats.Median(decode[(name, c)]);
-            Console.WriteLine($"decode, {c,2} sequences: MoeMesh {M("MoeMesh"):F1}, llama.cpp F16 {M("llama.cpp F16"):F1}, F32 {M("llama.cpp F32"):F1}; " +
-                $"ratio vs F16 {M("MoeMesh") / M("llama.cpp F16"):F2}x, vs F32 {M("MoeMesh") / M("llama.cpp F32"):F2}x");
-        }
-        foreach (var n in prefillLengths)
-        {
-            double M(string name) => Stats.Median(prefill[(name, n)]);
-            Console.WriteLine($"prefill {n,5} tokens: MoeMesh {M("MoeMesh"):F0}, llama.cpp F16 {M("llama.cpp F16"):F0}, F32 {M("llama.cpp F32"):F0}; " +
-                $"ratio vs F16 {M("MoeMesh") / M("llama.cpp F16"):F2}x, vs F32 {M("MoeMesh") / M("llama.cpp F32"):F2}x");
-        }
-        if (decodeLong.Count > 0)
-        {
-            double M(string name) => Stats.Median(decodeLong[name]);
-            Console.WriteLine($"decode, 1 sequence after a {longest}-token prompt: MoeMesh {M("MoeMesh"):F1}, llama.cpp F16 {M("llama.cpp F16"):F1}, F32 {M("llama.cpp F32"):F1}; " +
-                $"ratio vs F16 {M("MoeMesh") / M("llama.cpp F16"):F2}x, vs F32 {M("MoeMesh") / M("llama.cpp F32"):F2}x");
-        }
+        Console.WriteLine("MoeMesh is the gateway over HTTP; in-process, the same engine called in this process");
+        foreach (var c in Levels) Print($"decode, {c,2} sequences:", name => decode[(name, c)], "F1");
+        foreach (var n in prefillLengths) Print($"prefill {n,5} tokens:", name => prefill[(name, n)], "F0");
+        if (decodeLong.Count > 0) Print($"decode, 1 sequence after a {longest}-token prompt:", name => decodeLong[name], "F1");
         Console.WriteLine($"peak resident memory: MoeMesh gateway process {Stats.StatusBytes("VmHWM:", http.Pid) / 1e9:F2} GB (KV budget 1 GiB); " +
-            $"this process (both llama.cpp models, F16 and F32, and the runs) {Stats.StatusBytes("VmHWM:") / 1e9:F2} GB");
+            $"this process (both llama.cpp models, F16 and F32, the in-process engine and the runs) {Stats.StatusBytes("VmHWM:") / 1e9:F2} GB");
         // The VM's bandwidth drifts: measured again at the end, the higher figure is the limit.
         bandwidth = Math.Max(bandwidth, ReadBandwidth());
         Console.WriteLine($"memory read bandwidth, the higher of the readings at the start and at the end: {bandwidth / 1e9:F1} GB/s");
-        var active = ActiveWeightBytes(config, 4);
+        var active = ActiveWeightBytes(config, options);
         var step = Stats.Median(decode[("MoeMesh", 1)]);
-        Console.WriteLine($"one-sequence decode: MoeMesh reads {active / 1e6:F0} MB of float32 weights per step, {active * step / 1e9:F1} GB/s = {active * step / bandwidth:P0} of the measured bandwidth");
+        Console.WriteLine($"one-sequence decode: MoeMesh (experts {(options.PackedExperts ? "packed" : "float32")}, dense {(options.PackedDense ? "packed" : "float32")}) " +
+            $"reads {active / 1e6:F0} MB of weights per step, {active * step / 1e9:F1} GB/s = {active * step / bandwidth:P0} of the measured bandwidth");
         foreach (var e in engines) e.Dispose();
+    }
+
+    /// <summary>One line of medians: MoeMesh over HTTP and in-process, llama.cpp F16 and F32, and the ratios against F16 and F32.</summary>
+    private static void Print(string what, Func<string, List<double>> runs, string format)
+    {
+        double M(string name) => Stats.Median(runs(name));
+        Console.WriteLine($"{what} MoeMesh {M("MoeMesh").ToString(format)}, in-process {M("MoeMesh in-process").ToString(format)}, " +
+            $"llama.cpp F16 {M("llama.cpp F16").ToString(format)}, F32 {M("llama.cpp F32").ToString(format)}; " +
+            $"ratio vs F16 {M("MoeMesh") / M("llama.cpp F16"):F2}x (in-process {M("MoeMesh in-process") / M("llama.cpp F16"):F2}x), " +
+            $"vs F32 {M("MoeMesh") / M("llama.cpp F32"):F2}x (in-process {M("MoeMesh in-process") / M("llama.cpp F32"):F2}x)");
     }
 
     private static T Measured<T>(string name, Func<T> load)
@@ -152,18 +154,22 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
         return (1L << 30) / best;
     }
 
-    /// <summary>Weight bytes one token reads: attention projections (absorbed: all of kv_b), router, its experts and the shared ones or the dense MLP, LM head.</summary>
-    private static double ActiveWeightBytes(ModelConfig c, int bytesPerWeight)
+    /// <summary>
+    /// Bytes of weights a one-sequence decode step reads: packed weights two bytes (a BF16 checkpoint), float32 copies
+    /// four; kv_b_proj and the routers are float32 copies either way.
+    /// </summary>
+    private static double ActiveWeightBytes(ModelConfig c, ComputeOptions o)
     {
-        double e = c.HiddenSize, h = c.NumAttentionHeads;
+        double e = c.HiddenSize, h = c.NumAttentionHeads, dense = o.PackedDense ? 2 : 4, experts = o.PackedExperts ? 2 : 4;
         var q = c.QLoraRank is { } lq ? e * lq + lq * h * c.QkHeadDim : e * h * c.QkHeadDim;
-        var attention = q + e * c.LatentCacheDim + c.KvLoraRank * h * (c.QkNopeHeadDim + c.VHeadDim) + h * c.VHeadDim * e;
-        double total = c.VocabSize * e;
+        var attention = (q + e * c.LatentCacheDim + h * c.VHeadDim * e) * dense + c.KvLoraRank * h * (c.QkNopeHeadDim + c.VHeadDim) * 4;
+        var total = c.VocabSize * e * dense;
         for (var i = 0; i < c.NumHiddenLayers; i++)
-            total += attention + (c.IsMoeLayer(i) ? e * c.NRoutedExperts + 3 * e * c.MoeIntermediateSize * (c.NumExpertsPerTok + c.NSharedExperts) : 3 * e * c.IntermediateSize);
-        return total * bytesPerWeight;
+            total += attention + (c.IsMoeLayer(i)
+                ? e * c.NRoutedExperts * 4 + 3 * e * c.MoeIntermediateSize * (c.NumExpertsPerTok * experts + c.NSharedExperts * dense)
+                : 3 * e * c.IntermediateSize * dense);
+        return total;
     }
-
 
     private interface IEngine : IDisposable
     {
@@ -174,6 +180,51 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
 
         /// <summary>Prompt tokens/s to the first token; with <paramref name="decodeTokens"/>, also tokens/s of the steps after it.</summary>
         (double Prefill, double Decode) Prefill(int[] prompt, int decodeTokens = 1);
+    }
+
+    /// <summary>
+    /// MoeMesh's engine in this process, stepped on a compute thread of its own (as the gateway does: one thread
+    /// calls libtorch), batching at most <see cref="Chunk"/> tokens a step as the gateway here does.
+    /// </summary>
+    private sealed class InProcess : IEngine
+    {
+        private readonly ComputeThread _thread = new("moemesh-bench-engine");
+        private readonly LlmEngine _engine;
+        private readonly int _vocab;
+
+        public InProcess(string dir, ComputeOptions options)
+        {
+            _engine = _thread.Invoke(() => new LlmEngine(DeepSeekModel.Load(dir, options),
+                new EngineOptions { KvCacheBytes = 1L << 30, MaxBatchTokens = Chunk, MaxRunningSequences = Levels.Max() }, null, null));
+            _vocab = _engine.Model.Config.VocabSize;
+        }
+
+        public string Name => "MoeMesh in-process";
+
+        public double Decode(int sequences, int tokens, int seed) => _thread.Invoke(() =>
+        {
+            var sw = Stopwatch.StartNew();
+            var seqs = Enumerable.Range(0, sequences)
+                .Select(s => _engine.Add(GatewayLoad.RandomPrompt(PromptTokens, _vocab, seed + s), Greedy(tokens)))
+                .ToList();
+            while (seqs.Any(s => !s.IsFinished)) _engine.Step();
+            return sequences * tokens / sw.Elapsed.TotalSeconds;
+        });
+
+        public (double Prefill, double Decode) Prefill(int[] prompt, int decodeTokens = 1) => _thread.Invoke(() =>
+        {
+            var sw = Stopwatch.StartNew();
+            var seq = _engine.Add(prompt, Greedy(decodeTokens));
+            while (seq.OutputLength == 0) _engine.Step();
+            var prefill = prompt.Length / sw.Elapsed.TotalSeconds;
+            sw.Restart();
+            while (!seq.IsFinished) _engine.Step();
+            return (prefill, decodeTokens > 1 ? (decodeTokens - 1) / sw.Elapsed.TotalSeconds : double.NaN);
+        });
+
+        private static SamplingParams Greedy(int tokens) => new() { MaxTokens = tokens, Temperature = 0, IgnoreEos = true };
+
+        public void Dispose() => _thread.Dispose();
     }
 
     private sealed class LlamaCpp : IEngine

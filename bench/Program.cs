@@ -45,7 +45,7 @@ else await new EngineBenchmark(cache, tokens).RunAsync();
 return;
 
 // How the gateway or engine under test holds its CPU weights: --cpu-experts and --cpu-dense, as the gateway takes them.
-string[] CpuArgs() => ["--cpu-experts", ArgValue(args, "--cpu-experts") ?? "libtorch", "--cpu-dense", ArgValue(args, "--cpu-dense") ?? "libtorch"];
+string[] CpuArgs() => ["--cpu-experts", ArgValue(args, "--cpu-experts") ?? "auto", "--cpu-dense", ArgValue(args, "--cpu-dense") ?? "auto"];
 
 int? IntArg(string name) => ArgValue(args, name) is { } v ? int.Parse(v) : null;
 

@@ -139,7 +139,10 @@ public sealed unsafe partial class PackedMatrix : IDisposable
 
     private static float Widen(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 
-    private static bool Vectorised => Avx2.IsSupported && Fma.IsSupported;
+    /// <summary>Whether the kernels run vectorised here (AVX2 and FMA); elsewhere a portable loop computes the same, slowly.</summary>
+    public static bool Accelerated => Avx2.IsSupported && Fma.IsSupported;
+
+    private static bool Vectorised => Accelerated;
 
     /// <summary>Bytes of BF16 weight rows a block of several x tiles works on: well inside a core's L2.</summary>
     private const int BlockBytes = 96 << 10;

@@ -49,7 +49,7 @@ public sealed record NodeOptions(
         var placement = cli.Add<string?>("--placement", "FILE", "Per-layer assignment {\"layers\": {\"1\": \"0-15\", ...}} as the operator writes it; re-read when it changes (overrides --experts)", Values.OptionalText, null);
         var urls = cli.Add("--urls", "URL", $"Listen address (default {DefaultUrl}); the node is meant for the cluster network", Values.Text, DefaultUrl);
         var device = cli.Add("--device", "cpu|cuda[:N]", "Compute device (default cpu)", Values.Device, "cpu");
-        var cpuExperts = cli.Add("--cpu-experts", "libtorch|packed", "Experts on the CPU: libtorch on float32 copies of their weights (default), or packed, the engine's kernel over the checkpoint's BF16 or FP8 weights as stored (a half or a quarter of the memory; slower than libtorch on some CPUs, see docs/benchmarks.md)", Values.OneOf("libtorch", "packed"), "libtorch");
+        var cpuExperts = cli.Add("--cpu-experts", "auto|libtorch|packed", "Experts on the CPU: packed, the engine's kernel over the checkpoint's BF16 or FP8 weights as stored (a half or a quarter of the memory of float32 copies), or libtorch on float32 copies; auto (default) is packed where the CPU has AVX2 and FMA", Values.OneOf("auto", "libtorch", "packed"), "auto");
         var drain = cli.Add("--drain-seconds", "N", "After a placement change, dropped experts stay servable this long for gateways that have not seen it (default 3; gateways poll every second)", Values.NonNegativeSeconds, 3.0);
         var threads = cli.Add<int?>("--threads", "N", "libtorch intra-op CPU threads (default: one per core); set it when nodes share a host", v => Values.PositiveInt(v), null);
         var apiKey = cli.Add<string?>("--api-key", "KEY", "Require 'Authorization: Bearer KEY' on /v1 (gateways: --expert-api-key KEY); POST /v1/placement is off without it", Values.OptionalText, null);
@@ -60,7 +60,7 @@ public sealed record NodeOptions(
             var config = ModelConfig.Load(Path.Combine(dir, "config.json"));
             var file = p.Get(placement);
             if (file is not null && !File.Exists(file)) throw new ArgumentException($"--placement: {file} does not exist");
-            return new NodeOptions(dir, config, ExpertPlacement.Uniform(config, p.Get(experts)), file, ComputeOptions.Parse(p.Get(device), p.Get(cpuExperts)), p.Get(threads),
+            return new NodeOptions(dir, config, ExpertPlacement.Uniform(config, p.Get(experts)), file, ComputeOptions.Parse(p.Get(device), p.Get(cpuExperts), "libtorch"), p.Get(threads),
                 TimeSpan.FromSeconds(p.Get(drain)), BearerKey.From(p.Get(apiKey)), p.Get(urls), p.Get(maxTokens));
         });
     }

@@ -44,11 +44,11 @@ public sealed record GatewayOptions
     public long KvStoreWriteQueueBytes { get; init; } = 64L << 20;
     public string Device { get; init; } = "cpu";
 
-    /// <summary>How routed experts held here run on the CPU: libtorch (default) or packed (the engine's kernel over BF16 weights).</summary>
-    public string CpuExperts { get; init; } = "libtorch";
+    /// <summary>How routed experts held here run on the CPU: auto (default), libtorch on float32 copies, or packed (the engine's kernel on the weights as stored).</summary>
+    public string CpuExperts { get; init; } = "auto";
 
-    /// <summary>How the dense weights run on the CPU: libtorch on float32 copies (default) or packed (kept as stored, the engine's kernel for decode).</summary>
-    public string CpuDense { get; init; } = "libtorch";
+    /// <summary>How the dense weights run on the CPU: auto (default), libtorch on float32 copies, or packed (kept as stored, the engine's kernel for decode).</summary>
+    public string CpuDense { get; init; } = "auto";
 
     /// <summary>Bearer key of the inference API (/v1); null leaves it open.</summary>
     public string? ApiKey { get; init; }
@@ -119,8 +119,8 @@ public sealed record GatewayOptions
         var kvBudget = cli.Add("--kv-store-lookup-budget-ms", "N", $"Longest a prompt waits for the shared store before it is computed (default {d.KvStoreLookupBudgetMs})", Values.PositiveInt, d.KvStoreLookupBudgetMs);
         var kvQueue = cli.Add("--kv-store-write-queue-bytes", "N", $"Computed pages waiting to be written to the shared store, at most (default {d.KvStoreWriteQueueBytes}); beyond it pages are not shared", Values.PositiveLong, d.KvStoreWriteQueueBytes);
         var device = cli.Add("--device", "cpu|cuda[:N]", "Compute device (default cpu; cuda computes in bfloat16)", Values.Device, d.Device);
-        var cpuExperts = cli.Add("--cpu-experts", "libtorch|packed", "Routed experts on the CPU: libtorch on float32 copies of their weights (default), or packed, the engine's kernel over the checkpoint's BF16 or FP8 weights as stored (a half or a quarter of the memory; slower than libtorch on some CPUs, see docs/benchmarks.md)", Values.OneOf("libtorch", "packed"), d.CpuExperts);
-        var cpuDense = cli.Add("--cpu-dense", "libtorch|packed", "Dense weights (attention, shared experts, dense MLPs, embedding, LM head) on the CPU: libtorch on float32 copies (default), or packed, kept as the checkpoint stores them (BF16: half the memory) and computed in the engine's kernel for decode batches, widened for libtorch's GEMM for prefill chunks", Values.OneOf("libtorch", "packed"), d.CpuDense);
+        var cpuExperts = cli.Add("--cpu-experts", "auto|libtorch|packed", "Routed experts held here on the CPU: packed, the engine's kernel over the checkpoint's BF16 or FP8 weights as stored (a half or a quarter of the memory of float32 copies), or libtorch on float32 copies; auto (default) is packed where the CPU has AVX2 and FMA", Values.OneOf("auto", "libtorch", "packed"), d.CpuExperts);
+        var cpuDense = cli.Add("--cpu-dense", "auto|libtorch|packed", "Dense weights (attention, shared experts, dense MLPs, embedding, LM head) on the CPU: packed, kept as the checkpoint stores them (BF16: half the memory) and computed in the engine's kernel for decode-sized batches, widened for libtorch's GEMM for prefill chunks, or libtorch on float32 copies; auto (default) is packed where the CPU has AVX2 and FMA", Values.OneOf("auto", "libtorch", "packed"), d.CpuDense);
         var apiKey = cli.Add("--api-key", "KEY", "Require 'Authorization: Bearer KEY' on /v1 (default: open)", Values.OptionalText, d.ApiKey);
         var adminKey = cli.Add("--admin-api-key", "KEY", "Require 'Authorization: Bearer KEY' on /admin; without it the admin routes are off", Values.OptionalText, d.AdminApiKey);
         var name = cli.Add("--served-model-name", "NAME", "Model id reported by /v1/models (default: the folder name)", Values.Text, d.ServedModelName);

@@ -226,29 +226,9 @@ public sealed class DeepSeekModelTests
         for (var t = 0; t < length - 3; t++) AssertClose(reference[t], prefill[t], 2e-3);
         for (var t = length - 3; t < length; t++) AssertClose(reference[t], harness.Step((seq, t, 1))[0][0], 2e-3);
 
-        long dense = 0;
-        foreach (var (name, dtype, elements) in SafetensorsHeader(Path.Combine(dir, "model.safetensors")))
-        {
-            if (name.Contains(".mlp.experts.", StringComparison.Ordinal)) continue;
-            // q_proj, q_a/q_b_proj, kv_a_proj_with_mqa, o_proj and the MLPs' gate/up/down_proj; kv_b_proj stays a tensor.
-            var packed = (name.Contains("_proj", StringComparison.Ordinal) && !name.Contains("kv_b_proj", StringComparison.Ordinal))
-                || name is "model.embed_tokens.weight" or "lm_head.weight";
-            Assert.True(!packed || dtype == "BF16", $"{name} is {dtype}");
-            dense += elements * (packed ? 2 : 4);
-        }
-        Assert.Equal(dense, model.DenseByteSize);
-    }
-
-    private static IEnumerable<(string Name, string DType, long Elements)> SafetensorsHeader(string file)
-    {
-        using var stream = File.OpenRead(file);
-        var length = new byte[8];
-        stream.ReadExactly(length);
-        var header = new byte[BitConverter.ToInt64(length)];
-        stream.ReadExactly(header);
-        return System.Text.Json.JsonDocument.Parse(header).RootElement.EnumerateObject().Where(t => t.Name != "__metadata__")
-            .Select(t => (t.Name, t.Value.GetProperty("dtype").GetString()!, t.Value.GetProperty("shape").EnumerateArray().Aggregate(1L, (n, d) => n * d.GetInt64())))
-            .ToList();
+        Assert.Equal(MoeMesh.Testing.CheckpointBytes.Dense(dir, packed: true), model.DenseByteSize);
+        Assert.Equal(MoeMesh.Testing.CheckpointBytes.Dense(dir, packed: false), TestModels.Load(dir).DenseByteSize);
+        Assert.Equal(MoeMesh.Testing.CheckpointBytes.Experts(dir, packed: true), ((Engine.Experts.LocalExpertBackend)model.Experts).ByteSize);
     }
 
     [Fact]

@@ -16,7 +16,7 @@ public sealed class CompletionsTests : IAsyncLifetime
     /// <summary>Greedy steps from an engine built directly on the same checkpoint.</summary>
     private static List<GreedyStep> EngineGreedy(int[] prompt, int count)
     {
-        var model = DeepSeekModel.Load(GatewayServer.ModelDir, ComputeOptions.Cpu);
+        var model = DeepSeekModel.Load(GatewayServer.ModelDir, ComputeOptions.CpuDefault);
         var engine = new LlmEngine(model, new EngineOptions { KvCacheBytes = 8 << 20 }, null, null);
         var seq = engine.Add(prompt, new SamplingParams { MaxTokens = count, Temperature = 0, Logprobs = 2 });
         var steps = new List<GreedyStep>();
@@ -229,28 +229,17 @@ public sealed class CompletionsTests : IAsyncLifetime
     }
 
     /// <summary>
-    /// The weight bytes the gateway reports, against the checkpoint's own safetensors header: a float32 copy of every
-    /// tensor (4 bytes an element), each once, the routed experts apart.
+    /// The weight bytes the gateway reports, against the checkpoint's own safetensors header: with the CPU defaults,
+    /// packed weights at their stored size and the rest as float32 copies, each tensor once, the routed experts apart.
     /// </summary>
     [Fact]
     public async Task Metrics_ReportTheWeightBytesHeld()
     {
-        long dense = 0, experts = 0;
-        using (var file = File.OpenRead(Path.Combine(GatewayServer.ModelDir, "model.safetensors")))
-        {
-            var length = new byte[8];
-            file.ReadExactly(length);
-            var header = new byte[BitConverter.ToInt64(length)];
-            file.ReadExactly(header);
-            foreach (var t in JsonDocument.Parse(header).RootElement.EnumerateObject().Where(t => t.Name != "__metadata__"))
-            {
-                var elements = t.Value.GetProperty("shape").EnumerateArray().Aggregate(1L, (n, d) => n * d.GetInt64());
-                if (t.Name.Contains(".mlp.experts.", StringComparison.Ordinal)) experts += elements;
-                else dense += elements;
-            }
-        }
-        Assert.Equal<double?>(dense * 4, await MoeMesh.Testing.Programs.MetricAsync(_server.Http, "moemesh_weight_bytes{part=\"dense\"}"));
-        Assert.Equal<double?>(experts * 4, await MoeMesh.Testing.Programs.MetricAsync(_server.Http, "moemesh_weight_bytes{part=\"routed_experts\"}"));
+        var options = ComputeOptions.CpuDefault;
+        Assert.Equal<double?>(MoeMesh.Testing.CheckpointBytes.Dense(GatewayServer.ModelDir, options.PackedDense),
+            await MoeMesh.Testing.Programs.MetricAsync(_server.Http, "moemesh_weight_bytes{part=\"dense\"}"));
+        Assert.Equal<double?>(MoeMesh.Testing.CheckpointBytes.Experts(GatewayServer.ModelDir, options.PackedExperts),
+            await MoeMesh.Testing.Programs.MetricAsync(_server.Http, "moemesh_weight_bytes{part=\"routed_experts\"}"));
         Assert.True(await MoeMesh.Testing.Programs.MetricAsync(_server.Http, "moemesh_kv_cache_bytes") > 0);
     }
 }
