@@ -45,4 +45,49 @@ public static class KernelRates
                 $"FP8 kernel par {fp8 * 1e6:F0} us ({(double)rows * cols / fp8 / 1e9:F1} Gw/s)");
         }
     }
+
+    /// <summary>
+    /// The BF16 kernel's multiply-add rate on a cache-resident 256 x 1024 matrix for 1 to 8 rows of x, on one thread
+    /// and on two threads with a matrix each; then the routed-expert pass alone at the benchmark model's layer shape
+    /// (64 experts of 256 x 1024, top 6) for 1, 8 and 32 tokens, over seven layers in turn so that its weights come
+    /// from memory as in a step, with the bytes per second of the active experts' BF16 weights.
+    /// </summary>
+    public static void ExpertPass()
+    {
+        const int experts = 64, inter = 256, h = 1024, topK = 6, layerCount = 7;
+        var rnd = new Random(2);
+        ushort[] Weights(int n) => Enumerable.Range(0, n).Select(_ => (ushort)(BitConverter.SingleToInt32Bits((float)(rnd.NextDouble() - 0.5)) >> 16)).ToArray();
+        PackedExpert Expert() => new(new PackedMatrix(inter, h, Weights(inter * h)), new PackedMatrix(inter, h, Weights(inter * h)), new PackedMatrix(h, inter, Weights(inter * h)));
+        var layers = Enumerable.Range(0, layerCount).Select(_ => Enumerable.Range(0, experts).Select(_ => Expert()).ToArray()).ToArray();
+        foreach (var n in new[] { 1, 2, 3, 4, 8 })
+        {
+            var x = new float[n * h];
+            var (y0, y1) = (new float[n * inter], new float[n * inter]);
+            var (m0, m1) = (layers[0][0].Gate, layers[0][1].Gate);
+            const int reps = 2000;
+            for (var i = 0; i < 200; i++) m0.Multiply(x, n, y0, inter, 0, inter);
+            var sw = Stopwatch.StartNew();
+            for (var i = 0; i < reps; i++) m0.Multiply(x, n, y0, inter, 0, inter);
+            var one = sw.Elapsed.TotalSeconds / reps;
+            sw.Restart();
+            Parallel.Invoke(
+                () => { for (var i = 0; i < reps; i++) m0.Multiply(x, n, y0, inter, 0, inter); },
+                () => { for (var i = 0; i < reps; i++) m1.Multiply(x, n, y1, inter, 0, inter); });
+            var two = sw.Elapsed.TotalSeconds / reps;
+            Console.WriteLine($"256x1024 in cache, {n} rows: one thread {256.0 * 1024 * n / one / 1e9:F1} G multiply-adds/s, two threads {2 * 256.0 * 1024 * n / two / 1e9:F1}");
+        }
+        foreach (var tokens in new[] { 1, 8, 32 })
+        {
+            var hidden = Enumerable.Range(0, tokens * h).Select(_ => (float)rnd.NextDouble()).ToArray();
+            var pairs = Enumerable.Range(0, tokens).SelectMany(t => Enumerable.Range(0, experts).OrderBy(_ => rnd.Next()).Take(topK).Select(e => (Token: (long)t, Expert: (long)e))).ToArray();
+            var (pt, pe, pw) = (pairs.Select(p => p.Token).ToArray(), pairs.Select(p => p.Expert).ToArray(), pairs.Select(_ => 0.1f).ToArray());
+            var bytes = pe.Distinct().Count() * 3L * inter * h * 2;
+            for (var i = 0; i < 6 * layerCount; i++) PackedExpertPass.Run(hidden, tokens, h, pt, pe, pw, e => layers[i % layerCount][e]);
+            const int reps = 30 * layerCount;
+            var sw = Stopwatch.StartNew();
+            for (var i = 0; i < reps; i++) PackedExpertPass.Run(hidden, tokens, h, pt, pe, pw, e => layers[i % layerCount][e]);
+            var s = sw.Elapsed.TotalSeconds / reps;
+            Console.WriteLine($"expert pass, {tokens} tokens, {pe.Distinct().Count()} experts active: {s * 1e3:F2} ms a layer, {bytes / s / 1e9:F1} GB/s of BF16 weights");
+        }
+    }
 }

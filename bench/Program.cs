@@ -1,7 +1,7 @@
 using MoeMesh.Engine.Model;
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates] [--llama-cpp] [--long-context] [--profile] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates [--expert-pass]] [--llama-cpp] [--long-context] [--profile] [--cpu-experts auto|libtorch|packed] [--cpu-dense auto|libtorch|packed] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
 //   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
 //   (--node-threads: libtorch threads of each expert-node process; --gateway-threads: of the gateway
 //   when its experts are on nodes, the in-process baseline keeps one per core; --node-cpus: run the
@@ -10,11 +10,13 @@ using MoeMesh.Bench;
 //   --kv-store: the shared KV store (a local redis-server): time to first token cold, local hit and Redis hit,
 //   page size, Redis throughput, and decode at 32 sequences with --kv-store redis against memory;
 //   --kernel-rates: the packed BF16 kernel against libtorch float32 at the benchmark model's projection shapes,
-//   and the FP8 kernel;
-//   --profile: where a decode step's time goes at 1, 8 and 32 sequences (attention, router, experts, LM head, rest);
-//   --llama-cpp [--lengths 512,2048] [--rounds 4]: MoeMesh against llama.cpp (LLamaSharp's CPU build) on the
-//   benchmark model exported to GGUF F16 and F32: decode at 1, 8, 32 sequences, prefill, decode after the
-//   longest prompt, memory, bandwidth;
+//   and the FP8 kernel; with --expert-pass, the kernel's multiply-add rate in cache and the routed-expert pass alone;
+//   --profile: where a 512-token prefill and a decode step at 1, 8 and 32 sequences spend their time (attention,
+//   router, experts, LM head, rest);
+//   --llama-cpp [--lengths 512,2048] [--rounds 4]: MoeMesh (the gateway over HTTP and the engine in-process) against
+//   llama.cpp (LLamaSharp's CPU build) on the benchmark model exported to GGUF F16 and F32: decode at 1, 8, 32
+//   sequences, prefill, decode after the longest prompt, memory, bandwidth;
+//   --profile and --llama-cpp run MoeMesh with --cpu-experts and --cpu-dense as given (default auto, as the gateway);
 //   --long-context [--lengths 512,2048,16000] [--rounds 2]: prompts of each length prefilled with attention in tiles
 //   and in one piece (alternating), decode at one sequence after each, peak memory the prefill added;
 //   --placement: the expert placement planner at DeepSeek-V3's shape: balance, moves after a drift, time;
@@ -22,7 +24,7 @@ using MoeMesh.Bench;
 var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
 var tokens = int.Parse(ArgValue(args, "--tokens") ?? "48");
 var cpuArgs = CpuArgs();
-if (args.Contains("--kernel-rates")) { if (args.Contains("--pass")) KernelRates.ExpertPass(); else KernelRates.Run(); }
+if (args.Contains("--kernel-rates")) { if (args.Contains("--expert-pass")) KernelRates.ExpertPass(); else KernelRates.Run(); }
 else if (args.Contains("--placement"))
     PlacementBenchmark.Run();
 else if (args.Contains("--simulate-day"))

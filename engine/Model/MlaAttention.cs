@@ -1,5 +1,6 @@
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
+using MoeMesh.Engine.Kernels;
 using MoeMesh.Engine.Kv;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -29,6 +30,11 @@ public sealed class MlaAttention
     private readonly Projection _wo;
     private readonly Scalar _scale;
 
+    /// <summary>Decode tokens attend in the engine's CPU kernel (<see cref="LatentDecodeAttention"/>): with packed weights.</summary>
+    private readonly bool _decodeKernel;
+
+    private readonly LatentDecodeAttention.Shape _shape;
+
     /// <summary>
     /// Bytes of the weights held (the absorbed form's per-head matrices are views of kv_b_proj's, which stays a
     /// tensor in the compute type: both forms read it per head).
@@ -40,6 +46,8 @@ public sealed class MlaAttention
     {
         _c = c;
         _scale = softmaxScale.ToScalar();
+        _decodeKernel = o.HoldsDensePacked;
+        _shape = new LatentDecodeAttention.Shape(c.NumAttentionHeads, c.QkNopeHeadDim, c.QkRopeHeadDim, c.VHeadDim, c.KvLoraRank, (float)softmaxScale);
         var h = c.NumAttentionHeads;
         var d = c.HiddenSize;
         if (c.QLoraRank is { } q)
@@ -90,7 +98,9 @@ public sealed class MlaAttention
         }
         if (batch.Decodes is { } dg)
         {
-            var o = AbsorbedDecode(qNope.index_select(0, dg.Rows), qPe.index_select(0, dg.Rows), cache, dg, plan.Tile(h, dg.Rows.shape[0]));
+            var o = _decodeKernel && cache.dtype == ScalarType.Float32 && plan.Mode != AttentionMode.Naive
+                ? DecodeInKernel(qNope.index_select(0, dg.Rows), qPe.index_select(0, dg.Rows), cache, dg)
+                : AbsorbedDecode(qNope.index_select(0, dg.Rows), qPe.index_select(0, dg.Rows), cache, dg, plan.Tile(h, dg.Rows.shape[0]));
             output.index_copy_(0, dg.Rows, o);
         }
         return _wo.Forward(output.view(n, h * _c.VHeadDim)).MoveToOuterDisposeScope();
@@ -183,6 +193,20 @@ public sealed class MlaAttention
         }
         var oLatent = softmax.Result(dtype); // [B, H, c]
         return matmul(oLatent.transpose(0, 1), _wUv.transpose(1, 2)).transpose(0, 1); // [B, H, v]
+    }
+
+    /// <summary>The absorbed form for B decode tokens in the engine's kernel, over the float32 cache in place. q* [B,H,*].</summary>
+    private Tensor DecodeInKernel(Tensor qNope, Tensor qPe, Tensor cache, DecodeGroup dg)
+    {
+        var b = qNope.shape[0];
+        using var qn = qNope.contiguous();
+        using var qp = qPe.contiguous();
+        using var slots = dg.ContextSlots.contiguous();
+        using var lengths = dg.Lengths.contiguous();
+        var o = empty(b, _c.NumAttentionHeads, _c.VHeadDim, dtype: ScalarType.Float32);
+        LatentDecodeAttention.Run(_shape, (int)b, HostMemory.Span(qn), HostMemory.Span(qp), HostMemory.Span(cache), HostMemory.Longs(slots),
+            (int)slots.shape[1], HostMemory.Longs(lengths), HostMemory.Span(_wkvB), HostMemory.Span(o));
+        return o;
     }
 
     /// <summary>

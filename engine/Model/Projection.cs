@@ -56,12 +56,11 @@ public sealed class Projection : IDisposable
         return y;
     }
 
-    /// <summary>The weight as a float32 tensor: the held one, or a widened copy the caller disposes.</summary>
-    public Tensor Widened()
+    /// <summary>The packed weight widened to a float32 tensor for one call (the caller disposes it).</summary>
+    private Tensor Widened()
     {
-        if (_packed is null) return _weight!.alias();
         var w = empty(Outputs, Inputs, ScalarType.Float32);
-        _packed.WidenAll(HostMemory.Span(w));
+        _packed!.WidenAll(HostMemory.Span(w));
         return w;
     }
 

@@ -1,0 +1,63 @@
+using MoeMesh.Engine.Kernels;
+
+namespace MoeMesh.Engine.Tests.Kernels;
+
+public sealed class LatentDecodeAttentionTests
+{
+    /// <summary>
+    /// Against the definition computed in float64 by the test: per head, q_latent = W_UKᵀ q_nope; scores over the
+    /// sequence's context rows (latent and rope key) times the scale; softmax; the latent sum back through W_UV.
+    /// Contexts of 1 token, one tile, and several tiles (past the kernel's 128), in scattered and padded slots; one
+    /// sequence (its heads split across the cores) and three.
+    /// </summary>
+    [Theory]
+    [InlineData(new[] { 300 })]
+    [InlineData(new[] { 1, 129, 77 })]
+    [InlineData(new[] { 5 })]
+    public void Run_MatchesTheDefinition(int[] lengths)
+    {
+        var s = new LatentDecodeAttention.Shape(Heads: 3, Nope: 8, Rope: 4, Value: 6, Latent: 16, Scale: 0.3f);
+        var random = new Random(lengths.Sum());
+        float[] Random(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var b = lengths.Length;
+        var maxContext = lengths.Max() + 3; // padded past the longest
+        const int slotCount = 1000;
+        var cache = Random(slotCount * s.Row);
+        var slots = new long[b * maxContext];
+        var order = Enumerable.Range(0, slotCount).OrderBy(_ => random.Next()).ToArray();
+        for (var i = 0; i < slots.Length; i++) slots[i] = order[i % slotCount];
+        var qNope = Random(b * s.Heads * s.Nope);
+        var qPe = Random(b * s.Heads * s.Rope);
+        var kvB = Random(s.Heads * (s.Nope + s.Value) * s.Latent);
+        var output = new float[b * s.Heads * s.Value];
+
+        LatentDecodeAttention.Run(s, b, qNope, qPe, cache, slots, maxContext, lengths.Select(l => (long)l).ToArray(), kvB, output);
+
+        for (var seq = 0; seq < b; seq++)
+            for (var h = 0; h < s.Heads; h++)
+            {
+                var kRow = (int n) => h * (s.Nope + s.Value) + n;
+                var q = new double[s.Row];
+                for (var c = 0; c < s.Latent; c++)
+                    for (var n = 0; n < s.Nope; n++) q[c] += (double)qNope[(seq * s.Heads + h) * s.Nope + n] * kvB[kRow(n) * s.Latent + c];
+                for (var r = 0; r < s.Rope; r++) q[s.Latent + r] = qPe[(seq * s.Heads + h) * s.Rope + r];
+                var scores = Enumerable.Range(0, lengths[seq]).Select(t =>
+                {
+                    var slot = (int)slots[seq * maxContext + t];
+                    return s.Scale * Enumerable.Range(0, s.Row).Sum(i => q[i] * cache[slot * s.Row + i]);
+                }).ToArray();
+                var top = scores.Max();
+                var weights = scores.Select(x => Math.Exp(x - top)).ToArray();
+                var total = weights.Sum();
+                var latent = new double[s.Latent];
+                for (var t = 0; t < lengths[seq]; t++)
+                    for (var c = 0; c < s.Latent; c++) latent[c] += weights[t] / total * cache[(int)slots[seq * maxContext + t] * s.Row + c];
+                for (var v = 0; v < s.Value; v++)
+                {
+                    var expected = Enumerable.Range(0, s.Latent).Sum(c => latent[c] * kvB[kRow(s.Nope + v) * s.Latent + c]);
+                    var actual = output[(seq * s.Heads + h) * s.Value + v];
+                    Assert.True(Math.Abs(expected - actual) < 1e-5, $"sequence {seq} head {h} value {v}: {actual} vs {expected}");
+                }
+            }
+    }
+}
