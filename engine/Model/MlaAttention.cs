@@ -74,6 +74,9 @@ public sealed class MlaAttention
     /// <summary>Attention for the N new tokens of a batch; writes their latents into the cache first.</summary>
     public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionPlan plan)
     {
+        if (_decodeKernel && batch.Prefills.Count == 0 && batch.Decodes is { } decodes && cache.dtype == ScalarType.Float32
+            && x.dtype == ScalarType.Float32 && plan.Mode != AttentionMode.Naive)
+            return DecodeStep(x, batch, decodes, cos, sin, cache);
         using var scope = NewDisposeScope();
         var n = x.shape[0];
         var h = _c.NumAttentionHeads;
@@ -193,6 +196,71 @@ public sealed class MlaAttention
         }
         var oLatent = softmax.Result(dtype); // [B, H, c]
         return matmul(oLatent.transpose(0, 1), _wUv.transpose(1, 2)).transpose(0, 1); // [B, H, v]
+    }
+
+    /// <summary>
+    /// A step of decode tokens only, with packed weights, in the engine's loops end to end: the projections in the
+    /// kernel, the norms, rotary and cache write per token on the tensors' memory, attention in
+    /// <see cref="LatentDecodeAttention"/>. The same arithmetic as the libtorch path in float32, without its some
+    /// forty small ops a layer.
+    /// </summary>
+    private Tensor DecodeStep(Tensor x, ForwardBatch batch, DecodeGroup dg, Tensor cos, Tensor sin, Tensor cache)
+    {
+        var n = (int)x.shape[0];
+        int h = _c.NumAttentionHeads, qk = _c.QkHeadDim, nope = _c.QkNopeHeadDim, rope = _c.QkRopeHeadDim, lat = _c.KvLoraRank, row = _c.LatentCacheDim;
+        using var input = x.contiguous();
+        using var angleCos = cos.contiguous();
+        using var angleSin = sin.contiguous();
+        using var writeSlots = batch.WriteSlots.contiguous();
+        using var rows = dg.Rows.contiguous();
+        using var slots = dg.ContextSlots.contiguous();
+        using var lengths = dg.Lengths.contiguous();
+        var xs = HostMemory.Span(input);
+        var q = new float[n * h * qk];
+        if (_wq is not null) _wq.Multiply(xs, n, q);
+        else
+        {
+            var compressed = new float[n * _wqA!.Outputs];
+            _wqA.Multiply(xs, n, compressed);
+            for (var i = 0; i < n; i++) _qNorm!.Forward(compressed.AsSpan(i * _wqA.Outputs, _wqA.Outputs));
+            _wqB!.Multiply(compressed, n, q);
+        }
+        var kv = new float[n * row];
+        _wkvA.Multiply(xs, n, kv);
+        var cacheRows = HostMemory.Span(cache);
+        var cosRows = HostMemory.Span(angleCos);
+        var sinRows = HostMemory.Span(angleSin);
+        var written = HostMemory.Longs(writeSlots);
+        for (var i = 0; i < n; i++)
+        {
+            var c = cosRows.Slice(i * rope / 2, rope / 2);
+            var s = sinRows.Slice(i * rope / 2, rope / 2);
+            var latent = kv.AsSpan(i * row, row);
+            _kvNorm.Forward(latent[..lat]);
+            RotaryEmbedding.Apply(latent[lat..], c, s);
+            latent.CopyTo(cacheRows.Slice(checked((int)written[i] * row), row));
+            for (var head = 0; head < h; head++) RotaryEmbedding.Apply(q.AsSpan((i * h + head) * qk + nope, rope), c, s);
+        }
+        // The decode group's sequences in its order: b's token is batch row rows[b].
+        var order = HostMemory.Longs(rows);
+        var b = order.Length;
+        var (qNope, qPe) = (new float[b * h * nope], new float[b * h * rope]);
+        for (var i = 0; i < b; i++)
+            for (var head = 0; head < h; head++)
+            {
+                var from = q.AsSpan(((int)order[i] * h + head) * qk, qk);
+                from[..nope].CopyTo(qNope.AsSpan((i * h + head) * nope, nope));
+                from[nope..].CopyTo(qPe.AsSpan((i * h + head) * rope, rope));
+            }
+        var attended = new float[b * h * _c.VHeadDim];
+        LatentDecodeAttention.Run(_shape, b, qNope, qPe, cacheRows, HostMemory.Longs(slots), (int)slots.shape[1], HostMemory.Longs(lengths),
+            HostMemory.Span(_wkvB), attended);
+        var output = new float[n * h * _c.VHeadDim];
+        for (var i = 0; i < b; i++)
+            attended.AsSpan(i * h * _c.VHeadDim, h * _c.VHeadDim).CopyTo(output.AsSpan((int)order[i] * h * _c.VHeadDim, h * _c.VHeadDim));
+        var y = empty(n, _c.HiddenSize, ScalarType.Float32);
+        _wo.Multiply(output, n, HostMemory.Span(y));
+        return y;
     }
 
     /// <summary>The absorbed form for B decode tokens in the engine's kernel, over the float32 cache in place. q* [B,H,*].</summary>

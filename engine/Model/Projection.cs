@@ -56,6 +56,13 @@ public sealed class Projection : IDisposable
         return y;
     }
 
+    /// <summary>y [rows, outputs] = x [rows, inputs] Wᵀ in the kernel, on spans (a packed weight only).</summary>
+    public void Multiply(ReadOnlySpan<float> x, int rows, Span<float> y)
+    {
+        if (_packed is null) throw new InvalidOperationException("not a packed projection");
+        _packed.MultiplyAll(x, rows, y);
+    }
+
     /// <summary>The packed weight widened to a float32 tensor for one call (the caller disposes it).</summary>
     private Tensor Widened()
     {

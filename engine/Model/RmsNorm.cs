@@ -8,9 +8,19 @@ public sealed class RmsNorm(Tensor weight, double eps)
 {
     private readonly Tensor _weight = weight.to(ScalarType.Float32);
     private readonly Scalar _eps = eps.ToScalar();
+    private readonly float _epsilon = (float)eps;
 
     /// <summary>Bytes of the weight held.</summary>
     public long ByteSize => Weights.Bytes(_weight);
+
+    /// <summary>Normalises one float32 row in place, in the engine's loops (the decode kernels' path), as <see cref="Forward"/> computes.</summary>
+    public void Forward(Span<float> row)
+    {
+        var weight = Kernels.HostMemory.Span(_weight);
+        var scale = 1f / MathF.Sqrt(System.Numerics.Tensors.TensorPrimitives.SumOfSquares(row) / row.Length + _epsilon);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(row, scale, row);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(row, weight, row);
+    }
 
     public Tensor Forward(Tensor x)
     {

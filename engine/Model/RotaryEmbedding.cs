@@ -67,6 +67,17 @@ public sealed class RotaryEmbedding
     public (Tensor Cos, Tensor Sin) Angles(Tensor positions) =>
         (_cos.index_select(0, positions), _sin.index_select(0, positions));
 
+    /// <summary>Rotates one token's rope dims in place in interleaved pairs, as <see cref="Apply"/> does; cos/sin are its [rope/2] angles.</summary>
+    public static void Apply(Span<float> x, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin)
+    {
+        for (var i = 0; i < cos.Length; i++)
+        {
+            var (x0, x1) = (x[2 * i], x[2 * i + 1]);
+            x[2 * i] = x0 * cos[i] - x1 * sin[i];
+            x[2 * i + 1] = x0 * sin[i] + x1 * cos[i];
+        }
+    }
+
     /// <summary>Rotates x [N, ..., rope] in interleaved pairs; cos/sin are [N, rope/2].</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {

@@ -127,10 +127,15 @@ public sealed class DeepSeekModelTests
         Assert.Equal(naive, MlaAttention.NaiveIsCheaper(v3, queries, context));
     }
 
-    [Fact]
-    public void BatchedStep_EqualsOneSequenceAtATime()
+    /// <summary>Packed: a mixed step takes the decode kernel inside libtorch's path, a decode-only step the kernels end to end.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void BatchedStep_EqualsOneSequenceAtATime(bool packed)
     {
-        var model = TestModels.Load(TestModels.V3Dir);
+        var model = packed
+            ? DeepSeekModel.Load(TestModels.V3Dir, ComputeOptions.Cpu with { PackedDense = true, PackedExperts = true })
+            : TestModels.Load(TestModels.V3Dir);
         int[][] prompts = [Prompt, [9, 8, 7], [100, 200, 30, 40, 50, 60, 7, 8]];
 
         // One at a time: prefill each fully, then decode one extra token each.
