@@ -49,7 +49,11 @@ public sealed class RedisKvPageStore : IKvPageStore, IHostedService, IAsyncDispo
         _renewEvery = (long)(Math.Max(1, settings.Ttl.TotalSeconds / 8) * Stopwatch.Frequency);
     }
 
-    public bool IsUp => _redis?.IsConnected == true;
+    /// <summary>
+    /// Both connections up: lookups and writes. After an outage each reconnects on its own; counting the lookup one
+    /// alone reported the store back while the writer still dropped every page as unavailable.
+    /// </summary>
+    public bool IsUp => _redis?.IsConnected == true && _writer.Redis?.IsConnected == true;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
