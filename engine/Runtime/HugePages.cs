@@ -5,9 +5,10 @@ namespace MoeMesh.Engine.Runtime;
 /// <summary>
 /// Asks Linux to back long-lived weight memory with 2 MiB pages (madvise MADV_HUGEPAGE) before it is first written.
 /// Decode streams every weight once a step, and on 4 KiB pages a stream pays a TLB miss every 4 KiB and the
-/// hardware prefetcher restarts at every page: on the development VM two threads read 20 GB/s from 4 KiB pages and
-/// 36 GB/s from 2 MiB pages. Only whole 2 MiB pages inside the range are advised; elsewhere, or where the kernel
-/// refuses (transparent huge pages set to never), memory stays as it is.
+/// hardware prefetcher restarts at every page; the expert pass reads in pieces of 128 KiB that two threads take in
+/// turn, which suffers most (bench --kernel-rates --expert-pass compares the two page sizes). Only whole 2 MiB pages
+/// inside the range are advised; elsewhere, or where the kernel refuses (transparent huge pages set to never),
+/// memory stays as it is.
 /// </summary>
 public static partial class HugePages
 {
