@@ -14,7 +14,7 @@ namespace MoeMesh.Engine.Model;
 /// </summary>
 public sealed class Projection : IDisposable
 {
-    /// <summary>Rows up to which the kernel runs (it streams weights once for every four rows; a GEMM wins beyond).</summary>
+    /// <summary>Rows up to which the kernel runs; beyond, libtorch's GEMM (blocked for the caches, on widened weights) wins.</summary>
     public const int KernelRows = 64;
 
     private readonly Tensor? _weight;
