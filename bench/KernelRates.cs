@@ -90,6 +90,33 @@ public static class KernelRates
                 $"2 MiB pages {Rate((byte*)huge.Address, false):F1} and {Rate((byte*)huge.Address, true):F1}");
     }
 
+    /// <summary>The decode attention kernel at the benchmark model's shape: one sequence over 2,000 and 16,000 cached tokens, 8 at 2,000.</summary>
+    private static void DecodeAttention()
+    {
+        var shape = new LatentDecodeAttention.Shape(Heads: 16, Nope: 64, Rope: 32, Value: 64, Latent: 256, Scale: 0.1f);
+        var rnd = new Random(3);
+        float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(rnd.NextDouble() - 0.5)).ToArray();
+        var kvB = Values(shape.Heads * (shape.Nope + shape.Value) * shape.Latent);
+        foreach (var (sequences, context) in new[] { (1, 2000), (1, 16000), (8, 2000), (1, 2000) })
+        {
+            var cache = Values(sequences * context * shape.Row);
+            var slots = Enumerable.Range(0, sequences * context).Select(i => (long)i).ToArray();
+            var lengths = Enumerable.Repeat((long)context, sequences).ToArray();
+            var (qNope, qPe) = (Values(sequences * shape.Heads * shape.Nope), Values(sequences * shape.Heads * shape.Rope));
+            var output = new float[sequences * shape.Heads * shape.Value];
+            void Once() => LatentDecodeAttention.Run(shape, sequences, qNope, qPe, cache, slots, context, lengths, kvB, output);
+            for (var i = 0; i < 5; i++) Once();
+            var best = double.MaxValue;
+            for (var i = 0; i < 20; i++)
+            {
+                var sw = Stopwatch.StartNew();
+                Once();
+                best = Math.Min(best, sw.Elapsed.TotalMilliseconds);
+            }
+            Console.WriteLine($"decode attention, {sequences} sequence(s) over {context} cached tokens: {best:F2} ms a layer (best of 20)");
+        }
+    }
+
     public static void ExpertPass()
     {
         const int experts = 64, inter = 256, h = 1024, topK = 6, layerCount = 7;
@@ -97,6 +124,7 @@ public static class KernelRates
         ushort[] Weights(int n) => Enumerable.Range(0, n).Select(_ => (ushort)(BitConverter.SingleToInt32Bits((float)(rnd.NextDouble() - 0.5)) >> 16)).ToArray();
         PackedExpert Expert() => new(new PackedMatrix(inter, h, Weights(inter * h)), new PackedMatrix(inter, h, Weights(inter * h)), new PackedMatrix(h, inter, Weights(inter * h)));
         PageSizes();
+        DecodeAttention();
         var layers = Enumerable.Range(0, layerCount).Select(_ => Enumerable.Range(0, experts).Select(_ => Expert()).ToArray()).ToArray();
         foreach (var n in new[] { 1, 2, 3, 4, 8 })
         {

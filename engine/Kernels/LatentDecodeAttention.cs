@@ -121,6 +121,67 @@ public static unsafe class LatentDecodeAttention
         return sum;
     }
 
+    private static ReadOnlySpan<float> Row(ReadOnlySpan<float> cache, long slot, int row) => cache.Slice(checked((int)slot * row), row);
+
+    /// <summary>q · r0 .. q · r3: each vector of q loaded once for four rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (float, float, float, float) Dot4(ReadOnlySpan<float> q, ReadOnlySpan<float> r0, ReadOnlySpan<float> r1, ReadOnlySpan<float> r2, ReadOnlySpan<float> r3)
+    {
+        var n = q.Length;
+        if (r0.Length < n || r1.Length < n || r2.Length < n || r3.Length < n) throw new ArgumentException("rows shorter than the query");
+        ref var qp = ref MemoryMarshal.GetReference(q);
+        ref var a = ref MemoryMarshal.GetReference(r0);
+        ref var b = ref MemoryMarshal.GetReference(r1);
+        ref var c = ref MemoryMarshal.GetReference(r2);
+        ref var d = ref MemoryMarshal.GetReference(r3);
+        Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
+        var i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            var x = Vector256.LoadUnsafe(ref qp, (nuint)i);
+            s0 = Vector256.FusedMultiplyAdd(x, Vector256.LoadUnsafe(ref a, (nuint)i), s0);
+            s1 = Vector256.FusedMultiplyAdd(x, Vector256.LoadUnsafe(ref b, (nuint)i), s1);
+            s2 = Vector256.FusedMultiplyAdd(x, Vector256.LoadUnsafe(ref c, (nuint)i), s2);
+            s3 = Vector256.FusedMultiplyAdd(x, Vector256.LoadUnsafe(ref d, (nuint)i), s3);
+        }
+        var (t0, t1, t2, t3) = (Vector256.Sum(s0), Vector256.Sum(s1), Vector256.Sum(s2), Vector256.Sum(s3));
+        for (; i < n; i++)
+        {
+            var x = Unsafe.Add(ref qp, i);
+            t0 += x * Unsafe.Add(ref a, i);
+            t1 += x * Unsafe.Add(ref b, i);
+            t2 += x * Unsafe.Add(ref c, i);
+            t3 += x * Unsafe.Add(ref d, i);
+        }
+        return (t0, t1, t2, t3);
+    }
+
+    /// <summary>y += p0 · r0 + .. + p3 · r3 over y's length: each vector of y loaded and stored once for four rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Axpy4(ReadOnlySpan<float> r0, ReadOnlySpan<float> r1, ReadOnlySpan<float> r2, ReadOnlySpan<float> r3, float p0, float p1, float p2, float p3, Span<float> y)
+    {
+        var n = y.Length;
+        if (r0.Length < n || r1.Length < n || r2.Length < n || r3.Length < n) throw new ArgumentException("rows shorter than the sums");
+        ref var a = ref MemoryMarshal.GetReference(r0);
+        ref var b = ref MemoryMarshal.GetReference(r1);
+        ref var c = ref MemoryMarshal.GetReference(r2);
+        ref var d = ref MemoryMarshal.GetReference(r3);
+        ref var yp = ref MemoryMarshal.GetReference(y);
+        var (v0, v1, v2, v3) = (Vector256.Create(p0), Vector256.Create(p1), Vector256.Create(p2), Vector256.Create(p3));
+        var i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            var acc = Vector256.LoadUnsafe(ref yp, (nuint)i);
+            acc = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref a, (nuint)i), v0, acc);
+            acc = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref b, (nuint)i), v1, acc);
+            acc = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref c, (nuint)i), v2, acc);
+            acc = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref d, (nuint)i), v3, acc);
+            acc.StoreUnsafe(ref yp, (nuint)i);
+        }
+        for (; i < n; i++)
+            Unsafe.Add(ref yp, i) += p0 * Unsafe.Add(ref a, i) + p1 * Unsafe.Add(ref b, i) + p2 * Unsafe.Add(ref c, i) + p3 * Unsafe.Add(ref d, i);
+    }
+
     /// <summary>y += alpha · x over a short row, inlined for the same reason as <see cref="Dot"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Axpy(ReadOnlySpan<float> x, float alpha, Span<float> y)
@@ -161,9 +222,24 @@ public static unsafe class LatentDecodeAttention
             {
                 var t1 = Math.Min(length, t0 + Tile);
                 var n = t1 - t0;
-                for (var t = t0; t < t1; t++)
+                // Four cached rows at a time against every head's query: each query vector loaded once for four rows.
+                var t = t0;
+                for (; t + 4 <= t1; t += 4)
                 {
-                    var r = cache.Slice(checked((int)slots[t] * row), row);
+                    var r0 = Row(cache, slots[t], row);
+                    var r1 = Row(cache, slots[t + 1], row);
+                    var r2 = Row(cache, slots[t + 2], row);
+                    var r3 = Row(cache, slots[t + 3], row);
+                    for (var h = 0; h < heads; h++)
+                    {
+                        var (d0, d1, d2, d3) = Dot4(q.Slice(h * row, row), r0, r1, r2, r3);
+                        var at = h * Tile + t - t0;
+                        (scores[at], scores[at + 1], scores[at + 2], scores[at + 3]) = (d0 * s.Scale, d1 * s.Scale, d2 * s.Scale, d3 * s.Scale);
+                    }
+                }
+                for (; t < t1; t++)
+                {
+                    var r = Row(cache, slots[t], row);
                     for (var h = 0; h < heads; h++) scores[h * Tile + t - t0] = Dot(q.Slice(h * row, row), r) * s.Scale;
                 }
                 for (var h = 0; h < heads; h++)
@@ -178,9 +254,23 @@ public static unsafe class LatentDecodeAttention
                     if (correction != 1f) TensorPrimitives.Multiply(acc.Slice(h * s.Latent, s.Latent), correction, acc.Slice(h * s.Latent, s.Latent));
                     max[h] = newMax;
                 }
-                for (var t = t0; t < t1; t++)
+                // Four rows' latents at a time into every head's sum: each sum vector loaded and stored once for four rows.
+                t = t0;
+                for (; t + 4 <= t1; t += 4)
                 {
-                    var latentRow = cache.Slice((int)slots[t] * row, s.Latent);
+                    var r0 = Row(cache, slots[t], row);
+                    var r1 = Row(cache, slots[t + 1], row);
+                    var r2 = Row(cache, slots[t + 2], row);
+                    var r3 = Row(cache, slots[t + 3], row);
+                    for (var h = 0; h < heads; h++)
+                    {
+                        var at = h * Tile + t - t0;
+                        Axpy4(r0, r1, r2, r3, scores[at], scores[at + 1], scores[at + 2], scores[at + 3], acc.Slice(h * s.Latent, s.Latent));
+                    }
+                }
+                for (; t < t1; t++)
+                {
+                    var latentRow = Row(cache, slots[t], row)[..s.Latent];
                     for (var h = 0; h < heads; h++) Axpy(latentRow, scores[h * Tile + t - t0], acc.Slice(h * s.Latent, s.Latent));
                 }
             }
