@@ -115,7 +115,8 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
     private static LlmEngine LoadEngine(string dir, ComputeOptions? options = null)
     {
         var sw = Stopwatch.StartNew();
-        var model = DeepSeekModel.Load(dir, options ?? ComputeOptions.Cpu);
+        // Without options, the CPU defaults: the default benchmark compares this engine with a gateway that uses them.
+        var model = DeepSeekModel.Load(dir, options ?? ComputeOptions.CpuDefault);
         Console.WriteLine($"loaded in {sw.Elapsed.TotalSeconds:F1} s");
         // With the tokenizer, the direct path detokenises as the gateway's engine loop does.
         var tokenizer = HfTokenizer.Load(Path.Combine(dir, "tokenizer.json"));

@@ -23,7 +23,7 @@ namespace MoeMesh.Bench;
 /// take the cores a MoeMesh engine here would need (an engine here decoded one sequence at 33-37 tokens/s before
 /// llama.cpp was loaded and 25-29 after); llama.cpp is called directly, without HTTP.
 /// </summary>
-public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] prefillLengths, int rounds, string[] gatewayArgs)
+public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] prefillLengths, int rounds, string cpuExperts, string cpuDense)
 {
     private const int PromptTokens = 16;
     private const int Chunk = 512;
@@ -52,9 +52,9 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
             if (!File.Exists(path)) GgufExporter.Export(dir, path, type, Console.Error);
             engines.Add(Measured($"llama.cpp {type}", () => new LlamaCpp(path, threads, maxLength)));
         }
-        var options = ComputeOptions.Parse("cpu", gatewayArgs[1], gatewayArgs[3]);
+        var options = ComputeOptions.Parse("cpu", cpuExperts, cpuDense);
         engines.Add(Measured("MoeMesh in-process", () => new InProcess(dir, options)));
-        await using var http = await GatewayLoad.StartProcessAsync(dir, config.VocabSize, ["--max-batch-tokens", Chunk.ToString(), .. gatewayArgs]);
+        await using var http = await GatewayLoad.StartProcessAsync(dir, config.VocabSize, ["--max-batch-tokens", Chunk.ToString(), "--cpu-experts", cpuExperts, "--cpu-dense", cpuDense]);
 
         // A warm-up round for every engine, not counted: the gateway's first requests run through just-in-time compilation.
         foreach (var c in Levels)

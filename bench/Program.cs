@@ -23,7 +23,8 @@ using MoeMesh.Bench;
 //   --simulate-day: a day of a DeepSeek-V3-shaped expert tier with the operator's autoscaler and planner.
 var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
 var tokens = int.Parse(ArgValue(args, "--tokens") ?? "48");
-var cpuArgs = CpuArgs();
+// How the gateway or engine under test holds its CPU weights, as the gateway's --cpu-experts and --cpu-dense take it.
+var (cpuExperts, cpuDense) = (ArgValue(args, "--cpu-experts") ?? "auto", ArgValue(args, "--cpu-dense") ?? "auto");
 if (args.Contains("--kernel-rates")) { if (args.Contains("--expert-pass")) KernelRates.ExpertPass(); else KernelRates.Run(); }
 else if (args.Contains("--placement"))
     PlacementBenchmark.Run();
@@ -34,20 +35,17 @@ else if (args.Contains("--kv-store"))
 else if (args.Contains("--sampling"))
     SamplingBenchmark.Run();
 else if (args.Contains("--llama-cpp"))
-    await new LlamaCppBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 4, cpuArgs).RunAsync();
+    await new LlamaCppBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 4, cpuExperts, cpuDense).RunAsync();
 else if (args.Contains("--long-context"))
     new LongContextBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048,16000").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 2).Run();
 else if (args.Contains("--profile"))
-    new EngineBenchmark(cache, tokens).Profile(ComputeOptions.Parse("cpu", cpuArgs[1], cpuArgs[3]));
+    new EngineBenchmark(cache, tokens).Profile(ComputeOptions.Parse("cpu", cpuExperts, cpuDense));
 else if (args.Contains("--expert-kernel"))
     new EngineBenchmark(cache, tokens).CompareExpertKernels();
 else if (args.Contains("--sharding"))
     await new ShardingBenchmark(cache, tokens, IntArg("--node-threads"), IntArg("--gateway-threads"), ArgValue(args, "--node-cpus")).RunAsync();
 else await new EngineBenchmark(cache, tokens).RunAsync();
 return;
-
-// How the gateway or engine under test holds its CPU weights: --cpu-experts and --cpu-dense, as the gateway takes them.
-string[] CpuArgs() => ["--cpu-experts", ArgValue(args, "--cpu-experts") ?? "auto", "--cpu-dense", ArgValue(args, "--cpu-dense") ?? "auto"];
 
 int? IntArg(string name) => ArgValue(args, name) is { } v ? int.Parse(v) : null;
 

@@ -74,8 +74,7 @@ public sealed class MlaAttention
     /// <summary>Attention for the N new tokens of a batch; writes their latents into the cache first.</summary>
     public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionPlan plan)
     {
-        if (_decodeKernel && batch.Prefills.Count == 0 && batch.Decodes is { } decodes && cache.dtype == ScalarType.Float32
-            && x.dtype == ScalarType.Float32 && plan.Mode != AttentionMode.Naive)
+        if (batch.Prefills.Count == 0 && batch.Decodes is { } decodes && DecodesInKernel(cache, plan) && x.dtype == ScalarType.Float32)
             return DecodeStep(x, batch, decodes, cos, sin, cache);
         using var scope = NewDisposeScope();
         var n = x.shape[0];
@@ -101,7 +100,7 @@ public sealed class MlaAttention
         }
         if (batch.Decodes is { } dg)
         {
-            var o = _decodeKernel && cache.dtype == ScalarType.Float32 && plan.Mode != AttentionMode.Naive
+            var o = DecodesInKernel(cache, plan)
                 ? DecodeInKernel(qNope.index_select(0, dg.Rows), qPe.index_select(0, dg.Rows), cache, dg)
                 : AbsorbedDecode(qNope.index_select(0, dg.Rows), qPe.index_select(0, dg.Rows), cache, dg, plan.Tile(h, dg.Rows.shape[0]));
             output.index_copy_(0, dg.Rows, o);
@@ -262,6 +261,10 @@ public sealed class MlaAttention
         _wo.Multiply(output, n, HostMemory.Span(y));
         return y;
     }
+
+    /// <summary>Whether decode tokens attend in <see cref="LatentDecodeAttention"/>: packed weights, a float32 cache, the absorbed form allowed.</summary>
+    private bool DecodesInKernel(Tensor cache, AttentionPlan plan) =>
+        _decodeKernel && cache.dtype == ScalarType.Float32 && plan.Mode != AttentionMode.Naive;
 
     /// <summary>The absorbed form for B decode tokens in the engine's kernel, over the float32 cache in place. q* [B,H,*].</summary>
     private Tensor DecodeInKernel(Tensor qNope, Tensor qPe, Tensor cache, DecodeGroup dg)

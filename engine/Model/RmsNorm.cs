@@ -10,13 +10,17 @@ public sealed class RmsNorm(Tensor weight, double eps)
     private readonly Scalar _eps = eps.ToScalar();
     private readonly float _epsilon = (float)eps;
 
+    /// <summary>The weight's values on the CPU, read once: the span path runs per token and layer.</summary>
+    private float[] HostWeight => _hostWeight ??= _weight.cpu().data<float>().ToArray();
+    private float[]? _hostWeight;
+
     /// <summary>Bytes of the weight held.</summary>
     public long ByteSize => Weights.Bytes(_weight);
 
     /// <summary>Normalises one float32 row in place, in the engine's loops (the decode kernels' path), as <see cref="Forward"/> computes.</summary>
     public void Forward(Span<float> row)
     {
-        var weight = Kernels.HostMemory.Span(_weight);
+        var weight = HostWeight;
         var scale = 1f / MathF.Sqrt(System.Numerics.Tensors.TensorPrimitives.SumOfSquares(row) / row.Length + _epsilon);
         System.Numerics.Tensors.TensorPrimitives.Multiply(row, scale, row);
         System.Numerics.Tensors.TensorPrimitives.Multiply(row, weight, row);
