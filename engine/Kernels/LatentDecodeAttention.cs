@@ -70,32 +70,131 @@ public static unsafe class LatentDecodeAttention
         else Parallel.For(0, items, item);
     }
 
-    /// <summary>Head <paramref name="h"/>'s query of every sequence in latent space: its nope part through the head's key rows of kv_b_proj, then the rope part.</summary>
+    /// <summary>
+    /// Head <paramref name="h"/>'s query of every sequence in latent space: its nope part through the head's key rows
+    /// of kv_b_proj (a [sequences, nope] by [nope, latent] product), then the rope part. Sums for two sequences by 32
+    /// latent columns stay in registers over the nope dimension, and a block of 32 columns of the key rows stays in the
+    /// core's first-level cache while every sequence passes over it; each sum adds the nope terms in order, as a
+    /// running sum would.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void IntoLatent(Shape s, Pointers p, int sequences, int h)
     {
-        var keyRows = new ReadOnlySpan<float>((void*)(p.KvB + (nint)h * (s.Nope + s.Value) * s.Latent * sizeof(float)), s.Nope * s.Latent);
+        int nope = s.Nope, latent = s.Latent, row = s.Row;
+        var keys = (float*)(p.KvB + (nint)h * (s.Nope + s.Value) * latent * sizeof(float));
+        var whole = latent & ~31;
+        for (var c = 0; c < whole; c += 32)
+            for (var b = 0; b < sequences; b += 2)
+            {
+                // An odd last sequence pairs with itself: the second sums are the same, written twice.
+                var b1 = Math.Min(b + 1, sequences - 1);
+                var x0 = (float*)p.QNope + ((nint)b * s.Heads + h) * nope;
+                var x1 = (float*)p.QNope + ((nint)b1 * s.Heads + h) * nope;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, e0 = default, e1 = default, e2 = default, e3 = default;
+                var k = keys + c;
+                for (var n = 0; n < nope; n++, k += latent)
+                {
+                    var (k0, k1, k2, k3) = (Vector256.Load(k), Vector256.Load(k + 8), Vector256.Load(k + 16), Vector256.Load(k + 24));
+                    var (v0, v1) = (Vector256.Create(x0[n]), Vector256.Create(x1[n]));
+                    a0 = Vector256.FusedMultiplyAdd(k0, v0, a0);
+                    a1 = Vector256.FusedMultiplyAdd(k1, v0, a1);
+                    a2 = Vector256.FusedMultiplyAdd(k2, v0, a2);
+                    a3 = Vector256.FusedMultiplyAdd(k3, v0, a3);
+                    e0 = Vector256.FusedMultiplyAdd(k0, v1, e0);
+                    e1 = Vector256.FusedMultiplyAdd(k1, v1, e1);
+                    e2 = Vector256.FusedMultiplyAdd(k2, v1, e2);
+                    e3 = Vector256.FusedMultiplyAdd(k3, v1, e3);
+                }
+                var q0 = (float*)p.Queries + ((nint)b * s.Heads + h) * row + c;
+                var q1 = (float*)p.Queries + ((nint)b1 * s.Heads + h) * row + c;
+                a0.Store(q0);
+                a1.Store(q0 + 8);
+                a2.Store(q0 + 16);
+                a3.Store(q0 + 24);
+                e0.Store(q1);
+                e1.Store(q1 + 8);
+                e2.Store(q1 + 16);
+                e3.Store(q1 + 24);
+            }
         for (var b = 0; b < sequences; b++)
         {
-            var q = new Span<float>((void*)(p.Queries + ((nint)b * s.Heads + h) * s.Row * sizeof(float)), s.Row);
-            var latent = q[..s.Latent];
-            latent.Clear();
-            var nope = new ReadOnlySpan<float>((void*)(p.QNope + ((nint)b * s.Heads + h) * s.Nope * sizeof(float)), s.Nope);
-            for (var n = 0; n < s.Nope; n++) Axpy(keyRows.Slice(n * s.Latent, s.Latent), nope[n], latent);
-            new ReadOnlySpan<float>((void*)(p.QPe + ((nint)b * s.Heads + h) * s.Rope * sizeof(float)), s.Rope).CopyTo(q[s.Latent..]);
+            var x = (float*)p.QNope + ((nint)b * s.Heads + h) * nope;
+            var q = (float*)p.Queries + ((nint)b * s.Heads + h) * row;
+            // Columns past the last whole 32, then the rope part as it is.
+            for (var c = whole; c < latent; c++)
+            {
+                var sum = 0f;
+                for (var n = 0; n < nope; n++) sum = MathF.FusedMultiplyAdd(keys[(nint)n * latent + c], x[n], sum);
+                q[c] = sum;
+            }
+            new ReadOnlySpan<float>((void*)(p.QPe + ((nint)b * s.Heads + h) * s.Rope * sizeof(float)), s.Rope).CopyTo(new Span<float>(q + latent, s.Rope));
         }
     }
 
-    /// <summary>Head <paramref name="h"/>'s output of every sequence: its latent output through the head's value rows of kv_b_proj.</summary>
+    /// <summary>
+    /// Head <paramref name="h"/>'s output of every sequence: its latent output through the head's value rows of
+    /// kv_b_proj, dot products in tiles of two sequences by four value rows (each latent vector loaded once for four
+    /// rows, each row vector once for two sequences); four rows of values stay in the first-level cache while every
+    /// sequence passes over them.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void OutOfLatent(Shape s, Pointers p, int sequences, int h)
     {
-        var valueRows = new ReadOnlySpan<float>((void*)(p.KvB + ((nint)h * (s.Nope + s.Value) + s.Nope) * s.Latent * sizeof(float)), s.Value * s.Latent);
-        for (var b = 0; b < sequences; b++)
+        int latent = s.Latent, value = s.Value;
+        var values = (float*)(p.KvB + ((nint)h * (s.Nope + s.Value) + s.Nope) * latent * sizeof(float));
+        var whole = latent & ~7;
+        Span<float> sums = stackalloc float[8];
+        for (var v = 0; v < value; v += 4)
         {
-            var latent = new ReadOnlySpan<float>((void*)(p.Latents + ((nint)b * s.Heads + h) * s.Latent * sizeof(float)), s.Latent);
-            var output = new Span<float>((void*)(p.Output + ((nint)b * s.Heads + h) * s.Value * sizeof(float)), s.Value);
-            for (var v = 0; v < s.Value; v++) output[v] = Dot(latent, valueRows.Slice(v * s.Latent, s.Latent));
+            // Past the last whole four value rows, the last row stands in for the missing ones (their sums are dropped).
+            var w0 = values + (nint)v * latent;
+            var w1 = values + (nint)Math.Min(v + 1, value - 1) * latent;
+            var w2 = values + (nint)Math.Min(v + 2, value - 1) * latent;
+            var w3 = values + (nint)Math.Min(v + 3, value - 1) * latent;
+            for (var b = 0; b < sequences; b += 2)
+            {
+                var b1 = Math.Min(b + 1, sequences - 1);
+                var l0 = (float*)p.Latents + ((nint)b * s.Heads + h) * latent;
+                var l1 = (float*)p.Latents + ((nint)b1 * s.Heads + h) * latent;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, e0 = default, e1 = default, e2 = default, e3 = default;
+                for (var c = 0; c < whole; c += 8)
+                {
+                    var (x0, x1) = (Vector256.Load(l0 + c), Vector256.Load(l1 + c));
+                    var r = Vector256.Load(w0 + c);
+                    a0 = Vector256.FusedMultiplyAdd(r, x0, a0);
+                    e0 = Vector256.FusedMultiplyAdd(r, x1, e0);
+                    r = Vector256.Load(w1 + c);
+                    a1 = Vector256.FusedMultiplyAdd(r, x0, a1);
+                    e1 = Vector256.FusedMultiplyAdd(r, x1, e1);
+                    r = Vector256.Load(w2 + c);
+                    a2 = Vector256.FusedMultiplyAdd(r, x0, a2);
+                    e2 = Vector256.FusedMultiplyAdd(r, x1, e2);
+                    r = Vector256.Load(w3 + c);
+                    a3 = Vector256.FusedMultiplyAdd(r, x0, a3);
+                    e3 = Vector256.FusedMultiplyAdd(r, x1, e3);
+                }
+                (sums[0], sums[1], sums[2], sums[3]) = (Vector256.Sum(a0), Vector256.Sum(a1), Vector256.Sum(a2), Vector256.Sum(a3));
+                (sums[4], sums[5], sums[6], sums[7]) = (Vector256.Sum(e0), Vector256.Sum(e1), Vector256.Sum(e2), Vector256.Sum(e3));
+                for (var c = whole; c < latent; c++)
+                {
+                    var (w0c, w1c, w2c, w3c) = (w0[c], w1[c], w2[c], w3[c]);
+                    sums[0] += w0c * l0[c];
+                    sums[1] += w1c * l0[c];
+                    sums[2] += w2c * l0[c];
+                    sums[3] += w3c * l0[c];
+                    sums[4] += w0c * l1[c];
+                    sums[5] += w1c * l1[c];
+                    sums[6] += w2c * l1[c];
+                    sums[7] += w3c * l1[c];
+                }
+                var o0 = (float*)p.Output + ((nint)b * s.Heads + h) * value;
+                var o1 = (float*)p.Output + ((nint)b1 * s.Heads + h) * value;
+                for (var i = 0; i < 4 && v + i < value; i++)
+                {
+                    o0[v + i] = sums[i];
+                    o1[v + i] = sums[4 + i];
+                }
+            }
         }
     }
 

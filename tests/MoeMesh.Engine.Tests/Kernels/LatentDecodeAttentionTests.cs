@@ -8,15 +8,19 @@ public sealed class LatentDecodeAttentionTests
     /// Against the definition computed in float64 by the test: per head, q_latent = W_UKᵀ q_nope; scores over the
     /// sequence's context rows (latent and rope key) times the scale; softmax; the latent sum back through W_UV.
     /// Contexts of 1 token, one tile, and several tiles (past the kernel's 128), in scattered and padded slots; one
-    /// sequence (its heads split across the cores) and three.
+    /// sequence (its heads split across the cores), three and four. A latent of 16 runs the per-column loops only; 72
+    /// runs two whole blocks of 32 columns and a tail; six value rows a whole four and a tail.
     /// </summary>
     [Theory]
-    [InlineData(new[] { 300 })]
-    [InlineData(new[] { 1, 129, 77 })]
-    [InlineData(new[] { 5 })]
-    public void Run_MatchesTheDefinition(int[] lengths)
+    [InlineData(new[] { 300 }, 16)]
+    [InlineData(new[] { 1, 129, 77 }, 16)]
+    [InlineData(new[] { 5 }, 16)]
+    [InlineData(new[] { 300 }, 72)]
+    [InlineData(new[] { 1, 129, 77 }, 72)]
+    [InlineData(new[] { 7, 1, 40, 130 }, 72)]
+    public void Run_MatchesTheDefinition(int[] lengths, int latentWidth)
     {
-        var s = new LatentDecodeAttention.Shape(Heads: 3, Nope: 8, Rope: 4, Value: 6, Latent: 16, Scale: 0.3f);
+        var s = new LatentDecodeAttention.Shape(Heads: 3, Nope: 8, Rope: 4, Value: 6, Latent: latentWidth, Scale: 0.3f);
         var random = new Random(lengths.Sum());
         float[] Random(int n) => Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
         var b = lengths.Length;
