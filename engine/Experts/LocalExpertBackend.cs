@@ -31,6 +31,7 @@ public sealed class LocalExpertBackend : IExpertBackend
 
     private LocalExpertBackend(int expertCount, ExpertPlacement placement, Dictionary<(int, int), IDisposable> experts)
     {
+        Runtime.NativeHeap.KeepFreedMemory();
         _expertCount = expertCount;
         Placement = placement;
         _experts = experts;

@@ -58,14 +58,34 @@ public static class PackedExpertPass
             groups.Add((expertOf((int)e), s, end - s));
             s = end;
         }
+        // Scratch from the shared pool: a prefill chunk's pass needs tens of MB, and fresh arrays of that size cost
+        // their page faults (and the large-object heap's collections) every layer.
+        var pool = System.Buffers.ArrayPool<float>.Shared;
+        var inter = groups.Count == 0 ? 0 : groups.Max(g => g.Expert.Intermediate);
+        var x = pool.Rent(pairs * h);
+        var act = pool.Rent(pairs * inter);
+        var gateOut = pool.Rent(pairs * inter);
+        var output = pool.Rent(pairs * h);
+        try
+        {
+            return Pass(hidden, tokens, h, pairTokens, pairWeights, order, groups, inter, x, act, gateOut, output);
+        }
+        finally
+        {
+            pool.Return(x);
+            pool.Return(act);
+            pool.Return(gateOut);
+            pool.Return(output);
+        }
+    }
+
+    private static float[] Pass(ReadOnlySpan<float> hidden, int tokens, int h, ReadOnlySpan<long> pairTokens, ReadOnlySpan<float> pairWeights, int[] order,
+        List<(PackedExpert Expert, int Start, int Rows)> groups, int inter, float[] x, float[] act, float[] gateOut, float[] output)
+    {
+        var pairs = pairTokens.Length;
         // Rows of every group gathered: the inputs of pair order[s] at row s.
-        var x = new float[pairs * h];
         for (var s = 0; s < pairs; s++) hidden.Slice((int)pairTokens[order[s]] * h, h).CopyTo(x.AsSpan(s * h, h));
 
-        var inter = groups.Count == 0 ? 0 : groups.Max(g => g.Expert.Intermediate);
-        var act = new float[pairs * inter];
-        var gateOut = new float[pairs * inter];
-        var output = new float[pairs * h];
         var first = Items(groups, g => g.Expert.Intermediate);
         Parallel.For(0, first.Count, w =>
         {

@@ -42,6 +42,7 @@ public sealed class DeepSeekModel
         Config = c;
         Options = o;
         Experts = experts;
+        NativeHeap.KeepFreedMemory();
         Rope = new RotaryEmbedding(c, o.Device);
         _embed = Projection.Load(r, "model.embed_tokens.weight", o, c.VocabSize, c.HiddenSize);
         _layers = Enumerable.Range(0, c.NumHiddenLayers)
