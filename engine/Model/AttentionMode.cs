@@ -14,10 +14,19 @@ public enum AttentionMode
 /// <summary>
 /// How attention runs in one step. The context is read in tiles of at most <see cref="TileTokens"/> tokens (by
 /// default as many as keep a tile's scores within <see cref="ScoreBudget"/> elements) with an online softmax, so
-/// attention's memory is bounded by the tile, not by the context.
+/// attention's memory is bounded by the tile, not by the context. With <see cref="Fused"/> (the default on CUDA), a
+/// prefill slice in the naive form whose per-head keys and values fit <see cref="KvBudget"/> attends in libtorch's
+/// fused scaled-dot-product attention instead (flash or memory-efficient kernels, where the shapes allow them: the
+/// scores are never materialised there).
 /// </summary>
-public readonly record struct AttentionPlan(AttentionMode Mode, int? TileTokens = null)
+public readonly record struct AttentionPlan(AttentionMode Mode, int? TileTokens = null, bool Fused = false)
 {
+    /// <summary>Elements of per-head keys and values a fused slice may expand (heads x context x (key + value width)): 256M.</summary>
+    public const long KvBudget = 1L << 28;
+
+    /// <summary>The longest context a fused slice takes, for <paramref name="heads"/> heads of keys and values <paramref name="width"/> wide together.</summary>
+    public long FusedContext(long heads, long width) => Fused ? KvBudget / Math.Max(1, heads * width) : 0;
+
     /// <summary>Scores one tile may hold (heads x queries x tile tokens): 8M floats, 32 MB.</summary>
     public const long ScoreBudget = 1L << 23;
 

@@ -29,7 +29,13 @@ public sealed class DeepSeekModel
     /// <summary>Context tokens per attention tile; null sizes tiles by <see cref="AttentionPlan.ScoreBudget"/>. Tests force small tiles.</summary>
     public int? AttentionTileTokens { get; set; }
 
-    private AttentionPlan Plan => new(AttentionMode, AttentionTileTokens);
+    /// <summary>
+    /// Whether prefill slices may attend in libtorch's fused scaled-dot-product attention (<see cref="AttentionPlan.Fused"/>):
+    /// by default on CUDA, where its kernels read the tile without materialising the scores; tests turn it on elsewhere.
+    /// </summary>
+    public bool FusedAttention { get; set; }
+
+    private AttentionPlan Plan => new(AttentionMode, AttentionTileTokens, FusedAttention);
 
     /// <summary>The routed experts' backend: in-process, or expert nodes.</summary>
     public IExpertBackend Experts { get; }
@@ -43,6 +49,7 @@ public sealed class DeepSeekModel
         Options = o;
         Experts = experts;
         NativeHeap.KeepFreedMemory();
+        FusedAttention = o.Device.type == TorchSharp.DeviceType.CUDA;
         Rope = new RotaryEmbedding(c, o.Device);
         _embed = Projection.Load(r, "model.embed_tokens.weight", o, c.VocabSize, c.HiddenSize);
         _layers = Enumerable.Range(0, c.NumHiddenLayers)

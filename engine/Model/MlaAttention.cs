@@ -35,6 +35,8 @@ public sealed class MlaAttention
 
     private readonly LatentDecodeAttention.Shape _shape;
 
+    private readonly StepProfile? _profile;
+
     /// <summary>
     /// Bytes of the weights held (the absorbed form's per-head matrices are views of kv_b_proj's, which stays a
     /// tensor in the compute type: both forms read it per head).
@@ -47,6 +49,7 @@ public sealed class MlaAttention
         _c = c;
         _scale = softmaxScale.ToScalar();
         _decodeKernel = o.HoldsDensePacked;
+        _profile = o.Profile;
         _shape = new LatentDecodeAttention.Shape(c.NumAttentionHeads, c.QkNopeHeadDim, c.QkRopeHeadDim, c.VHeadDim, c.KvLoraRank, (float)softmaxScale);
         var h = c.NumAttentionHeads;
         var d = c.HiddenSize;
@@ -95,7 +98,9 @@ public sealed class MlaAttention
             var context = p.ContextSlots.shape[0];
             var naive = plan.Mode == AttentionMode.Naive
                 || (plan.Mode == AttentionMode.Auto && NaiveIsCheaper(_c, p.Length, context));
-            var o = PrefillSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p, naive, plan.Tile(h, p.Length));
+            var o = naive && context <= plan.FusedContext(h, _c.QkHeadDim + _c.VHeadDim)
+                ? FusedSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p)
+                : PrefillSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p, naive, plan.Tile(h, p.Length));
             output.narrow(0, p.Start, p.Length).copy_(o);
         }
         if (batch.Decodes is { } dg)
@@ -169,6 +174,33 @@ public sealed class MlaAttention
         }
         var o = softmax.Result(dtype); // [H, L, v] or [H, L, c]
         if (!naive) o = matmul(o, _wUv.transpose(1, 2));
+        return o.permute(1, 0, 2); // [L, H, v]
+    }
+
+    /// <summary>
+    /// One sequence's run of L new tokens in the naive form through libtorch's fused scaled-dot-product attention, the
+    /// whole context at once: keys [H, T, nope + rope] and values [H, T, value] (value width may differ from the key's).
+    /// The fused op scales by 1/sqrt(key width), so the queries carry the ratio to MLA's softmax scale (YaRN's mscale
+    /// included). A first chunk is causal as the op defines it; a later one masks each query's future. q* [L,H,*].
+    /// </summary>
+    private Tensor FusedSlice(Tensor qNope, Tensor qPe, Tensor cache, PrefillSlice p)
+    {
+        var h = _c.NumAttentionHeads;
+        var lat = _c.KvLoraRank;
+        var context = p.ContextSlots.shape[0];
+        var ctx = cache.index_select(0, p.ContextSlots).to(qNope.dtype); // [T, c+r]
+        var kvb = Weights.Linear(ctx.narrow(1, 0, lat), _wkvB).view(context, h, _c.QkNopeHeadDim + _c.VHeadDim);
+        var kPe = ctx.narrow(1, lat, _c.QkRopeHeadDim).unsqueeze(1).expand(context, h, _c.QkRopeHeadDim);
+        var keys = cat(new[] { kvb.narrow(2, 0, _c.QkNopeHeadDim), kPe }, 2).permute(1, 0, 2); // [H, T, n+r]
+        var values = kvb.narrow(2, _c.QkNopeHeadDim, _c.VHeadDim).permute(1, 0, 2); // [H, T, v]
+        var q = cat(new[] { qNope, qPe }, 2).permute(1, 0, 2).mul(_scale.ToDouble() * Math.Sqrt(_c.QkHeadDim)); // [H, L, n+r]
+        var causal = p.QueryStart == 0 && p.Length == context;
+        // Later chunks: query i (at position QueryStart + i) sees context tokens 0 .. QueryStart + i; true takes part.
+        using var mask = causal ? null
+            : arange(context, dtype: ScalarType.Int64, device: q.device).unsqueeze(0)
+                .le(arange(p.QueryStart, p.QueryStart + p.Length, dtype: ScalarType.Int64, device: q.device).unsqueeze(1));
+        var o = nn.functional.scaled_dot_product_attention(q, keys, values, mask, 0.0, causal); // [H, L, v]
+        _profile?.AddFusedSlice();
         return o.permute(1, 0, 2); // [L, H, v]
     }
 

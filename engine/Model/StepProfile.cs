@@ -33,6 +33,13 @@ public enum StepPart
 public sealed class StepProfile
 {
     private readonly long[] _ticks = new long[Enum.GetValues<StepPart>().Length];
+    private long _fusedSlices;
+
+    /// <summary>Prefill slices that attended in libtorch's fused scaled-dot-product attention (<see cref="AttentionPlan.Fused"/>).</summary>
+    public long FusedSlices => Interlocked.Read(ref _fusedSlices);
+
+    /// <summary>Counts one fused prefill slice.</summary>
+    public void AddFusedSlice() => Interlocked.Increment(ref _fusedSlices);
 
     /// <summary>Times <paramref name="part"/> until the returned value is disposed.</summary>
     public IDisposable Time(StepPart part) => new Section(this, part, Stopwatch.GetTimestamp());

@@ -88,6 +88,30 @@ public sealed class DeepSeekModelTests
         for (var t = 0; t < Prompt.Length; t++) AssertClose(reference[t], logits[t], 2e-3);
     }
 
+    /// <summary>
+    /// Prefill slices in libtorch's fused scaled-dot-product attention (the CUDA default, run here on the CPU) match the
+    /// float64 reference: a first chunk (causal as the fused op defines it), a second whose queries see the first
+    /// chunk and their own past (an explicit mask), then single tokens.
+    /// </summary>
+    [Fact]
+    public void FusedPrefillAttention_MatchesFloat64Reference()
+    {
+        var reference = new ReferenceDeepSeek(TestModels.V3Dir).Forward(Prompt);
+        var profile = new StepProfile();
+        var model = DeepSeekModel.Load(TestModels.V3Dir, ComputeOptions.Cpu with { Profile = profile });
+        model.AttentionMode = AttentionMode.Naive;
+        model.FusedAttention = true;
+        var harness = new ModelHarness(model);
+        var seq = harness.NewSequence(Prompt);
+        var logits = harness.Step((seq, 0, 4))[0]
+            .Concat(harness.Step((seq, 4, 5))[0])
+            .Concat(Enumerable.Range(9, Prompt.Length - 9).Select(t => harness.Step((seq, t, 1))[0][0]))
+            .ToArray();
+        // Every step here is a prefill slice (the harness steps single tokens as slices too), each layer's fused.
+        Assert.Equal((2 + Prompt.Length - 9) * model.Config.NumHiddenLayers, profile.FusedSlices);
+        for (var t = 0; t < Prompt.Length; t++) AssertClose(reference[t], logits[t], 2e-3);
+    }
+
     /// <summary>Decode tokens of sequences with contexts of 3, 8 and 13 tokens, in one padded group read in tiles of 2, equal each decoded alone untiled.</summary>
     [Fact]
     public void TiledDecodeGroup_EqualsUntiledDecodeAlone()
