@@ -156,13 +156,13 @@ public sealed class LlamaCppBenchmark(string cacheDir, int decodeTokens, int[] p
 
     /// <summary>
     /// Bytes of weights a one-sequence decode step reads: packed weights two bytes (a BF16 checkpoint), float32 copies
-    /// four; kv_b_proj and the routers are float32 copies either way.
+    /// four; the routers are float32 copies either way.
     /// </summary>
     private static double ActiveWeightBytes(ModelConfig c, ComputeOptions o)
     {
         double e = c.HiddenSize, h = c.NumAttentionHeads, dense = o.PackedDense ? 2 : 4, experts = o.PackedExperts ? 2 : 4;
         var q = c.QLoraRank is { } lq ? e * lq + lq * h * c.QkHeadDim : e * h * c.QkHeadDim;
-        var attention = (q + e * c.LatentCacheDim + h * c.VHeadDim * e) * dense + c.KvLoraRank * h * (c.QkNopeHeadDim + c.VHeadDim) * 4;
+        var attention = (q + e * c.LatentCacheDim + c.KvLoraRank * h * (c.QkNopeHeadDim + c.VHeadDim) + h * c.VHeadDim * e) * dense;
         var total = c.VocabSize * e * dense;
         for (var i = 0; i < c.NumHiddenLayers; i++)
             total += attention + (c.IsMoeLayer(i)

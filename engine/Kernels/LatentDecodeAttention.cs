@@ -34,8 +34,26 @@ public static unsafe class LatentDecodeAttention
     public static void Run(Shape s, int sequences, ReadOnlySpan<float> qNope, ReadOnlySpan<float> qPe, ReadOnlySpan<float> cache,
         ReadOnlySpan<long> slots, int maxContext, ReadOnlySpan<long> lengths, ReadOnlySpan<float> kvB, Span<float> output)
     {
+        if (kvB.Length < s.Heads * (s.Nope + s.Value) * s.Latent) throw new ArgumentException("kv_b_proj does not match the shape");
+        Run(s, sequences, qNope, qPe, cache, slots, maxContext, lengths, kvB, null, output);
+    }
+
+    /// <summary>
+    /// As the other overload, with kv_b_proj held as the checkpoint stores it (<see cref="PackedMatrix"/>): the first
+    /// and last phases widen one head's rows at a time into a buffer that stays in the core's cache.
+    /// </summary>
+    public static void Run(Shape s, int sequences, ReadOnlySpan<float> qNope, ReadOnlySpan<float> qPe, ReadOnlySpan<float> cache,
+        ReadOnlySpan<long> slots, int maxContext, ReadOnlySpan<long> lengths, PackedMatrix kvB, Span<float> output)
+    {
+        if (kvB.Rows != s.Heads * (s.Nope + s.Value) || kvB.Cols != s.Latent) throw new ArgumentException("kv_b_proj does not match the shape");
+        Run(s, sequences, qNope, qPe, cache, slots, maxContext, lengths, default, kvB, output);
+    }
+
+    private static void Run(Shape s, int sequences, ReadOnlySpan<float> qNope, ReadOnlySpan<float> qPe, ReadOnlySpan<float> cache,
+        ReadOnlySpan<long> slots, int maxContext, ReadOnlySpan<long> lengths, ReadOnlySpan<float> kvB, PackedMatrix? packed, Span<float> output)
+    {
         if (qNope.Length < sequences * s.Heads * s.Nope || qPe.Length < sequences * s.Heads * s.Rope || slots.Length < sequences * maxContext
-            || lengths.Length < sequences || kvB.Length < s.Heads * (s.Nope + s.Value) * s.Latent || output.Length < sequences * s.Heads * s.Value)
+            || lengths.Length < sequences || output.Length < sequences * s.Heads * s.Value)
             throw new ArgumentException("spans do not match the shape");
         for (var b = 0; b < sequences; b++)
             if (lengths[b] < 1 || lengths[b] > maxContext) throw new ArgumentOutOfRangeException(nameof(lengths), $"sequence {b}: context {lengths[b]} of {maxContext}");
@@ -48,13 +66,13 @@ public static unsafe class LatentDecodeAttention
             fixed (float* qn = qNope, qp = qPe, kv = cache, w = kvB, o = output, q = queries, l = latents)
             fixed (long* sl = slots, len = lengths)
             {
-                var p = new Pointers((nint)qn, (nint)qp, (nint)kv, cache.Length, (nint)sl, (nint)len, (nint)w, (nint)o, (nint)q, (nint)l);
+                var p = new Pointers((nint)qn, (nint)qp, (nint)kv, cache.Length, (nint)sl, (nint)len, (nint)w, packed, (nint)o, (nint)q, (nint)l);
                 // A head's rows of kv_b_proj are read once for every sequence: the first and last phases go by heads.
-                Spread(s.Heads, h => IntoLatent(s, p, sequences, h));
+                Spread(s.Heads, h => WithHeadRows(s, p, h, 0, s.Nope, keys => IntoLatent(s, p, sequences, h, (float*)keys)));
                 // The context is each sequence's own: by sequences, their heads split too when they are fewer than the cores.
                 var groups = sequences >= Environment.ProcessorCount ? 1 : Math.Min(s.Heads, Environment.ProcessorCount);
                 Spread(sequences * groups, i => Attend(s, p, maxContext, i / groups, s.Heads * (i % groups) / groups, s.Heads * (i % groups + 1) / groups));
-                Spread(s.Heads, h => OutOfLatent(s, p, sequences, h));
+                Spread(s.Heads, h => WithHeadRows(s, p, h, s.Nope, s.Value, values => OutOfLatent(s, p, sequences, h, (float*)values)));
             }
         }
         finally
@@ -78,10 +96,9 @@ public static unsafe class LatentDecodeAttention
     /// running sum would.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void IntoLatent(Shape s, Pointers p, int sequences, int h)
+    private static void IntoLatent(Shape s, Pointers p, int sequences, int h, float* keys)
     {
         int nope = s.Nope, latent = s.Latent, row = s.Row;
-        var keys = (float*)(p.KvB + (nint)h * (s.Nope + s.Value) * latent * sizeof(float));
         var whole = latent & ~31;
         for (var c = 0; c < whole; c += 32)
             for (var b = 0; b < sequences; b += 2)
@@ -138,10 +155,9 @@ public static unsafe class LatentDecodeAttention
     /// sequence passes over them.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void OutOfLatent(Shape s, Pointers p, int sequences, int h)
+    private static void OutOfLatent(Shape s, Pointers p, int sequences, int h, float* values)
     {
         int latent = s.Latent, value = s.Value;
-        var values = (float*)(p.KvB + ((nint)h * (s.Nope + s.Value) + s.Nope) * latent * sizeof(float));
         var whole = latent & ~7;
         Span<float> sums = stackalloc float[8];
         for (var v = 0; v < value; v += 4)
@@ -295,7 +311,33 @@ public static unsafe class LatentDecodeAttention
         for (; i < n; i++) Unsafe.Add(ref b, i) += alpha * Unsafe.Add(ref a, i);
     }
 
-    private readonly record struct Pointers(nint QNope, nint QPe, nint Cache, int CacheLength, nint Slots, nint Lengths, nint KvB, nint Output, nint Queries, nint Latents);
+    /// <summary>The spans' addresses; kv_b_proj as float32 at KvB, or packed (then KvB is zero).</summary>
+    private readonly record struct Pointers(nint QNope, nint QPe, nint Cache, int CacheLength, nint Slots, nint Lengths, nint KvB, PackedMatrix? Packed,
+        nint Output, nint Queries, nint Latents);
+
+    /// <summary>
+    /// Runs <paramref name="phase"/> on <paramref name="count"/> rows of head <paramref name="h"/>'s block of kv_b_proj
+    /// from row <paramref name="offset"/> within the block: in place when float32, else widened into a pooled buffer.
+    /// </summary>
+    private static void WithHeadRows(Shape s, Pointers p, int h, int offset, int count, Action<nint> phase)
+    {
+        var first = h * (s.Nope + s.Value) + offset;
+        if (p.Packed is not { } packed)
+        {
+            phase(p.KvB + (nint)first * s.Latent * sizeof(float));
+            return;
+        }
+        var rows = ArrayPool<float>.Shared.Rent(count * s.Latent);
+        try
+        {
+            packed.Widen(first, first + count, rows);
+            fixed (float* r = rows) phase((nint)r);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(rows);
+        }
+    }
 
     /// <summary>Heads [<paramref name="h0"/>, <paramref name="h1"/>) of sequence <paramref name="b"/> over its context, in tiles with an online softmax.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

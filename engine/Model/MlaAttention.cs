@@ -24,9 +24,7 @@ public sealed class MlaAttention
     private readonly Projection? _wqB;
     private readonly Projection _wkvA;
     private readonly RmsNorm _kvNorm;
-    private readonly Tensor _wkvB;
-    private readonly Tensor _wUk;
-    private readonly Tensor _wUv;
+    private readonly Projection _kvB;
     private readonly Projection _wo;
     private readonly Scalar _scale;
 
@@ -38,11 +36,11 @@ public sealed class MlaAttention
     private readonly StepProfile? _profile;
 
     /// <summary>
-    /// Bytes of the weights held (the absorbed form's per-head matrices are views of kv_b_proj's, which stays a
-    /// tensor in the compute type: both forms read it per head).
+    /// Bytes of the weights held. kv_b_proj is held as the other projections are (packed: as the checkpoint stores
+    /// it); libtorch's forms read a float32 copy widened for the call, the decode kernel widens a head's rows at a time.
     /// </summary>
     public long ByteSize => (_wq?.ByteSize ?? 0) + (_wqA?.ByteSize ?? 0) + (_qNorm?.ByteSize ?? 0) + (_wqB?.ByteSize ?? 0) + _wkvA.ByteSize
-        + _kvNorm.ByteSize + Weights.Bytes(_wkvB) + _wo.ByteSize;
+        + _kvNorm.ByteSize + _kvB.ByteSize + _wo.ByteSize;
 
     public MlaAttention(ModelConfig c, CheckpointReader r, string prefix, ComputeOptions o, double softmaxScale)
     {
@@ -65,14 +63,18 @@ public sealed class MlaAttention
         }
         _wkvA = Projection.Load(r, $"{prefix}.kv_a_proj_with_mqa.weight", o, c.LatentCacheDim, d);
         _kvNorm = new RmsNorm(Weights.Load(r, $"{prefix}.kv_a_layernorm.weight", o, c.KvLoraRank), c.RmsNormEps);
-        _wkvB = Weights.Load(r, $"{prefix}.kv_b_proj.weight", o, h * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank);
-        // The absorbed form's per-head matrices are views of kv_b_proj, not copies: each head's rows are contiguous
-        // with kv_b's row stride, which batched GEMMs read as they lie.
-        var perHead = _wkvB.view(h, c.QkNopeHeadDim + c.VHeadDim, c.KvLoraRank);
-        _wUk = perHead.narrow(1, 0, c.QkNopeHeadDim);
-        _wUv = perHead.narrow(1, c.QkNopeHeadDim, c.VHeadDim);
+        _kvB = Projection.Load(r, $"{prefix}.kv_b_proj.weight", o, h * (c.QkNopeHeadDim + c.VHeadDim), c.KvLoraRank);
         _wo = Projection.Load(r, $"{prefix}.o_proj.weight", o, d, h * c.VHeadDim);
     }
+
+    /// <summary>
+    /// The absorbed form's per-head key rows of kv_b_proj, [H, nope, latent]: a view, not a copy (each head's rows are
+    /// contiguous with kv_b's row stride, which batched GEMMs read as they lie).
+    /// </summary>
+    private Tensor KeyRows(Tensor kvB) => kvB.view(_c.NumAttentionHeads, _c.QkNopeHeadDim + _c.VHeadDim, _c.KvLoraRank).narrow(1, 0, _c.QkNopeHeadDim);
+
+    /// <summary>The per-head value rows of kv_b_proj, [H, value, latent], a view as <see cref="KeyRows"/>.</summary>
+    private Tensor ValueRows(Tensor kvB) => kvB.view(_c.NumAttentionHeads, _c.QkNopeHeadDim + _c.VHeadDim, _c.KvLoraRank).narrow(1, _c.QkNopeHeadDim, _c.VHeadDim);
 
     /// <summary>Attention for the N new tokens of a batch; writes their latents into the cache first.</summary>
     public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionPlan plan)
@@ -92,6 +94,9 @@ public sealed class MlaAttention
         var kPe = RotaryEmbedding.Apply(kv.narrow(1, _c.KvLoraRank, _c.QkRopeHeadDim).unsqueeze(1), cos, sin).squeeze(1);
         cache.index_copy_(0, batch.WriteSlots, cat(new[] { latent, kPe }, 1).to(cache.dtype));
 
+        // kv_b_proj as a tensor for libtorch's forms, made once a call when one needs it (packed: widened in this scope).
+        Tensor? kvB = null;
+        Tensor KvB() => kvB ??= _kvB.Weight();
         var output = empty(n, h, _c.VHeadDim, dtype: x.dtype, device: x.device);
         foreach (var p in batch.Prefills)
         {
@@ -99,15 +104,15 @@ public sealed class MlaAttention
             var naive = plan.Mode == AttentionMode.Naive
                 || (plan.Mode == AttentionMode.Auto && NaiveIsCheaper(_c, p.Length, context));
             var o = naive && context <= plan.FusedContext(h, _c.QkHeadDim + _c.VHeadDim)
-                ? FusedSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p)
-                : PrefillSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p, naive, plan.Tile(h, p.Length));
+                ? FusedSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p, KvB())
+                : PrefillSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p, naive, plan.Tile(h, p.Length), KvB());
             output.narrow(0, p.Start, p.Length).copy_(o);
         }
         if (batch.Decodes is { } dg)
         {
             var o = DecodesInKernel(cache, plan)
                 ? DecodeInKernel(qNope.index_select(0, dg.Rows), qPe.index_select(0, dg.Rows), cache, dg)
-                : AbsorbedDecode(qNope.index_select(0, dg.Rows), qPe.index_select(0, dg.Rows), cache, dg, plan.Tile(h, dg.Rows.shape[0]));
+                : AbsorbedDecode(qNope.index_select(0, dg.Rows), qPe.index_select(0, dg.Rows), cache, dg, plan.Tile(h, dg.Rows.shape[0]), KvB());
             output.index_copy_(0, dg.Rows, o);
         }
         return _wo.Forward(output.view(n, h * _c.VHeadDim)).MoveToOuterDisposeScope();
@@ -133,14 +138,14 @@ public sealed class MlaAttention
     /// <paramref name="tile"/> tokens. Naive: each tile's latents are expanded into per-head keys and values.
     /// Absorbed: queries move into latent space and attend over the tile's latents directly. q* [L,H,*].
     /// </summary>
-    private Tensor PrefillSlice(Tensor qNope, Tensor qPe, Tensor cache, PrefillSlice p, bool naive, int tile)
+    private Tensor PrefillSlice(Tensor qNope, Tensor qPe, Tensor cache, PrefillSlice p, bool naive, int tile, Tensor kvB)
     {
         var h = _c.NumAttentionHeads;
         var lat = _c.KvLoraRank;
         var dtype = qNope.dtype;
         var q = naive
             ? cat(new[] { qNope, qPe }, 2).permute(1, 0, 2) // [H, L, n+r]
-            : cat(new[] { matmul(qNope.permute(1, 0, 2), _wUk), qPe.permute(1, 0, 2) }, 2); // [H, L, c+r]
+            : cat(new[] { matmul(qNope.permute(1, 0, 2), KeyRows(kvB)), qPe.permute(1, 0, 2) }, 2); // [H, L, c+r]
         var context = p.ContextSlots.shape[0];
         var lastQuery = p.QueryStart + p.Length - 1;
         Tensor? queryPositions = null;
@@ -153,7 +158,7 @@ public sealed class MlaAttention
             Tensor keys, values;
             if (naive)
             {
-                var kvb = Weights.Linear(ctx.narrow(1, 0, lat), _wkvB).view(t, h, _c.QkNopeHeadDim + _c.VHeadDim);
+                var kvb = Weights.Linear(ctx.narrow(1, 0, lat), kvB).view(t, h, _c.QkNopeHeadDim + _c.VHeadDim);
                 var kPe = ctx.narrow(1, lat, _c.QkRopeHeadDim).unsqueeze(1).expand(t, h, _c.QkRopeHeadDim);
                 keys = cat(new[] { kvb.narrow(2, 0, _c.QkNopeHeadDim), kPe }, 2).permute(1, 2, 0); // [H, n+r, t]
                 values = kvb.narrow(2, _c.QkNopeHeadDim, _c.VHeadDim).permute(1, 0, 2); // [H, t, v]
@@ -173,7 +178,7 @@ public sealed class MlaAttention
             softmax.Add(matmul(q, keys), mask, values);
         }
         var o = softmax.Result(dtype); // [H, L, v] or [H, L, c]
-        if (!naive) o = matmul(o, _wUv.transpose(1, 2));
+        if (!naive) o = matmul(o, ValueRows(kvB).transpose(1, 2));
         return o.permute(1, 0, 2); // [L, H, v]
     }
 
@@ -183,13 +188,13 @@ public sealed class MlaAttention
     /// The fused op scales by 1/sqrt(key width), so the queries carry the ratio to MLA's softmax scale (YaRN's mscale
     /// included). A first chunk is causal as the op defines it; a later one masks each query's future. q* [L,H,*].
     /// </summary>
-    private Tensor FusedSlice(Tensor qNope, Tensor qPe, Tensor cache, PrefillSlice p)
+    private Tensor FusedSlice(Tensor qNope, Tensor qPe, Tensor cache, PrefillSlice p, Tensor kvB)
     {
         var h = _c.NumAttentionHeads;
         var lat = _c.KvLoraRank;
         var context = p.ContextSlots.shape[0];
         var ctx = cache.index_select(0, p.ContextSlots).to(qNope.dtype); // [T, c+r]
-        var kvb = Weights.Linear(ctx.narrow(1, 0, lat), _wkvB).view(context, h, _c.QkNopeHeadDim + _c.VHeadDim);
+        var kvb = Weights.Linear(ctx.narrow(1, 0, lat), kvB).view(context, h, _c.QkNopeHeadDim + _c.VHeadDim);
         var kPe = ctx.narrow(1, lat, _c.QkRopeHeadDim).unsqueeze(1).expand(context, h, _c.QkRopeHeadDim);
         var keys = cat(new[] { kvb.narrow(2, 0, _c.QkNopeHeadDim), kPe }, 2).permute(1, 0, 2); // [H, T, n+r]
         var values = kvb.narrow(2, _c.QkNopeHeadDim, _c.VHeadDim).permute(1, 0, 2); // [H, T, v]
@@ -205,13 +210,13 @@ public sealed class MlaAttention
     }
 
     /// <summary>Absorbed form for B decode tokens at once over padded context slot tables, in tiles. q* [B,H,*].</summary>
-    private Tensor AbsorbedDecode(Tensor qNope, Tensor qPe, Tensor cache, DecodeGroup dg, int tile)
+    private Tensor AbsorbedDecode(Tensor qNope, Tensor qPe, Tensor cache, DecodeGroup dg, int tile, Tensor kvB)
     {
         var b = qNope.shape[0];
         var tmax = dg.ContextSlots.shape[1];
         var lat = _c.KvLoraRank;
         var dtype = qNope.dtype;
-        var qLatent = matmul(qNope.transpose(0, 1), _wUk).transpose(0, 1); // [B, H, c]
+        var qLatent = matmul(qNope.transpose(0, 1), KeyRows(kvB)).transpose(0, 1); // [B, H, c]
         var q = cat(new[] { qLatent, qPe }, 2); // [B, H, c+r]
         var softmax = new OnlineSoftmax(_scale);
         for (long j0 = 0; j0 < tmax; j0 += tile)
@@ -226,7 +231,7 @@ public sealed class MlaAttention
             softmax.Add(matmul(q, ctx.transpose(1, 2)), mask, ctx.narrow(2, 0, lat));
         }
         var oLatent = softmax.Result(dtype); // [B, H, c]
-        return matmul(oLatent.transpose(0, 1), _wUv.transpose(1, 2)).transpose(0, 1); // [B, H, v]
+        return matmul(oLatent.transpose(0, 1), ValueRows(kvB).transpose(1, 2)).transpose(0, 1); // [B, H, v]
     }
 
     /// <summary>
@@ -285,7 +290,7 @@ public sealed class MlaAttention
             }
         var attended = new float[b * h * _c.VHeadDim];
         LatentDecodeAttention.Run(_shape, b, qNope, qPe, cacheRows, HostMemory.Longs(slots), (int)slots.shape[1], HostMemory.Longs(lengths),
-            HostMemory.Span(_wkvB), attended);
+            _kvB.Packed!, attended);
         var output = new float[n * h * _c.VHeadDim];
         for (var i = 0; i < b; i++)
             attended.AsSpan(i * h * _c.VHeadDim, h * _c.VHeadDim).CopyTo(output.AsSpan((int)order[i] * h * _c.VHeadDim, h * _c.VHeadDim));
@@ -308,7 +313,7 @@ public sealed class MlaAttention
         using var lengths = dg.Lengths.contiguous();
         var o = empty(b, _c.NumAttentionHeads, _c.VHeadDim, dtype: ScalarType.Float32);
         LatentDecodeAttention.Run(_shape, (int)b, HostMemory.Span(qn), HostMemory.Span(qp), HostMemory.Span(cache), HostMemory.Longs(slots),
-            (int)slots.shape[1], HostMemory.Longs(lengths), HostMemory.Span(_wkvB), HostMemory.Span(o));
+            (int)slots.shape[1], HostMemory.Longs(lengths), _kvB.Packed!, HostMemory.Span(o));
         return o;
     }
 

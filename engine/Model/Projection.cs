@@ -63,6 +63,15 @@ public sealed class Projection : IDisposable
         _packed.MultiplyAll(x, rows, y);
     }
 
+    /// <summary>The packed weight, for kernels that read it as held; null when the weight is a tensor.</summary>
+    public PackedMatrix? Packed => _packed;
+
+    /// <summary>
+    /// The weight as a tensor: the one held, or, packed, a float32 copy widened now, which the current dispose scope
+    /// (or the caller) disposes.
+    /// </summary>
+    public Tensor Weight() => _packed is null ? _weight! : Widened();
+
     /// <summary>The packed weight widened to a float32 tensor for one call (the caller disposes it).</summary>
     private Tensor Widened()
     {

@@ -8,7 +8,7 @@ namespace MoeMesh.Testing;
 /// </summary>
 public static class CheckpointBytes
 {
-    /// <summary>Bytes of the dense part: packed, the projections but kv_b_proj (which stays a tensor), the embedding and LM head are held as stored.</summary>
+    /// <summary>Bytes of the dense part: packed, the projections, the embedding and LM head are held as stored.</summary>
     public static long Dense(string modelDir, bool packed) =>
         Tensors(modelDir).Where(t => !IsExpert(t.Name))
             .Sum(t => t.Elements * (packed && IsPackedDense(t.Name) ? Stored(t) : 4));
@@ -19,10 +19,9 @@ public static class CheckpointBytes
 
     private static bool IsExpert(string name) => name.Contains(".mlp.experts.", StringComparison.Ordinal);
 
-    // q_proj, q_a/q_b_proj, kv_a_proj_with_mqa, o_proj and the MLPs' gate/up/down_proj.
+    // q_proj, q_a/q_b_proj, kv_a_proj_with_mqa, kv_b_proj, o_proj and the MLPs' gate/up/down_proj.
     private static bool IsPackedDense(string name) =>
-        (name.Contains("_proj", StringComparison.Ordinal) && !name.Contains("kv_b_proj", StringComparison.Ordinal))
-        || name is "model.embed_tokens.weight" or "lm_head.weight";
+        name.Contains("_proj", StringComparison.Ordinal) || name is "model.embed_tokens.weight" or "lm_head.weight";
 
     private static long Stored((string Name, string DType, long Elements) t) => t.DType switch
     {

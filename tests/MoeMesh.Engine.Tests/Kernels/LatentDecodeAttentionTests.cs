@@ -9,16 +9,19 @@ public sealed class LatentDecodeAttentionTests
     /// sequence's context rows (latent and rope key) times the scale; softmax; the latent sum back through W_UV.
     /// Contexts of 1 token, one tile, and several tiles (past the kernel's 128), in scattered and padded slots; one
     /// sequence (its heads split across the cores), three and four. A latent of 16 runs the per-column loops only; 72
-    /// runs two whole blocks of 32 columns and a tail; six value rows a whole four and a tail.
+    /// runs two whole blocks of 32 columns and a tail; six value rows a whole four and a tail. kv_b_proj as float32, or
+    /// held as BF16 and widened a head at a time.
     /// </summary>
     [Theory]
-    [InlineData(new[] { 300 }, 16)]
-    [InlineData(new[] { 1, 129, 77 }, 16)]
-    [InlineData(new[] { 5 }, 16)]
-    [InlineData(new[] { 300 }, 72)]
-    [InlineData(new[] { 1, 129, 77 }, 72)]
-    [InlineData(new[] { 7, 1, 40, 130 }, 72)]
-    public void Run_MatchesTheDefinition(int[] lengths, int latentWidth)
+    [InlineData(new[] { 300 }, 16, false)]
+    [InlineData(new[] { 1, 129, 77 }, 16, false)]
+    [InlineData(new[] { 5 }, 16, false)]
+    [InlineData(new[] { 300 }, 72, false)]
+    [InlineData(new[] { 1, 129, 77 }, 72, false)]
+    [InlineData(new[] { 7, 1, 40, 130 }, 72, false)]
+    [InlineData(new[] { 300 }, 16, true)]
+    [InlineData(new[] { 7, 1, 40, 130 }, 72, true)]
+    public void Run_MatchesTheDefinition(int[] lengths, int latentWidth, bool packedKvB)
     {
         var s = new LatentDecodeAttention.Shape(Heads: 3, Nope: 8, Rope: 4, Value: 6, Latent: latentWidth, Scale: 0.3f);
         var random = new Random(lengths.Sum());
@@ -32,10 +35,18 @@ public sealed class LatentDecodeAttentionTests
         for (var i = 0; i < slots.Length; i++) slots[i] = order[i % slotCount];
         var qNope = Random(b * s.Heads * s.Nope);
         var qPe = Random(b * s.Heads * s.Rope);
-        var kvB = Random(s.Heads * (s.Nope + s.Value) * s.Latent);
+        // kv_b_proj's values are BF16's (the low half of each float cleared), so that the packed copy holds them exactly.
+        var kvBits = Random(s.Heads * (s.Nope + s.Value) * s.Latent).Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16)).ToArray();
+        var kvB = kvBits.Select(bits => BitConverter.UInt32BitsToSingle((uint)bits << 16)).ToArray();
         var output = new float[b * s.Heads * s.Value];
 
-        LatentDecodeAttention.Run(s, b, qNope, qPe, cache, slots, maxContext, lengths.Select(l => (long)l).ToArray(), kvB, output);
+        var contexts = lengths.Select(l => (long)l).ToArray();
+        if (packedKvB)
+        {
+            using var packed = new PackedMatrix(s.Heads * (s.Nope + s.Value), s.Latent, kvBits);
+            LatentDecodeAttention.Run(s, b, qNope, qPe, cache, slots, maxContext, contexts, packed, output);
+        }
+        else LatentDecodeAttention.Run(s, b, qNope, qPe, cache, slots, maxContext, contexts, kvB, output);
 
         for (var seq = 0; seq < b; seq++)
             for (var h = 0; h < s.Heads; h++)

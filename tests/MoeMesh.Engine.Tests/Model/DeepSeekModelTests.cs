@@ -237,7 +237,7 @@ public sealed class DeepSeekModelTests
     /// Dense weights and routed experts held as stored (BF16) and computed in the engine's kernel: prefill then decode
     /// against the float64 reference. The 80-token prompt's prefill passes <see cref="Projection.KernelRows"/>, so its
     /// projections widen the weights for libtorch; decode runs in the kernel. The bytes held are the checkpoint's for
-    /// every packed projection, embedding and LM head, and a float32 copy for the rest (norms, router, kv_b_proj).
+    /// every packed projection, embedding and LM head, and a float32 copy for the rest (norms, router).
     /// </summary>
     [Theory]
     [InlineData("v3", 12)]
