@@ -9,7 +9,8 @@ namespace MoeMesh.Engine.Runtime;
 /// widened weights in again, zero-filled. Under a hypervisor that reclaims freed guest memory each fault is dearer
 /// still: bench --profile on a 2-core VM read 20 to 180 ms for the same 512-token prefill slice of attention. Blocks up
 /// to glibc's largest threshold (32 MiB) then come from the heap, and up to <see cref="TrimThreshold"/> of free heap
-/// stays mapped. Linux with glibc only; elsewhere nothing changes.
+/// stays mapped (but for a thread arena's extra heap that has become entirely free, which glibc unmaps whatever the
+/// setting). Linux with glibc only; elsewhere nothing changes.
 /// </summary>
 public static partial class NativeHeap
 {
