@@ -158,10 +158,8 @@ public sealed class MlaAttention
             Tensor keys, values;
             if (naive)
             {
-                var kvb = Weights.Linear(ctx.narrow(1, 0, lat), kvB).view(t, h, _c.QkNopeHeadDim + _c.VHeadDim);
-                var kPe = ctx.narrow(1, lat, _c.QkRopeHeadDim).unsqueeze(1).expand(t, h, _c.QkRopeHeadDim);
-                keys = cat(new[] { kvb.narrow(2, 0, _c.QkNopeHeadDim), kPe }, 2).permute(1, 2, 0); // [H, n+r, t]
-                values = kvb.narrow(2, _c.QkNopeHeadDim, _c.VHeadDim).permute(1, 0, 2); // [H, t, v]
+                (keys, values) = PerHead(ctx, kvB);
+                keys = keys.transpose(1, 2); // [H, n+r, t]
             }
             else
             {
@@ -183,6 +181,20 @@ public sealed class MlaAttention
     }
 
     /// <summary>
+    /// The naive form's per-head keys [H, T, nope + rope] and values [H, T, value] of T cached rows <paramref name="ctx"/>
+    /// [T, latent + rope]: the latents through kv_b_proj, the one rope key shared by every head.
+    /// </summary>
+    private (Tensor Keys, Tensor Values) PerHead(Tensor ctx, Tensor kvB)
+    {
+        var t = ctx.shape[0];
+        var h = _c.NumAttentionHeads;
+        var kvb = Weights.Linear(ctx.narrow(1, 0, _c.KvLoraRank), kvB).view(t, h, _c.QkNopeHeadDim + _c.VHeadDim);
+        var kPe = ctx.narrow(1, _c.KvLoraRank, _c.QkRopeHeadDim).unsqueeze(1).expand(t, h, _c.QkRopeHeadDim);
+        var keys = cat(new[] { kvb.narrow(2, 0, _c.QkNopeHeadDim), kPe }, 2).permute(1, 0, 2);
+        return (keys, kvb.narrow(2, _c.QkNopeHeadDim, _c.VHeadDim).permute(1, 0, 2));
+    }
+
+    /// <summary>
     /// One sequence's run of L new tokens in the naive form through libtorch's fused scaled-dot-product attention, the
     /// whole context at once: keys [H, T, nope + rope] and values [H, T, value] (value width may differ from the key's).
     /// The fused op scales by 1/sqrt(key width), so the queries carry the ratio to MLA's softmax scale (YaRN's mscale
@@ -190,14 +202,8 @@ public sealed class MlaAttention
     /// </summary>
     private Tensor FusedSlice(Tensor qNope, Tensor qPe, Tensor cache, PrefillSlice p, Tensor kvB)
     {
-        var h = _c.NumAttentionHeads;
-        var lat = _c.KvLoraRank;
         var context = p.ContextSlots.shape[0];
-        var ctx = cache.index_select(0, p.ContextSlots).to(qNope.dtype); // [T, c+r]
-        var kvb = Weights.Linear(ctx.narrow(1, 0, lat), kvB).view(context, h, _c.QkNopeHeadDim + _c.VHeadDim);
-        var kPe = ctx.narrow(1, lat, _c.QkRopeHeadDim).unsqueeze(1).expand(context, h, _c.QkRopeHeadDim);
-        var keys = cat(new[] { kvb.narrow(2, 0, _c.QkNopeHeadDim), kPe }, 2).permute(1, 0, 2); // [H, T, n+r]
-        var values = kvb.narrow(2, _c.QkNopeHeadDim, _c.VHeadDim).permute(1, 0, 2); // [H, T, v]
+        var (keys, values) = PerHead(cache.index_select(0, p.ContextSlots).to(qNope.dtype), kvB);
         var q = cat(new[] { qNope, qPe }, 2).permute(1, 0, 2).mul(_scale.ToDouble() * Math.Sqrt(_c.QkHeadDim)); // [H, L, n+r]
         var causal = p.QueryStart == 0 && p.Length == context;
         // Later chunks: query i (at position QueryStart + i) sees context tokens 0 .. QueryStart + i; true takes part.

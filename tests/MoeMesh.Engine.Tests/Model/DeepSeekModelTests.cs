@@ -79,13 +79,19 @@ public sealed class DeepSeekModelTests
         var model = TestModels.Load(TestModels.V3Dir);
         model.AttentionMode = mode;
         model.AttentionTileTokens = 3;
+        var logits = ChunksThenSingleTokens(model);
+        for (var t = 0; t < Prompt.Length; t++) AssertClose(reference[t], logits[t], 2e-3);
+    }
+
+    /// <summary>The prompt's logits stepped as a first chunk of 4, a second of 5, then one token a step.</summary>
+    private static float[][] ChunksThenSingleTokens(DeepSeekModel model)
+    {
         var harness = new ModelHarness(model);
         var seq = harness.NewSequence(Prompt);
-        var logits = harness.Step((seq, 0, 4))[0]
+        return harness.Step((seq, 0, 4))[0]
             .Concat(harness.Step((seq, 4, 5))[0])
             .Concat(Enumerable.Range(9, Prompt.Length - 9).Select(t => harness.Step((seq, t, 1))[0][0]))
             .ToArray();
-        for (var t = 0; t < Prompt.Length; t++) AssertClose(reference[t], logits[t], 2e-3);
     }
 
     /// <summary>
@@ -101,12 +107,7 @@ public sealed class DeepSeekModelTests
         var model = DeepSeekModel.Load(TestModels.V3Dir, ComputeOptions.Cpu with { Profile = profile });
         model.AttentionMode = AttentionMode.Naive;
         model.FusedAttention = true;
-        var harness = new ModelHarness(model);
-        var seq = harness.NewSequence(Prompt);
-        var logits = harness.Step((seq, 0, 4))[0]
-            .Concat(harness.Step((seq, 4, 5))[0])
-            .Concat(Enumerable.Range(9, Prompt.Length - 9).Select(t => harness.Step((seq, t, 1))[0][0]))
-            .ToArray();
+        var logits = ChunksThenSingleTokens(model);
         // Every step here is a prefill slice (the harness steps single tokens as slices too), each layer's fused.
         Assert.Equal((2 + Prompt.Length - 9) * model.Config.NumHiddenLayers, profile.FusedSlices);
         for (var t = 0; t < Prompt.Length; t++) AssertClose(reference[t], logits[t], 2e-3);
