@@ -1,7 +1,7 @@
 using MoeMesh.Engine.Model;
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates [--expert-pass]] [--llama-cpp] [--long-context] [--profile] [--cpu-experts auto|libtorch|packed] [--cpu-dense auto|libtorch|packed] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates [--expert-pass]] [--parallel-calls] [--llama-cpp] [--long-context] [--profile] [--cpu-experts auto|libtorch|packed] [--cpu-dense auto|libtorch|packed] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
 //   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
 //   (--node-threads: libtorch threads of each expert-node process; --gateway-threads: of the gateway
 //   when its experts are on nodes, the in-process baseline keeps one per core; --node-cpus: run the
@@ -11,6 +11,7 @@ using MoeMesh.Bench;
 //   page size, Redis throughput, and decode at 32 sequences with --kv-store redis against memory;
 //   --kernel-rates: the packed BF16 kernel against libtorch float32 at the benchmark model's projection shapes,
 //   and the FP8 kernel; with --expert-pass, the kernel's multiply-add rate in cache and the routed-expert pass alone;
+//   --parallel-calls: what a parallel kernel call costs beyond its work, Parallel.For against the engine's KernelThreads;
 //   --profile: where a 512-token prefill and a decode step at 1, 8 and 32 sequences spend their time (attention,
 //   router, experts, LM head, rest);
 //   --llama-cpp [--lengths 512,2048] [--rounds 4]: MoeMesh (the gateway over HTTP and the engine in-process) against
@@ -38,6 +39,7 @@ else if (args.Contains("--llama-cpp"))
     await new LlamaCppBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 4, cpuExperts, cpuDense).RunAsync();
 else if (args.Contains("--long-context"))
     new LongContextBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048,16000").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 2).Run();
+else if (args.Contains("--parallel-calls")) ParallelCalls.Run();
 else if (args.Contains("--profile"))
     new EngineBenchmark(cache, tokens).Profile(ComputeOptions.Parse("cpu", cpuExperts, cpuDense));
 else if (args.Contains("--expert-kernel"))

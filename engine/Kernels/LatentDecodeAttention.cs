@@ -18,6 +18,13 @@ public static unsafe class LatentDecodeAttention
     /// <summary>Context tokens a tile: their cached rows stay in the core's cache while every head reads them.</summary>
     private const int Tile = 128;
 
+    /// <summary>
+    /// Context bytes (every sequence's cached rows, as floats) up to which attention runs in one pass by heads: each
+    /// head then reads all of it, so it must stay in a core's second-level cache (512 KB to 2 MB on current server
+    /// cores). Beyond, three passes: heads into latent space, sequences over their context, heads out of it.
+    /// </summary>
+    internal const int ByHeadsContextBytes = 256 << 10;
+
     /// <summary>The shapes: heads, the nope, rope and value widths of a head, and the latent width.</summary>
     public readonly record struct Shape(int Heads, int Nope, int Rope, int Value, int Latent, float Scale)
     {
@@ -35,7 +42,7 @@ public static unsafe class LatentDecodeAttention
         ReadOnlySpan<long> slots, int maxContext, ReadOnlySpan<long> lengths, ReadOnlySpan<float> kvB, Span<float> output)
     {
         if (kvB.Length < s.Heads * (s.Nope + s.Value) * s.Latent) throw new ArgumentException("kv_b_proj does not match the shape");
-        Run(s, sequences, qNope, qPe, cache, slots, maxContext, lengths, kvB, null, output);
+        Run(s, sequences, qNope, qPe, cache, slots, maxContext, lengths, kvB, null, output, ByHeads(s, sequences, maxContext));
     }
 
     /// <summary>
@@ -46,11 +53,21 @@ public static unsafe class LatentDecodeAttention
         ReadOnlySpan<long> slots, int maxContext, ReadOnlySpan<long> lengths, PackedMatrix kvB, Span<float> output)
     {
         if (kvB.Rows != s.Heads * (s.Nope + s.Value) || kvB.Cols != s.Latent) throw new ArgumentException("kv_b_proj does not match the shape");
-        Run(s, sequences, qNope, qPe, cache, slots, maxContext, lengths, default, kvB, output);
+        Run(s, sequences, qNope, qPe, cache, slots, maxContext, lengths, default, kvB, output, ByHeads(s, sequences, maxContext));
     }
 
-    private static void Run(Shape s, int sequences, ReadOnlySpan<float> qNope, ReadOnlySpan<float> qPe, ReadOnlySpan<float> cache,
-        ReadOnlySpan<long> slots, int maxContext, ReadOnlySpan<long> lengths, ReadOnlySpan<float> kvB, PackedMatrix? packed, Span<float> output)
+    /// <summary>
+    /// Whether attention runs in one pass by heads: when every sequence's context together fits
+    /// <see cref="ByHeadsContextBytes"/>, since each head then reads all of it.
+    /// </summary>
+    private static bool ByHeads(Shape s, int sequences, int maxContext) => (long)sequences * maxContext * s.Row * sizeof(float) <= ByHeadsContextBytes;
+
+    /// <summary>
+    /// The kernel on kv_b_proj as float32 (<paramref name="kvB"/>) or packed; <paramref name="byHeads"/> picks the form
+    /// (the same arithmetic for each head and sequence either way, so the same results).
+    /// </summary>
+    internal static void Run(Shape s, int sequences, ReadOnlySpan<float> qNope, ReadOnlySpan<float> qPe, ReadOnlySpan<float> cache,
+        ReadOnlySpan<long> slots, int maxContext, ReadOnlySpan<long> lengths, ReadOnlySpan<float> kvB, PackedMatrix? packed, Span<float> output, bool byHeads)
     {
         if (qNope.Length < sequences * s.Heads * s.Nope || qPe.Length < sequences * s.Heads * s.Rope || slots.Length < sequences * maxContext
             || lengths.Length < sequences || output.Length < sequences * s.Heads * s.Value)
@@ -67,12 +84,24 @@ public static unsafe class LatentDecodeAttention
             fixed (long* sl = slots, len = lengths)
             {
                 var p = new Pointers((nint)qn, (nint)qp, (nint)kv, cache.Length, (nint)sl, (nint)len, (nint)w, packed, (nint)o, (nint)q, (nint)l);
+                if (byHeads)
+                {
+                    // Little context: one pass by heads, each widening its rows of kv_b_proj once and reading every
+                    // sequence's context from the core's cache.
+                    KernelThreads.For(s.Heads, h => WithHeadRows(s, p, h, 0, s.Nope + s.Value, rows =>
+                    {
+                        IntoLatent(s, p, sequences, h, (float*)rows);
+                        for (var b = 0; b < sequences; b++) Attend(s, p, maxContext, b, h, h + 1);
+                        OutOfLatent(s, p, sequences, h, (float*)rows + s.Nope * s.Latent);
+                    }));
+                    return;
+                }
                 // A head's rows of kv_b_proj are read once for every sequence: the first and last phases go by heads.
-                Spread(s.Heads, h => WithHeadRows(s, p, h, 0, s.Nope, keys => IntoLatent(s, p, sequences, h, (float*)keys)));
+                KernelThreads.For(s.Heads, h => WithHeadRows(s, p, h, 0, s.Nope, keys => IntoLatent(s, p, sequences, h, (float*)keys)));
                 // The context is each sequence's own: by sequences, their heads split too when they are fewer than the cores.
                 var groups = sequences >= Environment.ProcessorCount ? 1 : Math.Min(s.Heads, Environment.ProcessorCount);
-                Spread(sequences * groups, i => Attend(s, p, maxContext, i / groups, s.Heads * (i % groups) / groups, s.Heads * (i % groups + 1) / groups));
-                Spread(s.Heads, h => WithHeadRows(s, p, h, s.Nope, s.Value, values => OutOfLatent(s, p, sequences, h, (float*)values)));
+                KernelThreads.For(sequences * groups, i => Attend(s, p, maxContext, i / groups, s.Heads * (i % groups) / groups, s.Heads * (i % groups + 1) / groups));
+                KernelThreads.For(s.Heads, h => WithHeadRows(s, p, h, s.Nope, s.Value, values => OutOfLatent(s, p, sequences, h, (float*)values)));
             }
         }
         finally
@@ -80,12 +109,6 @@ public static unsafe class LatentDecodeAttention
             pool.Return(queries);
             pool.Return(latents);
         }
-    }
-
-    private static void Spread(int items, Action<int> item)
-    {
-        if (items == 1) item(0);
-        else Parallel.For(0, items, item);
     }
 
     /// <summary>

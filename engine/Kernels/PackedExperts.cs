@@ -87,7 +87,7 @@ public static class PackedExpertPass
         for (var s = 0; s < pairs; s++) hidden.Slice((int)pairTokens[order[s]] * h, h).CopyTo(x.AsSpan(s * h, h));
 
         var first = Items(groups, g => g.Expert.Intermediate);
-        Parallel.For(0, first.Count, w =>
+        KernelThreads.For(first.Count, w =>
         {
             var (gi, from, to) = first[w];
             var (expert, start, rows) = groups[gi];
@@ -102,7 +102,7 @@ public static class PackedExpertPass
                 }
         });
         var second = Items(groups, g => g.Expert.Hidden);
-        Parallel.For(0, second.Count, w =>
+        KernelThreads.For(second.Count, w =>
         {
             var (gi, from, to) = second[w];
             var (expert, start, rows) = groups[gi];

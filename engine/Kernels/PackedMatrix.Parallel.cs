@@ -27,7 +27,7 @@ public sealed unsafe partial class PackedMatrix
             nint xa = (nint)xp, ya = (nint)yp;
             var n = x.Length;
             var m = y.Length;
-            Parallel.For(0, items, i =>
+            KernelThreads.For(items, i =>
             {
                 var (from, to) = Range(i, items);
                 Multiply(new ReadOnlySpan<float>((void*)xa, n), xRows, new Span<float>((void*)ya, m), Rows, from, to);
@@ -51,7 +51,7 @@ public sealed unsafe partial class PackedMatrix
         {
             nint da = (nint)dp;
             var length = destination.Length;
-            Parallel.For(0, items, i =>
+            KernelThreads.For(items, i =>
             {
                 var (from, to) = Range(i, items);
                 Widen(from, to, new Span<float>((void*)(da + (nint)from * Cols * sizeof(float)), (to - from) * Cols));

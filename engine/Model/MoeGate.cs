@@ -1,5 +1,7 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
+using MoeMesh.Engine.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -29,9 +31,16 @@ public sealed class MoeGate
             _bias = r.Read($"{prefix}.e_score_correction_bias", device, ScalarType.Float32, c.NRoutedExperts);
     }
 
+    /// <summary>
+    /// Rows up to which a float32 batch on the CPU is routed in the engine's loops (<see cref="RouteInLoops"/>): a decode
+    /// step's few rows cost libtorch's some twenty small ops a layer, each a fixed cost larger than the row's math.
+    /// </summary>
+    public const int LoopRows = Projection.KernelRows;
+
     /// <summary>Chosen expert ids [N, k] (int64) and their weights [N, k] (float32).</summary>
     public (Tensor Ids, Tensor Weights) Route(Tensor x)
     {
+        if (x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32 && x.shape[0] <= LoopRows) return RouteInLoops(x);
         using var scope = NewDisposeScope();
         var n = x.shape[0];
         var logits = Weights.Linear(x.to(ScalarType.Float32), _weight);
@@ -56,5 +65,91 @@ public sealed class MoeGate
         // DeepSeek-V2's modeling code scales only unnormalised weights; V3 scales after normalising.
         if (_c.ModelType == "deepseek_v3" || !normalise) weights = weights * _routedScale;
         return (ids.MoveToOuterDisposeScope(), weights.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// <see cref="Route"/> for a float32 CPU batch, row by row on the tensors' memory: the same steps in float32, so
+    /// the same choices and weights to float rounding (libtorch's sums run in another order).
+    /// </summary>
+    private (Tensor Ids, Tensor Weights) RouteInLoops(Tensor x)
+    {
+        int n = (int)x.shape[0], experts = _c.NRoutedExperts, d = _c.HiddenSize, k = _c.NumExpertsPerTok;
+        using var input = x.contiguous();
+        var rows = HostMemory.Span(input);
+        var weight = HostMemory.Span(_weight);
+        var bias = _bias is null ? default : HostMemory.Span(_bias);
+        var ids = new long[n * k];
+        var weights = new float[n * k];
+        var scores = new float[experts];
+        var choice = new float[experts];
+        var grouped = _c.TopkMethod != TopkMethod.Greedy && _c.NGroup > 1;
+        var groupScores = new float[_c.NGroup];
+        var kept = new int[_c.TopkGroup];
+        var chosen = new int[k];
+        var normalise = k > 1 && _c.NormTopkProb;
+        var scale = _c.ModelType == "deepseek_v3" || !normalise ? (float)_c.RoutedScalingFactor : 1f;
+        for (var i = 0; i < n; i++)
+        {
+            var row = rows.Slice(i * d, d);
+            for (var e = 0; e < experts; e++) scores[e] = TensorPrimitives.Dot(row, weight.Slice(e * d, d));
+            if (_c.ScoringFunc == ScoringFunc.Sigmoid) TensorPrimitives.Sigmoid(scores, scores);
+            else TensorPrimitives.SoftMax(scores, scores);
+            if (_bias is null) scores.CopyTo(choice, 0);
+            else TensorPrimitives.Add(scores, bias, choice);
+            if (grouped)
+            {
+                var per = experts / _c.NGroup;
+                for (var g = 0; g < _c.NGroup; g++)
+                {
+                    var members = choice.AsSpan(g * per, per);
+                    if (_c.TopkMethod == TopkMethod.NoAuxTc && per >= 2)
+                    {
+                        var (first, second) = (float.NegativeInfinity, float.NegativeInfinity);
+                        foreach (var v in members)
+                            if (v > first) (first, second) = (v, first);
+                            else if (v > second) second = v;
+                        groupScores[g] = first + second;
+                    }
+                    else groupScores[g] = TensorPrimitives.Max(members);
+                }
+                // Groups outside the best topk_group take no part: their experts drop to -inf, as libtorch's masked_fill.
+                Largest(groupScores, kept);
+                for (var g = 0; g < _c.NGroup; g++)
+                    if (Array.IndexOf(kept, g) < 0) choice.AsSpan(g * per, per).Fill(float.NegativeInfinity);
+            }
+            Largest(choice, chosen);
+            var w = weights.AsSpan(i * k, k);
+            for (var j = 0; j < k; j++)
+            {
+                ids[i * k + j] = chosen[j];
+                w[j] = scores[chosen[j]];
+            }
+            if (normalise)
+            {
+                var sum = 0f;
+                foreach (var v in w) sum += v;
+                TensorPrimitives.Divide(w, sum + 1e-20f, w);
+            }
+            if (scale != 1f) TensorPrimitives.Multiply(w, scale, w);
+        }
+        return (tensor(ids, [n, k]), tensor(weights, [n, k]));
+    }
+
+    /// <summary>
+    /// The indices of <paramref name="values"/>' largest entries into <paramref name="into"/>, largest first, as topk
+    /// returns them; among equal values the lower index first.
+    /// </summary>
+    private static void Largest(ReadOnlySpan<float> values, Span<int> into)
+    {
+        for (var j = 0; j < into.Length; j++)
+        {
+            var best = -1;
+            for (var e = 0; e < values.Length; e++)
+            {
+                if (into[..j].IndexOf(e) >= 0) continue;
+                if (best < 0 || values[e] > values[best]) best = e;
+            }
+            into[j] = best;
+        }
     }
 }

@@ -2,6 +2,7 @@ using MoeMesh.Engine.Checkpoint;
 using MoeMesh.Engine.Config;
 using MoeMesh.Engine.Dispatch;
 using MoeMesh.Engine.Experts;
+using MoeMesh.Engine.Kernels;
 using MoeMesh.Engine.Runtime;
 
 namespace MoeMesh.ExpertNode.Serving;
@@ -132,10 +133,14 @@ public sealed class ExpertHoldings(NodeOptions options, NodeMetrics metrics, ILo
         try
         {
             var first = options.PlacementFile is { } file ? ReadPlacementFile(file)! : options.Placement;
-            // On the compute thread dispatches run on, with its libtorch threads set: one set of OpenMP workers (see ComputeThread).
+            // On the compute thread dispatches run on, with its libtorch threads and the kernels' set: one set of OpenMP workers (see ComputeThread).
             await Compute.RunAsync(() =>
             {
-                if (options.Threads is { } threads) TorchSharp.torch.set_num_threads(threads);
+                if (options.Threads is { } threads)
+                {
+                    TorchSharp.torch.set_num_threads(threads);
+                    KernelThreads.Threads = threads;
+                }
                 using var reader = new CheckpointReader(options.Model);
                 var backend = new LocalExpertBackend(Config, reader, options.Compute, first);
                 CheckpointBytesRead = reader.BytesRead;

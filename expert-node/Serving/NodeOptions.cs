@@ -51,7 +51,7 @@ public sealed record NodeOptions(
         var device = cli.Add("--device", "cpu|cuda[:N]", "Compute device (default cpu)", Values.Device, "cpu");
         var cpuExperts = cli.Add("--cpu-experts", "auto|libtorch|packed", "Experts on the CPU: packed, the engine's kernel over the checkpoint's BF16 or FP8 weights as stored (a half or a quarter of the memory of float32 copies), or libtorch on float32 copies; auto (default) is packed where the CPU has AVX2 and FMA", Values.OneOf("auto", "libtorch", "packed"), "auto");
         var drain = cli.Add("--drain-seconds", "N", "After a placement change, dropped experts stay servable this long for gateways that have not seen it (default 3; gateways poll every second)", Values.NonNegativeSeconds, 3.0);
-        var threads = cli.Add<int?>("--threads", "N", "libtorch intra-op CPU threads (default: one per core); set it when nodes share a host", v => Values.PositiveInt(v), null);
+        var threads = cli.Add<int?>("--threads", "N", "CPU threads of libtorch and of the expert kernels (default: one per core); set it when nodes share a host", v => Values.PositiveInt(v), null);
         var apiKey = cli.Add<string?>("--api-key", "KEY", "Require 'Authorization: Bearer KEY' on /v1 (gateways: --expert-api-key KEY); POST /v1/placement is off without it", Values.OptionalText, null);
         var maxTokens = cli.Add("--max-dispatch-tokens", "N", "Most tokens in one dispatch; bounds the request body (default 8192, at least the gateways' --max-batch-tokens)", Values.PositiveInt, 8192);
         return (cli, p =>

@@ -10,7 +10,8 @@ public sealed class LatentDecodeAttentionTests
     /// Contexts of 1 token, one tile, and several tiles (past the kernel's 128), in scattered and padded slots; one
     /// sequence (its heads split across the cores), three and four. A latent of 16 runs the per-column loops only; 72
     /// runs two whole blocks of 32 columns and a tail; six value rows a whole four and a tail. kv_b_proj as float32, or
-    /// held as BF16 and widened a head at a time.
+    /// held as BF16 and widened a head at a time. Both forms of the kernel, one pass by heads (small contexts) and three
+    /// passes (heads, sequences, heads), give the same floats.
     /// </summary>
     [Theory]
     [InlineData(new[] { 300 }, 16, false)]
@@ -21,6 +22,7 @@ public sealed class LatentDecodeAttentionTests
     [InlineData(new[] { 7, 1, 40, 130 }, 72, false)]
     [InlineData(new[] { 300 }, 16, true)]
     [InlineData(new[] { 7, 1, 40, 130 }, 72, true)]
+    [InlineData(new[] { 2000, 900, 1500 }, 72, true)]
     public void Run_MatchesTheDefinition(int[] lengths, int latentWidth, bool packedKvB)
     {
         var s = new LatentDecodeAttention.Shape(Heads: 3, Nope: 8, Rope: 4, Value: 6, Latent: latentWidth, Scale: 0.3f);
@@ -41,12 +43,15 @@ public sealed class LatentDecodeAttentionTests
         var output = new float[b * s.Heads * s.Value];
 
         var contexts = lengths.Select(l => (long)l).ToArray();
-        if (packedKvB)
-        {
-            using var packed = new PackedMatrix(s.Heads * (s.Nope + s.Value), s.Latent, kvBits);
-            LatentDecodeAttention.Run(s, b, qNope, qPe, cache, slots, maxContext, contexts, packed, output);
-        }
+        using var packed = packedKvB ? new PackedMatrix(s.Heads * (s.Nope + s.Value), s.Latent, kvBits) : null;
+        // The form the public entry picks for this context, then the other one.
+        if (packed is not null) LatentDecodeAttention.Run(s, b, qNope, qPe, cache, slots, maxContext, contexts, packed, output);
         else LatentDecodeAttention.Run(s, b, qNope, qPe, cache, slots, maxContext, contexts, kvB, output);
+        var byHeads = (long)b * maxContext * s.Row * sizeof(float) <= LatentDecodeAttention.ByHeadsContextBytes;
+        var other = new float[output.Length];
+        LatentDecodeAttention.Run(s, b, qNope, qPe, cache, slots, maxContext, contexts, packed is null ? kvB : default, packed, other, !byHeads);
+        // Each head and sequence runs the same arithmetic in either form.
+        Assert.Equal(output, other);
 
         for (var seq = 0; seq < b; seq++)
             for (var h = 0; h < s.Heads; h++)
