@@ -1,3 +1,4 @@
+using MoeMesh.Engine.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -26,8 +27,23 @@ public sealed class RmsNorm(Tensor weight, double eps)
         System.Numerics.Tensors.TensorPrimitives.Multiply(row, weight, row);
     }
 
+    /// <summary>
+    /// Rows up to which a float32 CPU batch is normalised in the engine's loops (the span path, row by row): a decode
+    /// step's few rows cost libtorch's six small ops, each a fixed cost larger than the row's math.
+    /// </summary>
+    public const int LoopRows = Projection.KernelRows;
+
     public Tensor Forward(Tensor x)
     {
+        var width = x.shape[^1];
+        if (x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32 && x.NumberOfElements <= LoopRows * width)
+        {
+            using var input = x.contiguous();
+            var y = input.clone();
+            var rows = HostMemory.Span(y);
+            for (var r = 0; r < rows.Length; r += (int)width) Forward(rows.Slice(r, (int)width));
+            return y;
+        }
         using var scope = NewDisposeScope();
         var xf = x.to(ScalarType.Float32);
         var normed = xf * rsqrt(Scalars.Plus(xf.pow(Scalars.Two).mean(new long[] { -1 }, keepdim: true), _eps)) * _weight;
