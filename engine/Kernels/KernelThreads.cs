@@ -29,6 +29,18 @@ public static class KernelThreads
     private static int _busy;
 
     private static int _threads = Workers.Length + 1;
+    private static bool _spin = true;
+
+    /// <summary>
+    /// Whether idle workers spin for <see cref="SpinMicroseconds"/> after a call (true, the default: a step of many
+    /// short calls with little else to run) or sleep at once (a step whose libtorch ops use every core, so that no
+    /// worker spins while libtorch's threads compute; see LibtorchThreads).
+    /// </summary>
+    public static bool Spin
+    {
+        get => Volatile.Read(ref _spin);
+        set => Volatile.Write(ref _spin, value);
+    }
 
     /// <summary>
     /// Threads a call runs on, the caller's included: one per core unless set lower (an expert node's --threads, when
@@ -163,7 +175,7 @@ public static class KernelThreads
                 long now;
                 while ((now = Volatile.Read(ref _generation)) == seen)
                 {
-                    if (Stopwatch.GetTimestamp() - start < SpinTicks)
+                    if (Spin && Stopwatch.GetTimestamp() - start < SpinTicks)
                     {
                         Pause(++spins);
                         continue;
