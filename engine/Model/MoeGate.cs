@@ -32,8 +32,8 @@ public sealed class MoeGate
     }
 
     /// <summary>
-    /// Rows up to which a float32 batch on the CPU is routed in the engine's loops (<see cref="RouteInLoops"/>): a decode
-    /// step's few rows cost libtorch's some twenty small ops a layer, each a fixed cost larger than the row's math.
+    /// Rows up to which a float32 batch on the CPU is scored and selected in the engine's loops (<see cref="RouteInLoops"/>):
+    /// for a decode step's few rows, libtorch's some twenty small ops a layer each cost more than their math.
     /// </summary>
     public const int LoopRows = Projection.KernelRows;
 
@@ -68,15 +68,17 @@ public sealed class MoeGate
     }
 
     /// <summary>
-    /// <see cref="Route"/> for a float32 CPU batch, row by row on the tensors' memory: the same steps in float32, so
-    /// the same choices and weights to float rounding (libtorch's sums run in another order).
+    /// <see cref="Route"/> for a float32 CPU batch: the logits from the same libtorch product, then scoring, selection
+    /// and weights row by row in float32, so the same choices and weights to float rounding (libtorch's sigmoid,
+    /// softmax and sums may round differently).
     /// </summary>
     private (Tensor Ids, Tensor Weights) RouteInLoops(Tensor x)
     {
-        int n = (int)x.shape[0], experts = _c.NRoutedExperts, d = _c.HiddenSize, k = _c.NumExpertsPerTok;
-        using var input = x.contiguous();
-        var rows = HostMemory.Span(input);
-        var weight = HostMemory.Span(_weight);
+        int n = (int)x.shape[0], experts = _c.NRoutedExperts, k = _c.NumExpertsPerTok;
+        // The logits in libtorch's one product (the step's only sizeable math here: 256 x 7,168 a row for DeepSeek-V3).
+        using var product = Weights.Linear(x, _weight);
+        using var logits = product.contiguous();
+        var rows = HostMemory.Span(logits);
         var bias = _bias is null ? default : HostMemory.Span(_bias);
         var ids = new long[n * k];
         var weights = new float[n * k];
@@ -90,8 +92,7 @@ public sealed class MoeGate
         var scale = _c.ModelType == "deepseek_v3" || !normalise ? (float)_c.RoutedScalingFactor : 1f;
         for (var i = 0; i < n; i++)
         {
-            var row = rows.Slice(i * d, d);
-            for (var e = 0; e < experts; e++) scores[e] = TensorPrimitives.Dot(row, weight.Slice(e * d, d));
+            rows.Slice(i * experts, experts).CopyTo(scores);
             if (_c.ScoringFunc == ScoringFunc.Sigmoid) TensorPrimitives.Sigmoid(scores, scores);
             else TensorPrimitives.SoftMax(scores, scores);
             if (_bias is null) scores.CopyTo(choice, 0);
