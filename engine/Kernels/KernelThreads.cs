@@ -34,7 +34,7 @@ public static class KernelThreads
     /// <summary>
     /// Whether idle workers spin for <see cref="SpinMicroseconds"/> after a call (true, the default: a step of many
     /// short calls with little else to run) or sleep at once (a step whose libtorch ops use every core, so that no
-    /// worker spins while libtorch's threads compute; see LibtorchThreads).
+    /// worker spins while libtorch's threads compute; set per step by LibtorchThreads.ForStep).
     /// </summary>
     public static bool Spin
     {

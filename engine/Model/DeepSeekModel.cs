@@ -81,7 +81,7 @@ public sealed class DeepSeekModel
     /// <summary>Runs the new tokens of a batch through every layer; returns float32 logits of the requested rows.</summary>
     public Tensor Forward(ForwardBatch batch, LatentKvCache cache, Tensor logitRows)
     {
-        using var threads = LibtorchThreads.One(InKernels(batch.TokenIds.shape[0]));
+        using var threads = LibtorchThreads.ForStep(InKernels(batch.TokenIds.shape[0]));
         using var scope = NewDisposeScope();
         var (cos, sin) = Rope.Angles(batch.Positions);
         var x = _embed.Rows(batch.TokenIds);
@@ -98,7 +98,7 @@ public sealed class DeepSeekModel
     /// </summary>
     public Tensor Forward(ForwardBatch a, ForwardBatch b, LatentKvCache cache, Tensor logitRows)
     {
-        using var threads = LibtorchThreads.One(InKernels(a.TokenIds.shape[0] + b.TokenIds.shape[0]));
+        using var threads = LibtorchThreads.ForStep(InKernels(a.TokenIds.shape[0] + b.TokenIds.shape[0]));
         using var scope = NewDisposeScope();
         var rowsA = (int)a.TokenIds.shape[0];
         var (cosA, sinA) = Rope.Angles(a.Positions);

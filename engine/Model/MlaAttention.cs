@@ -68,13 +68,18 @@ public sealed class MlaAttention
     }
 
     /// <summary>
-    /// The absorbed form's per-head key rows of kv_b_proj, [H, nope, latent]: a view, not a copy (each head's rows are
-    /// contiguous with kv_b's row stride, which batched GEMMs read as they lie).
+    /// The absorbed form's per-head rows of kv_b_proj from row <paramref name="offset"/> of each head's block,
+    /// [H, count, latent]: a view, not a copy (each head's rows are contiguous with kv_b's row stride, which batched
+    /// GEMMs read as they lie).
     /// </summary>
-    private Tensor KeyRows(Tensor kvB) => kvB.view(_c.NumAttentionHeads, _c.QkNopeHeadDim + _c.VHeadDim, _c.KvLoraRank).narrow(1, 0, _c.QkNopeHeadDim);
+    private Tensor HeadRows(Tensor kvB, int offset, int count) =>
+        kvB.view(_c.NumAttentionHeads, _c.QkNopeHeadDim + _c.VHeadDim, _c.KvLoraRank).narrow(1, offset, count);
 
-    /// <summary>The per-head value rows of kv_b_proj, [H, value, latent], a view as <see cref="KeyRows"/>.</summary>
-    private Tensor ValueRows(Tensor kvB) => kvB.view(_c.NumAttentionHeads, _c.QkNopeHeadDim + _c.VHeadDim, _c.KvLoraRank).narrow(1, _c.QkNopeHeadDim, _c.VHeadDim);
+    /// <summary>Each head's key rows, [H, nope, latent].</summary>
+    private Tensor KeyRows(Tensor kvB) => HeadRows(kvB, 0, _c.QkNopeHeadDim);
+
+    /// <summary>Each head's value rows, [H, value, latent].</summary>
+    private Tensor ValueRows(Tensor kvB) => HeadRows(kvB, _c.QkNopeHeadDim, _c.VHeadDim);
 
     /// <summary>Attention for the N new tokens of a batch; writes their latents into the cache first.</summary>
     public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionPlan plan)

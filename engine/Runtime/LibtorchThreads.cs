@@ -14,15 +14,15 @@ namespace MoeMesh.Engine.Runtime;
 public static class LibtorchThreads
 {
     /// <summary>
-    /// libtorch on one thread and the kernels' workers spinning until the scope ends, when <paramref name="when"/>;
-    /// otherwise libtorch as it is and the kernels' workers sleeping between calls.
+    /// For one step until the scope ends: when <paramref name="inKernels"/>, libtorch on one thread and the kernels'
+    /// workers spinning between calls; otherwise libtorch as it is and the kernels' workers sleeping between calls.
     /// </summary>
-    public static Scope One(bool when)
+    public static Scope ForStep(bool inKernels)
     {
         var spin = KernelThreads.Spin;
-        KernelThreads.Spin = when;
+        KernelThreads.Spin = inKernels;
         var before = torch.get_num_threads();
-        if (!when || before <= 1) return new Scope(0, spin);
+        if (!inKernels || before <= 1) return new Scope(0, spin);
         torch.set_num_threads(1);
         return new Scope(before, spin);
     }
