@@ -62,7 +62,9 @@ public sealed class AutoscalingTests
 
         // Idle: back to the minimum, after the stabilisation window, one step at a time.
         await Eventually.HoldsAsync(() => Task.FromResult(Replicas(cluster, n)), r => r == 1, "back to one gateway");
-        var down = await cluster.GetAsync("default", "auto");
+        // The operator scales the Deployment before it writes the decision into status: wait for the status too.
+        var down = await Eventually.HoldsAsync(() => cluster.GetAsync("default", "auto"),
+            m => m.Status?.Decisions?.Any(d => d.Tier == "gateway" && d.To < d.From) == true, "the scale-down decision in status");
         Assert.Contains(down.Status!.Decisions!, d => d.Tier == "gateway" && d.To == d.From - 1 && d.Reason.StartsWith("scale down: ", StringComparison.Ordinal));
         Assert.True(cluster.HasEvent("default", "auto", "ScaledDown"));
         // Idle at the minimum: a "no change" decision, in status and as an event.
