@@ -181,7 +181,7 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
     /// forward pass and for the rest of the step (embedding, residual adds, batch building, the logits' copy,
     /// sampling, detokenisation), medians of 3 runs, with each one's share of the step.
     /// </summary>
-    public void Profile(ComputeOptions options)
+    public void Profile(ComputeOptions options, int prefillTokens = 512)
     {
         Console.WriteLine($"threads: {torch.get_num_threads()}, cores: {Environment.ProcessorCount}");
         var dir = DemoModel.EnsureCached(cacheDir, DemoShape.Benchmark, seed: 1);
@@ -189,7 +189,7 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         var profile = new StepProfile();
         var engine = LoadEngine(dir, options with { Profile = profile });
         Console.WriteLine($"routed experts {(options.PackedExperts ? "packed" : "libtorch")}, dense weights {(options.PackedDense ? "packed" : "libtorch")}");
-        ProfilePrefill(engine, profile, config.VocabSize);
+        ProfilePrefill(engine, profile, config.VocabSize, prefillTokens);
         foreach (var c in new[] { 1, 8, 32 })
         {
             EngineDecode(engine, c);
@@ -223,10 +223,9 @@ public sealed class EngineBenchmark(string cacheDir, int decodeTokens)
         }
     }
 
-    /// <summary>Where a 512-token prefill chunk's time goes: medians of 3 fresh prompts, the parts as in <see cref="Profile"/>.</summary>
-    private void ProfilePrefill(LlmEngine engine, StepProfile profile, int vocab)
+    /// <summary>Where an <paramref name="n"/>-token prefill's time goes (in chunks of the engine's batch tokens): medians of 3 fresh prompts, the parts as in <see cref="Profile"/>.</summary>
+    private void ProfilePrefill(LlmEngine engine, StepProfile profile, int vocab, int n)
     {
-        const int n = 512;
         var parts = Enum.GetValues<StepPart>().ToDictionary(p => p, _ => new List<double>());
         var steps = new List<double>();
         for (var round = 0; round < 4; round++)

@@ -47,6 +47,40 @@ public static class KernelRates
     }
 
     /// <summary>
+    /// Prefill-sized products (64 to 512 rows of x) at the benchmark model's projection shapes: the packed BF16 kernel
+    /// across the cores (<see cref="PackedMatrix.MultiplyAll"/>) against libtorch's float32 linear on a copy widened
+    /// for the call (as a projection's prefill path does) and on a float32 weight held; multiply-adds per second.
+    /// </summary>
+    public static void Prefill()
+    {
+        foreach (var (rows, cols) in new[] { (1024, 1024), (4096, 1024), (1536, 384), (1024, 2816), (256, 1024) })
+        foreach (var n in new[] { 64, 128, 512 })
+        {
+            var rnd = new Random(1);
+            var bf = new ushort[rows * cols];
+            for (var i = 0; i < bf.Length; i++) bf[i] = (ushort)(BitConverter.SingleToInt32Bits((float)(rnd.NextDouble() - 0.5)) >> 16);
+            using var m = new PackedMatrix(rows, cols, bf);
+            var x = new float[n * cols];
+            for (var i = 0; i < x.Length; i++) x[i] = (float)rnd.NextDouble();
+            var y = new float[n * rows];
+            using var w = torch.tensor(bf.Select(b => BitConverter.Int32BitsToSingle(b << 16)).ToArray(), new long[] { rows, cols });
+            using var xt = torch.tensor(x, new long[] { n, cols });
+            var reps = Math.Max(5, (int)(4e9 / ((double)n * rows * cols)));
+            double T(Action a) { for (var i = 0; i < 10; i++) a(); var sw = Stopwatch.StartNew(); for (var i = 0; i < reps; i++) a(); return sw.Elapsed.TotalSeconds / reps; }
+            var kernel = T(() => m.MultiplyAll(x, n, y));
+            var widened = T(() =>
+            {
+                using var wt = torch.empty(rows, cols);
+                m.WidenAll(HostMemory.Span(wt));
+                torch.nn.functional.linear(xt, wt).Dispose();
+            });
+            var held = T(() => torch.nn.functional.linear(xt, w).Dispose());
+            double Rate(double t) => (double)n * rows * cols / t / 1e9;
+            Console.WriteLine($"{rows}x{cols} n={n}: kernel {kernel * 1e6:F0} us ({Rate(kernel):F1} GFMA/s), libtorch widened {widened * 1e6:F0} us ({Rate(widened):F1}), libtorch held {held * 1e6:F0} us ({Rate(held):F1})");
+        }
+    }
+
+    /// <summary>
     /// The BF16 kernel's multiply-add rate on a cache-resident 256 x 1024 matrix for 1 to 8 rows of x, on one thread
     /// and on two threads with a matrix each; then the routed-expert pass alone at the benchmark model's layer shape
     /// (64 experts of 256 x 1024, top 6) for 1, 8 and 32 tokens, over seven layers in turn so that its weights come
@@ -143,18 +177,19 @@ public static class KernelRates
             var two = sw.Elapsed.TotalSeconds / reps;
             Console.WriteLine($"256x1024 in cache, {n} rows: one thread {256.0 * 1024 * n / one / 1e9:F1} G multiply-adds/s, two threads {2 * 256.0 * 1024 * n / two / 1e9:F1}");
         }
-        foreach (var tokens in new[] { 1, 8, 32 })
+        foreach (var tokens in new[] { 1, 8, 32, 512 })
         {
             var hidden = Enumerable.Range(0, tokens * h).Select(_ => (float)rnd.NextDouble()).ToArray();
             var pairs = Enumerable.Range(0, tokens).SelectMany(t => Enumerable.Range(0, experts).OrderBy(_ => rnd.Next()).Take(topK).Select(e => (Token: (long)t, Expert: (long)e))).ToArray();
             var (pt, pe, pw) = (pairs.Select(p => p.Token).ToArray(), pairs.Select(p => p.Expert).ToArray(), pairs.Select(_ => 0.1f).ToArray());
             var bytes = pe.Distinct().Count() * 3L * inter * h * 2;
-            for (var i = 0; i < 6 * layerCount; i++) PackedExpertPass.Run(hidden, tokens, h, pt, pe, pw, e => layers[i % layerCount][e]);
-            const int reps = 30 * layerCount;
+            var reps = (tokens > 32 ? 3 : 30) * layerCount;
+            var result = new float[tokens * h];
+            for (var i = 0; i < reps / 5; i++) PackedExpertPass.Run(hidden, tokens, h, pt, pe, pw, e => layers[i % layerCount][e], result);
             var sw = Stopwatch.StartNew();
-            for (var i = 0; i < reps; i++) PackedExpertPass.Run(hidden, tokens, h, pt, pe, pw, e => layers[i % layerCount][e]);
+            for (var i = 0; i < reps; i++) PackedExpertPass.Run(hidden, tokens, h, pt, pe, pw, e => layers[i % layerCount][e], result);
             var s = sw.Elapsed.TotalSeconds / reps;
-            Console.WriteLine($"expert pass, {tokens} tokens, {pe.Distinct().Count()} experts active: {s * 1e3:F2} ms a layer, {bytes / s / 1e9:F1} GB/s of BF16 weights");
+            Console.WriteLine($"expert pass, {tokens} tokens, {pe.Distinct().Count()} experts active: {s * 1e3:F2} ms a layer, {bytes / s / 1e9:F1} GB/s of BF16 weights, {pairs.Length * 3.0 * inter * h / s / 1e9:F1} G multiply-adds/s");
         }
     }
 }

@@ -1,7 +1,7 @@
 using MoeMesh.Engine.Model;
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates [--expert-pass]] [--parallel-calls] [--llama-cpp] [--long-context] [--profile] [--cpu-experts auto|libtorch|packed] [--cpu-dense auto|libtorch|packed] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates [--expert-pass|--prefill]] [--parallel-calls] [--llama-cpp] [--long-context] [--profile [--prefill-tokens N]] [--cpu-experts auto|libtorch|packed] [--cpu-dense auto|libtorch|packed] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
 //   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
 //   (--node-threads: libtorch threads of each expert-node process; --gateway-threads: of the gateway
 //   when its experts are on nodes, the in-process baseline keeps one per core; --node-cpus: run the
@@ -12,7 +12,7 @@ using MoeMesh.Bench;
 //   --kernel-rates: the packed BF16 kernel against libtorch float32 at the benchmark model's projection shapes,
 //   and the FP8 kernel; with --expert-pass, the kernel's multiply-add rate in cache and the routed-expert pass alone;
 //   --parallel-calls: what a parallel kernel call costs beyond its work, Parallel.For against the engine's KernelThreads;
-//   --profile: where a 512-token prefill and a decode step at 1, 8 and 32 sequences spend their time (attention,
+//   --profile: where a 512-token (--prefill-tokens N) prefill and a decode step at 1, 8 and 32 sequences spend their time (attention,
 //   router, experts, LM head, rest);
 //   --llama-cpp [--lengths 512,2048] [--rounds 4]: MoeMesh (the gateway over HTTP and the engine in-process) against
 //   llama.cpp (LLamaSharp's CPU build) on the benchmark model exported to GGUF F16 and F32: decode at 1, 8, 32
@@ -26,7 +26,7 @@ var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), 
 var tokens = int.Parse(ArgValue(args, "--tokens") ?? "48");
 // How the gateway or engine under test holds its CPU weights, as the gateway's --cpu-experts and --cpu-dense take it.
 var (cpuExperts, cpuDense) = (ArgValue(args, "--cpu-experts") ?? "auto", ArgValue(args, "--cpu-dense") ?? "auto");
-if (args.Contains("--kernel-rates")) { if (args.Contains("--expert-pass")) KernelRates.ExpertPass(); else KernelRates.Run(); }
+if (args.Contains("--kernel-rates")) { if (args.Contains("--expert-pass")) KernelRates.ExpertPass(); else if (args.Contains("--prefill")) KernelRates.Prefill(); else KernelRates.Run(); }
 else if (args.Contains("--placement"))
     PlacementBenchmark.Run();
 else if (args.Contains("--simulate-day"))
@@ -41,7 +41,7 @@ else if (args.Contains("--long-context"))
     new LongContextBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048,16000").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 2).Run();
 else if (args.Contains("--parallel-calls")) ParallelCalls.Run();
 else if (args.Contains("--profile"))
-    new EngineBenchmark(cache, tokens).Profile(ComputeOptions.Parse("cpu", cpuExperts, cpuDense));
+    new EngineBenchmark(cache, tokens).Profile(ComputeOptions.Parse("cpu", cpuExperts, cpuDense), IntArg("--prefill-tokens") ?? 512);
 else if (args.Contains("--expert-kernel"))
     new EngineBenchmark(cache, tokens).CompareExpertKernels();
 else if (args.Contains("--sharding"))

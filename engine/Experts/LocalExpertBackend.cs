@@ -125,14 +125,15 @@ public sealed class LocalExpertBackend : IExpertBackend
         var tokens = (int)hidden.shape[0];
         var h = (int)hidden.shape[1];
         using var contiguous = hidden.contiguous();
-        var x = contiguous.data<float>().ToArray();
-        using var tokensCpu = pairTokens.to(ScalarType.Int64).cpu();
-        using var expertsCpu = pairExperts.to(ScalarType.Int64).cpu();
-        using var weightsCpu = pairWeights.to(ScalarType.Float32).cpu();
-        var result = PackedExpertPass.Run(x, tokens, h, tokensCpu.data<long>().ToArray(), expertsCpu.data<long>().ToArray(), weightsCpu.data<float>().ToArray(),
+        using var tokensCpu = pairTokens.to(ScalarType.Int64).cpu().contiguous();
+        using var expertsCpu = pairExperts.to(ScalarType.Int64).cpu().contiguous();
+        using var weightsCpu = pairWeights.to(ScalarType.Float32).cpu().contiguous();
+        var result = empty(tokens, h, ScalarType.Float32);
+        PackedExpertPass.Run(HostMemory.Span(contiguous), tokens, h, HostMemory.Longs(tokensCpu), HostMemory.Longs(expertsCpu), HostMemory.Span(weightsCpu),
             e => _experts.TryGetValue((layer, e), out var held) ? ((PackedHolder)held).Expert
-                : throw new InvalidOperationException($"expert {e} of layer {layer} is not held by this backend"));
-        return tensor(result, [tokens, h]);
+                : throw new InvalidOperationException($"expert {e} of layer {layer} is not held by this backend"),
+            HostMemory.Span(result));
+        return result;
     }
 
     private sealed class DeferredCall(Func<Tensor> compute) : IExpertCall

@@ -1,3 +1,4 @@
+using System.Numerics;
 using MoeMesh.Engine.Checkpoint;
 
 namespace MoeMesh.Engine.Kernels;
@@ -38,13 +39,19 @@ public static class PackedExpertPass
     /// <summary>Output rows per work item: enough work to amortise scheduling, small enough to spread over cores.</summary>
     private const int Block = 64;
 
+    /// <summary>Expert rows from which the outputs' weighted sum is spread over the cores.</summary>
+    private const int ParallelCombinePairs = 256;
+
     /// <summary>
     /// <paramref name="hidden"/> is [tokens, H]; pair i sends token <paramref name="pairTokens"/>[i] to expert
-    /// <paramref name="pairExperts"/>[i] with weight <paramref name="pairWeights"/>[i]. Returns [tokens, H].
+    /// <paramref name="pairExperts"/>[i] with weight <paramref name="pairWeights"/>[i]. Writes [tokens, H] to
+    /// <paramref name="result"/> (a tensor's memory, say: a prefill chunk's result is megabytes, and a fresh array's
+    /// pages cost their faults every layer).
     /// </summary>
-    public static float[] Run(ReadOnlySpan<float> hidden, int tokens, int h, ReadOnlySpan<long> pairTokens, ReadOnlySpan<long> pairExperts, ReadOnlySpan<float> pairWeights,
-        Func<int, PackedExpert> expertOf)
+    public static void Run(ReadOnlySpan<float> hidden, int tokens, int h, ReadOnlySpan<long> pairTokens, ReadOnlySpan<long> pairExperts, ReadOnlySpan<float> pairWeights,
+        Func<int, PackedExpert> expertOf, Span<float> result)
     {
+        if (hidden.Length < (long)tokens * h || result.Length < (long)tokens * h) throw new ArgumentOutOfRangeException(nameof(result));
         var pairs = pairTokens.Length;
         // Pairs sorted by expert, stably (the order the libtorch path adds them in).
         var experts = pairExperts.ToArray();
@@ -68,7 +75,8 @@ public static class PackedExpertPass
         var output = pool.Rent(pairs * h);
         try
         {
-            return Pass(hidden, tokens, h, pairTokens, pairWeights, order, groups, inter, x, act, gateOut, output);
+            Pass(hidden, h, pairTokens, order, groups, inter, x, act, gateOut, output);
+            Combine(tokens, h, pairTokens, pairWeights, order, output, result);
         }
         finally
         {
@@ -79,7 +87,7 @@ public static class PackedExpertPass
         }
     }
 
-    private static float[] Pass(ReadOnlySpan<float> hidden, int tokens, int h, ReadOnlySpan<long> pairTokens, ReadOnlySpan<float> pairWeights, int[] order,
+    private static void Pass(ReadOnlySpan<float> hidden, int h, ReadOnlySpan<long> pairTokens, int[] order,
         List<(PackedExpert Expert, int Start, int Rows)> groups, int inter, float[] x, float[] act, float[] gateOut, float[] output)
     {
         var pairs = pairTokens.Length;
@@ -94,12 +102,7 @@ public static class PackedExpertPass
             var xs = x.AsSpan(start * h, rows * h);
             expert.Gate.Multiply(xs, rows, gateOut.AsSpan(start * inter), inter, from, to);
             expert.Up.Multiply(xs, rows, act.AsSpan(start * inter), inter, from, to);
-            for (var r = 0; r < rows; r++)
-                for (var j = from; j < to; j++)
-                {
-                    var g = gateOut[(start + r) * inter + j];
-                    act[(start + r) * inter + j] *= g / (1 + MathF.Exp(-g));
-                }
+            for (var r = 0; r < rows; r++) Silu(gateOut.AsSpan((start + r) * inter + from, to - from), act.AsSpan((start + r) * inter + from, to - from));
         });
         var second = Items(groups, g => g.Expert.Hidden);
         KernelThreads.For(second.Count, w =>
@@ -116,16 +119,68 @@ public static class PackedExpertPass
             }
             expert.Down.Multiply(a, rows, output.AsSpan(start * h), h, from, to);
         });
-        var combined = new float[tokens * h];
+    }
+
+    /// <summary>up[j] *= silu(gate[j]) = gate[j] / (1 + e^-gate[j]).</summary>
+    private static void Silu(ReadOnlySpan<float> gate, Span<float> up)
+    {
+        var j = 0;
+        if (Vector.IsHardwareAccelerated)
+            for (; j + Vector<float>.Count <= gate.Length; j += Vector<float>.Count)
+            {
+                var g = new Vector<float>(gate[j..]);
+                (new Vector<float>(up[j..]) * (g / (Vector<float>.One + Vector.Exp(-g)))).CopyTo(up[j..]);
+            }
+        for (; j < gate.Length; j++) up[j] *= gate[j] / (1 + MathF.Exp(-gate[j]));
+    }
+
+    /// <summary>
+    /// Each token's weighted expert outputs summed in ascending expert order (the order of <paramref name="order"/>),
+    /// tokens spread over the cores for a prefill-sized pass. Multiplies and adds round separately, as the libtorch
+    /// path does.
+    /// </summary>
+    private static unsafe void Combine(int tokens, int h, ReadOnlySpan<long> pairTokens, ReadOnlySpan<float> pairWeights, int[] order, float[] output, Span<float> result)
+    {
+        var pairs = order.Length;
+        // Each token's rows of the sorted pass, ascending: positions first[t] .. first[t + 1] of rowsOf.
+        var first = new int[tokens + 1];
+        for (var s = 0; s < pairs; s++) first[pairTokens[order[s]] + 1]++;
+        for (var t = 0; t < tokens; t++) first[t + 1] += first[t];
+        var rowsOf = new int[pairs];
+        var weights = new float[pairs];
+        var next = first[..tokens];
         for (var s = 0; s < pairs; s++)
         {
-            var t = (int)pairTokens[order[s]];
-            var weight = pairWeights[order[s]];
-            var src = output.AsSpan(s * h, h);
-            var dst = combined.AsSpan(t * h, h);
-            for (var c = 0; c < h; c++) dst[c] += src[c] * weight;
+            var at = next[pairTokens[order[s]]]++;
+            rowsOf[at] = s;
+            weights[at] = pairWeights[order[s]];
         }
-        return combined;
+        result[..(tokens * h)].Clear();
+        fixed (float* resultAt = result)
+        {
+            var combined = (nint)resultAt;
+            void Tokens(int from, int to)
+            {
+                for (var t = from; t < to; t++)
+                {
+                    var dst = new Span<float>((float*)combined + (long)t * h, h);
+                    for (var p = first[t]; p < first[t + 1]; p++)
+                    {
+                        var src = output.AsSpan(rowsOf[p] * h, h);
+                        var weight = weights[p];
+                        var c = 0;
+                        if (Vector.IsHardwareAccelerated)
+                            for (var w = new Vector<float>(weight); c + Vector<float>.Count <= h; c += Vector<float>.Count)
+                                (new Vector<float>(dst[c..]) + new Vector<float>(src[c..]) * w).CopyTo(dst[c..]);
+                        for (; c < h; c++) dst[c] += src[c] * weight;
+                    }
+                }
+            }
+            // A decode step's few tokens cost less than a parallel call's fixed cost.
+            var items = pairs < ParallelCombinePairs ? 1 : Math.Min(tokens, 4 * Environment.ProcessorCount);
+            if (items == 1) Tokens(0, tokens);
+            else KernelThreads.For(items, i => Tokens((int)((long)tokens * i / items), (int)((long)tokens * (i + 1) / items)));
+        }
     }
 
     private static List<(int Group, int From, int To)> Items(List<(PackedExpert Expert, int Start, int Rows)> groups, Func<(PackedExpert Expert, int Start, int Rows), int> outputs)

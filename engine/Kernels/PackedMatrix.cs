@@ -110,6 +110,13 @@ public sealed unsafe partial class PackedMatrix : IDisposable
     /// <summary>Whether the weights are kept as FP8 e4m3 with block scales.</summary>
     public bool IsFp8 => _isFp8;
 
+    /// <summary>
+    /// Whether the kernel outruns libtorch's float32 GEMM at any number of rows: BF16 in the AVX-512 layout
+    /// (bench --kernel-rates --prefill: 90 to 165 G multiply-adds/s at 64 to 512 rows where libtorch reads 45 to 82 on a
+    /// float32 copy). Otherwise (AVX2, FP8, F32) the kernel is for few rows and libtorch's GEMM takes larger batches.
+    /// </summary>
+    public bool FastAtAnyRows => _isBf16 && _run == 32 && Vectorised;
+
     /// <summary>Bytes of the weights (and FP8 block scales) held.</summary>
     public long ByteSize => (long)Rows * Cols * (_isBf16 ? 2 : _isFp8 ? 1 : 4) + (_scales?.LongLength * 4 ?? 0);
 

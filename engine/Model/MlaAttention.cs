@@ -37,7 +37,8 @@ public sealed class MlaAttention
 
     /// <summary>
     /// Bytes of the weights held. kv_b_proj is held as the other projections are (packed: as the checkpoint stores
-    /// it); libtorch's forms read a float32 copy widened for the call, the decode kernel widens a head's rows at a time.
+    /// it); the naive form expands latents through it as a projection, the absorbed form's libtorch products read a
+    /// float32 copy widened for the call, the decode kernel widens a head's rows at a time.
     /// </summary>
     public long ByteSize => (_wq?.ByteSize ?? 0) + (_wqA?.ByteSize ?? 0) + (_qNorm?.ByteSize ?? 0) + (_wqB?.ByteSize ?? 0) + _wkvA.ByteSize
         + _kvNorm.ByteSize + _kvB.ByteSize + _wo.ByteSize;
@@ -81,6 +82,9 @@ public sealed class MlaAttention
     /// <summary>Each head's value rows, [H, value, latent].</summary>
     private Tensor ValueRows(Tensor kvB) => HeadRows(kvB, _c.QkNopeHeadDim, _c.VHeadDim);
 
+    /// <summary>Tiles a prefill slice's own tokens are read in at least (<see cref="PrefillSlice"/>): the finer, the less of the causal triangle's hidden half is computed.</summary>
+    private const int DiagonalTiles = 8;
+
     /// <summary>Attention for the N new tokens of a batch; writes their latents into the cache first.</summary>
     public Tensor Forward(Tensor x, ForwardBatch batch, Tensor cos, Tensor sin, Tensor cache, AttentionPlan plan)
     {
@@ -99,7 +103,7 @@ public sealed class MlaAttention
         var kPe = RotaryEmbedding.Apply(kv.narrow(1, _c.KvLoraRank, _c.QkRopeHeadDim).unsqueeze(1), cos, sin).squeeze(1);
         cache.index_copy_(0, batch.WriteSlots, cat(new[] { latent, kPe }, 1).to(cache.dtype));
 
-        // kv_b_proj as a tensor for libtorch's forms, made once a call when one needs it (packed: widened in this scope).
+        // kv_b_proj as a tensor for the absorbed form's products, made once a call when one needs it (packed: widened in this scope).
         Tensor? kvB = null;
         Tensor KvB() => kvB ??= _kvB.Weight();
         var output = empty(n, h, _c.VHeadDim, dtype: x.dtype, device: x.device);
@@ -109,8 +113,8 @@ public sealed class MlaAttention
             var naive = plan.Mode == AttentionMode.Naive
                 || (plan.Mode == AttentionMode.Auto && NaiveIsCheaper(_c, p.Length, context));
             var o = naive && context <= plan.FusedContext(h, _c.QkHeadDim + _c.VHeadDim)
-                ? FusedSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p, KvB())
-                : PrefillSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p, naive, plan.Tile(h, p.Length), KvB());
+                ? FusedSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p)
+                : PrefillSlice(qNope.narrow(0, p.Start, p.Length), qPe.narrow(0, p.Start, p.Length), cache, p, naive ? null : KvB(), plan.Tile(h, p.Length));
             output.narrow(0, p.Start, p.Length).copy_(o);
         }
         if (batch.Decodes is { } dg)
@@ -143,27 +147,33 @@ public sealed class MlaAttention
     /// <paramref name="tile"/> tokens. Naive: each tile's latents are expanded into per-head keys and values.
     /// Absorbed: queries move into latent space and attend over the tile's latents directly. q* [L,H,*].
     /// </summary>
-    private Tensor PrefillSlice(Tensor qNope, Tensor qPe, Tensor cache, PrefillSlice p, bool naive, int tile, Tensor kvB)
+    private Tensor PrefillSlice(Tensor qNope, Tensor qPe, Tensor cache, PrefillSlice p, Tensor? kvB, int tile)
     {
+        var naive = kvB is null;
         var h = _c.NumAttentionHeads;
         var lat = _c.KvLoraRank;
         var dtype = qNope.dtype;
         var q = naive
             ? cat(new[] { qNope, qPe }, 2).permute(1, 0, 2) // [H, L, n+r]
-            : cat(new[] { matmul(qNope.permute(1, 0, 2), KeyRows(kvB)), qPe.permute(1, 0, 2) }, 2); // [H, L, c+r]
+            : cat(new[] { matmul(qNope.permute(1, 0, 2), KeyRows(kvB!)), qPe.permute(1, 0, 2) }, 2); // [H, L, c+r]
         var context = p.ContextSlots.shape[0];
         var lastQuery = p.QueryStart + p.Length - 1;
         Tensor? queryPositions = null;
         var softmax = new OnlineSoftmax(_scale);
-        for (long j0 = 0; j0 < context; j0 += tile)
+        // Tiles of the context before the new tokens, which every query sees whole; then tiles of the new tokens
+        // themselves, a fraction of the slice each, which only the queries at or past a tile's start attend to: the
+        // rest of the causal triangle is skipped rather than computed and masked.
+        var diagonal = (int)Math.Min(tile, Math.Max(AttentionPlan.MinTile, p.Length / DiagonalTiles));
+        for (long j0 = 0; j0 < context;)
         {
             using var tileScope = NewDisposeScope();
-            var t = Math.Min(tile, context - j0);
+            var t = j0 < p.QueryStart ? Math.Min(tile, p.QueryStart - j0) : Math.Min(diagonal, context - j0);
+            var from = Math.Max(0, j0 - p.QueryStart); // the first query that sees this tile
             var ctx = cache.index_select(0, p.ContextSlots.narrow(0, j0, t)).to(dtype); // [t, c+r]
             Tensor keys, values;
             if (naive)
             {
-                (keys, values) = PerHead(ctx, kvB);
+                (keys, values) = PerHead(ctx);
                 keys = keys.transpose(1, 2); // [H, n+r, t]
             }
             else
@@ -173,15 +183,16 @@ public sealed class MlaAttention
             }
             // A query at position P sees context tokens 0..P: only tiles reaching past the first query mask anything.
             Tensor? mask = null;
-            if (j0 + t - 1 > p.QueryStart)
+            if (j0 + t - 1 > p.QueryStart + from)
             {
                 queryPositions ??= arange(p.QueryStart, lastQuery + 1, dtype: ScalarType.Int64, device: q.device).unsqueeze(1).MoveToOuterDisposeScope();
-                mask = arange(j0, j0 + t, dtype: ScalarType.Int64, device: q.device).unsqueeze(0).gt(queryPositions); // [L, t]
+                mask = arange(j0, j0 + t, dtype: ScalarType.Int64, device: q.device).unsqueeze(0).gt(queryPositions.narrow(0, from, p.Length - from)); // [L - from, t]
             }
-            softmax.Add(matmul(q, keys), mask, values);
+            softmax.Add(matmul(q.narrow(1, from, p.Length - from), keys), mask, values, from);
+            j0 += t;
         }
         var o = softmax.Result(dtype); // [H, L, v] or [H, L, c]
-        if (!naive) o = matmul(o, ValueRows(kvB).transpose(1, 2));
+        if (!naive) o = matmul(o, ValueRows(kvB!).transpose(1, 2));
         return o.permute(1, 0, 2); // [L, H, v]
     }
 
@@ -189,11 +200,11 @@ public sealed class MlaAttention
     /// The naive form's per-head keys [H, T, nope + rope] and values [H, T, value] of T cached rows <paramref name="ctx"/>
     /// [T, latent + rope]: the latents through kv_b_proj, the one rope key shared by every head.
     /// </summary>
-    private (Tensor Keys, Tensor Values) PerHead(Tensor ctx, Tensor kvB)
+    private (Tensor Keys, Tensor Values) PerHead(Tensor ctx)
     {
         var t = ctx.shape[0];
         var h = _c.NumAttentionHeads;
-        var kvb = Weights.Linear(ctx.narrow(1, 0, _c.KvLoraRank), kvB).view(t, h, _c.QkNopeHeadDim + _c.VHeadDim);
+        var kvb = _kvB.Forward(ctx.narrow(1, 0, _c.KvLoraRank)).view(t, h, _c.QkNopeHeadDim + _c.VHeadDim);
         var kPe = ctx.narrow(1, _c.KvLoraRank, _c.QkRopeHeadDim).unsqueeze(1).expand(t, h, _c.QkRopeHeadDim);
         var keys = cat(new[] { kvb.narrow(2, 0, _c.QkNopeHeadDim), kPe }, 2).permute(1, 0, 2);
         return (keys, kvb.narrow(2, _c.QkNopeHeadDim, _c.VHeadDim).permute(1, 0, 2));
@@ -205,10 +216,10 @@ public sealed class MlaAttention
     /// The fused op scales by 1/sqrt(key width), so the queries carry the ratio to MLA's softmax scale (YaRN's mscale
     /// included). A first chunk is causal as the op defines it; a later one masks each query's future. q* [L,H,*].
     /// </summary>
-    private Tensor FusedSlice(Tensor qNope, Tensor qPe, Tensor cache, PrefillSlice p, Tensor kvB)
+    private Tensor FusedSlice(Tensor qNope, Tensor qPe, Tensor cache, PrefillSlice p)
     {
         var context = p.ContextSlots.shape[0];
-        var (keys, values) = PerHead(cache.index_select(0, p.ContextSlots).to(qNope.dtype), kvB);
+        var (keys, values) = PerHead(cache.index_select(0, p.ContextSlots).to(qNope.dtype));
         var q = cat(new[] { qNope, qPe }, 2).permute(1, 0, 2).mul(_scale.ToDouble() * Math.Sqrt(_c.QkHeadDim)); // [H, L, n+r]
         var causal = p.QueryStart == 0 && p.Length == context;
         // Later chunks: query i (at position QueryStart + i) sees context tokens 0 .. QueryStart + i; true takes part.
@@ -339,26 +350,35 @@ public sealed class MlaAttention
         private Tensor? _sum;
         private Tensor? _acc;
 
-        /// <summary>Adds one tile: raw scores [.., Q, t], a mask broadcastable to them (true: hidden), values [.., t, d].</summary>
-        public void Add(Tensor scores, Tensor? mask, Tensor values)
+        /// <summary>
+        /// Adds one tile: raw scores [.., Q, t] of the queries from <paramref name="queryFrom"/> on (the first tile: all
+        /// of them), a mask broadcastable to them (true: hidden), values [.., t, d].
+        /// </summary>
+        public void Add(Tensor scores, Tensor? mask, Tensor values, long queryFrom = 0)
         {
             var s = scores.to(ScalarType.Float32).mul(scale);
             if (mask is not null) s.masked_fill_(mask, Scalars.NegativeInfinity);
             var tileMax = s.amax(new long[] { -1 }, keepdim: true);
             if (_max is null)
             {
+                if (queryFrom != 0) throw new InvalidOperationException("the first tile must cover every query");
                 var p = s.sub_(tileMax).exp_();
                 _sum = p.sum(-1, keepdim: true).MoveToOuterDisposeScope();
                 _acc = matmul(p.to(values.dtype), values).to(ScalarType.Float32).MoveToOuterDisposeScope();
                 _max = tileMax.MoveToOuterDisposeScope();
                 return;
             }
-            var max = maximum(_max, tileMax);
-            var correction = _max.sub(max).exp_();
+            // The state's rows of these queries: views, updated in place.
+            var queries = s.shape[^2];
+            var (runningMax, sum, acc) = queryFrom == 0 && queries == _max.shape[^2]
+                ? (_max, _sum!, _acc!)
+                : (_max.narrow(-2, queryFrom, queries), _sum!.narrow(-2, queryFrom, queries), _acc!.narrow(-2, queryFrom, queries));
+            var max = maximum(runningMax, tileMax);
+            var correction = runningMax.sub(max).exp_();
             var probs = s.sub_(max).exp_();
-            _sum!.mul_(correction).add_(probs.sum(-1, keepdim: true), Scalars.One);
-            _acc!.mul_(correction).add_(matmul(probs.to(values.dtype), values), Scalars.One);
-            _max.copy_(max);
+            sum.mul_(correction).add_(probs.sum(-1, keepdim: true), Scalars.One);
+            acc.mul_(correction).add_(matmul(probs.to(values.dtype), values), Scalars.One);
+            runningMax.copy_(max);
         }
 
         /// <summary>The normalised result in <paramref name="dtype"/>.</summary>

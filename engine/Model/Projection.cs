@@ -9,12 +9,13 @@ namespace MoeMesh.Engine.Model;
 /// A [outputs, inputs] projection weight, y = x Wᵀ. On the CPU with <see cref="ComputeOptions.PackedDense"/> the
 /// weight stays in the checkpoint's type (<see cref="PackedMatrix"/>: BF16 as stored, half the float32 copy; FP8 a
 /// quarter) and batches of up to <see cref="KernelRows"/> rows (decode, the LM head's rows) run in the engine's kernel
-/// across the cores; larger batches (prefill chunks) widen the weight to float32 for the call and use libtorch's GEMM,
-/// which is faster there. Otherwise the weight is a libtorch tensor in the compute type.
+/// across the cores; so do larger batches (prefill chunks) where the kernel outruns libtorch's GEMM at any size
+/// (<see cref="PackedMatrix.FastAtAnyRows"/>: BF16 on AVX-512); elsewhere those widen the weight to float32 for the
+/// call and use libtorch's GEMM. Otherwise the weight is a libtorch tensor in the compute type.
 /// </summary>
 public sealed class Projection : IDisposable
 {
-    /// <summary>Rows up to which the kernel runs; beyond, libtorch's GEMM (blocked for the caches, on widened weights) wins.</summary>
+    /// <summary>Rows up to which the kernel runs whatever the weight's type; beyond, libtorch's GEMM on widened weights, unless <see cref="PackedMatrix.FastAtAnyRows"/>.</summary>
     public const int KernelRows = 64;
 
     private readonly Tensor? _weight;
@@ -45,7 +46,7 @@ public sealed class Projection : IDisposable
     {
         if (_packed is null) return nn.functional.linear(x, _weight!);
         var rows = x.shape[0];
-        if (rows > KernelRows)
+        if (rows > KernelRows && !_packed.FastAtAnyRows)
         {
             using var widened = Widened();
             return nn.functional.linear(x, widened);
