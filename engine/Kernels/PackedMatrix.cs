@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -149,7 +150,10 @@ public sealed unsafe partial class PackedMatrix : IDisposable
     /// <summary>Whether the kernels run vectorised here (AVX2 and FMA); elsewhere a portable loop computes the same, slowly.</summary>
     public static bool Accelerated => Avx2.IsSupported && Fma.IsSupported;
 
-    private static bool Vectorised => Accelerated;
+    /// <summary>Takes the portable path even where AVX2 runs (tests run it here).</summary>
+    internal bool Portable { get; init; }
+
+    private bool Vectorised => Accelerated && !Portable;
 
     /// <summary>Bytes of BF16 weight rows a block of several x tiles works on: well inside a core's L2.</summary>
     private const int BlockBytes = 96 << 10;
@@ -195,6 +199,11 @@ public sealed unsafe partial class PackedMatrix : IDisposable
         {
             for (var r = 0; r < xRows; r += 4)
                 RowsFp8(x.Slice(r * Cols), Math.Min(4, xRows - r), y.Slice(r * yStride), yStride, from, to);
+            return;
+        }
+        if (!Vectorised)
+        {
+            MultiplyPortable(x, xRows, y, yStride, from, to);
             return;
         }
         for (var j = from; j < to; j++)
@@ -379,8 +388,31 @@ public sealed unsafe partial class PackedMatrix : IDisposable
     }
 
     /// <summary>
-    /// Dot products of weight row <paramref name="j"/> with up to four consecutive rows of x: F32 weights (vectorised)
-    /// and the portable path for every type.
+    /// The portable path, where AVX2 does not run (Arm servers, say): each weight row widened to float32 once, then
+    /// its dot product with every row of x in the machine's own vectors (<see cref="TensorPrimitives.Dot"/>).
+    /// </summary>
+    private void MultiplyPortable(ReadOnlySpan<float> x, int xRows, Span<float> y, int yStride, int from, int to)
+    {
+        var pool = System.Buffers.ArrayPool<float>.Shared;
+        var buffer = pool.Rent(Cols);
+        try
+        {
+            var row = buffer.AsSpan(0, Cols);
+            for (var j = from; j < to; j++)
+            {
+                WidenRow(j, row);
+                for (var r = 0; r < xRows; r++) y[r * yStride + j] = TensorPrimitives.Dot(row, x.Slice(r * Cols, Cols));
+            }
+        }
+        finally
+        {
+            pool.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Dot products of weight row <paramref name="j"/> with up to four consecutive rows of x, vectorised: F32 weights,
+    /// and BF16 rows shorter than one run.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Dot4(int j, ReadOnlySpan<float> x, int n, out float s0, out float s1, out float s2, out float s3)
@@ -412,7 +444,7 @@ public sealed unsafe partial class PackedMatrix : IDisposable
             s2 = Vector256.Sum(a2);
             s3 = Vector256.Sum(a3);
         }
-        // The portable path, and the tail past the last whole vector.
+        // The tail past the last whole vector, and BF16 rows shorter than one run.
         for (; k < cols; k++)
         {
             var wk = this[j, k];

@@ -37,7 +37,7 @@ public sealed class PackedKernelTests
         using var expected = nn.functional.linear(tensor(x, [rows, inputs]), tensor(widened, [outputs, inputs]));
         var reference = expected.data<float>().ToArray();
 
-        foreach (var matrix in Bf16Layouts(outputs, inputs, bf16).Append(new PackedMatrix(outputs, inputs, widened)))
+        foreach (var matrix in Bf16Layouts(outputs, inputs, bf16).Append(new PackedMatrix(outputs, inputs, widened)).Append(new PackedMatrix(outputs, inputs, widened) { Portable = true }))
         {
             var y = new float[rows * outputs];
             // In two ranges of outputs, as the parallel pass splits them.
@@ -72,15 +72,19 @@ public sealed class PackedKernelTests
         var reference = expected.data<float>().ToArray();
         var scale = reference.Max(Math.Abs);
 
-        var matrix = new PackedMatrix(outputs, inputs, codes, scales.Values);
-        Assert.True(matrix.IsFp8);
-        Assert.Equal(outputs * inputs + scales.Values.Length * 4, matrix.ByteSize);
-        var y = new float[rows * outputs];
-        matrix.Multiply(x, rows, y, outputs, 0, outputs / 2);
-        matrix.Multiply(x, rows, y, outputs, outputs / 2, outputs);
-        for (var i = 0; i < y.Length; i++) Assert.True(Math.Abs(y[i] - reference[i]) <= 1e-5f * scale, $"[{i}]: {y[i]} vs {reference[i]}");
-        // The element accessor (the portable path's) reads the dequantised weight.
-        for (var i = 0; i < dequantised.Length; i += 97) Assert.Equal(dequantised[i], matrix[i / inputs, i % inputs]);
+        // The kernels, and the portable path.
+        foreach (var portable in new[] { false, true })
+        {
+            using var matrix = new PackedMatrix(outputs, inputs, codes, scales.Values) { Portable = portable };
+            Assert.True(matrix.IsFp8);
+            Assert.Equal(outputs * inputs + scales.Values.Length * 4, matrix.ByteSize);
+            var y = new float[rows * outputs];
+            matrix.Multiply(x, rows, y, outputs, 0, outputs / 2);
+            matrix.Multiply(x, rows, y, outputs, outputs / 2, outputs);
+            for (var i = 0; i < y.Length; i++) Assert.True(Math.Abs(y[i] - reference[i]) <= 1e-5f * scale, $"portable {portable} [{i}]: {y[i]} vs {reference[i]}");
+            // The element accessor reads the dequantised weight.
+            for (var i = 0; i < dequantised.Length; i += 97) Assert.Equal(dequantised[i], matrix[i / inputs, i % inputs]);
+        }
     }
 
     /// <summary>
@@ -106,11 +110,15 @@ public sealed class PackedKernelTests
             }
     }
 
-    /// <summary>BF16 weights in each row layout this CPU can run: runs of 16 for AVX2, and of 32 where AVX-512 runs.</summary>
+    /// <summary>
+    /// BF16 weights in each row layout this CPU can run (runs of 16 for AVX2, and of 32 where AVX-512 runs), and on
+    /// the portable path (the machine's layout, no AVX2 kernels).
+    /// </summary>
     private static IEnumerable<PackedMatrix> Bf16Layouts(int outputs, int inputs, ushort[] bf16)
     {
         yield return new PackedMatrix(outputs, inputs, bf16, wide: false);
         if (PackedMatrix.WideByDefault) yield return new PackedMatrix(outputs, inputs, bf16, wide: true);
+        yield return new PackedMatrix(outputs, inputs, bf16) { Portable = true };
     }
 
     /// <summary>
