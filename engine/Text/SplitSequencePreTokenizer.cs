@@ -37,13 +37,7 @@ public sealed class SplitSequencePreTokenizer(IReadOnlyList<Regex> patterns) : P
         return pieces;
     }
 
-    /// <summary>
-    /// .NET regexes match UTF-16 code units, so astral-plane ranges inside character classes
-    /// (rare scripts in DeepSeek's patterns) cannot be expressed; they are dropped from the class.
-    /// </summary>
-    public static Regex Compile(string pattern)
-    {
-        var cleaned = Regex.Replace(pattern, @"[\uD800-\uDBFF][\uDC00-\uDFFF](-[\uD800-\uDBFF][\uDC00-\uDFFF])?", "");
-        return new Regex(cleaned, RegexOptions.Compiled | RegexOptions.CultureInvariant);
-    }
+    /// <summary>A pattern of tokenizer.json as a .NET regex that matches whole code points (<see cref="CodePointPattern"/>).</summary>
+    public static Regex Compile(string pattern) =>
+        new(CodePointPattern.Translate(pattern), RegexOptions.Compiled | RegexOptions.CultureInvariant);
 }
