@@ -102,8 +102,11 @@ public sealed class HfTokenizer
     /// <paramref name="plain"/> spans (in order, not overlapping), whose text is always encoded as ordinary text
     /// (so that what a user writes cannot become a turn marker).
     /// </summary>
+    /// <exception cref="NotTextException">The text holds a lone surrogate: not Unicode text (Hugging Face's tokenizers refuses it too).</exception>
     public List<int> Encode(string text, IReadOnlyList<(int Start, int Length)>? plain = null)
     {
+        if (LoneSurrogate(text) is { } lone)
+            throw new NotTextException($"the text holds a lone surrogate (U+{(int)text[lone]:X4}) at UTF-16 index {lone}: it is not Unicode text", lone);
         var ids = new List<int>();
         var cursor = 0;
         var span = 0; // plain spans are in order: the first one that does not end before the match
@@ -123,6 +126,18 @@ public sealed class HfTokenizer
         }
         if (cursor < text.Length) ids.AddRange(_bpe.EncodeToIds(text[cursor..]));
         return ids;
+    }
+
+    /// <summary>The index of the first surrogate that is not half of a pair, or null.</summary>
+    private static int? LoneSurrogate(string text)
+    {
+        for (var i = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF'); i >= 0 && i < text.Length; i++)
+        {
+            if (!char.IsSurrogate(text[i])) continue;
+            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) i++;
+            else return i;
+        }
+        return null;
     }
 
     /// <summary>Decodes ids; ids past the vocabulary decode to nothing.</summary>
@@ -156,4 +171,10 @@ public sealed class HfTokenizer
     /// <summary>The token's text, as the completions API shows it in logprobs.</summary>
     public string TokenText(int id) =>
         _addedById.TryGetValue(id, out var added) ? added.Content : Decode([id], skipSpecialTokens: false);
+}
+
+/// <summary>A string that is not Unicode text (a lone surrogate at <see cref="Index"/>): it has no UTF-8 bytes to tokenize.</summary>
+public sealed class NotTextException(string message, int index) : ArgumentException(message)
+{
+    public int Index { get; } = index;
 }

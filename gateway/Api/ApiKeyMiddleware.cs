@@ -3,8 +3,8 @@ using MoeMesh.Engine.Dispatch;
 namespace MoeMesh.Gateway.Api;
 
 /// <summary>
-/// Requires "Authorization: Bearer KEY" on a path prefix: --api-key on /v1 (the inference API), --admin-api-key
-/// on /admin (operator routes). A key for one prefix opens nothing else.
+/// Requires "Authorization: Bearer KEY" on a path prefix: --api-key on /v1 (the inference API) and vLLM's /tokenize
+/// and /detokenize, --admin-api-key on /admin (operator routes). A key opens nothing but its prefixes.
 /// </summary>
 public sealed class ApiKeyMiddleware(RequestDelegate next, PathString prefix, BearerKey key)
 {

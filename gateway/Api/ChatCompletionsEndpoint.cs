@@ -14,21 +14,10 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         var r = await RequestReader.ParseAsync(ctx.Request, ct);
         r.CheckFields(RequestFields.Chat);
         Endpoints.CheckModel(r, host);
-        var messages = ParseMessages(r);
+        var prompt = EncodeMessages(r, host);
         var wantLogprobs = r.Bool("logprobs") ?? false;
         var top = r.Int("top_logprobs", 0, SamplingRequest.MaxLogprobs);
         if (top is not null && !wantLogprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
-        RenderedChat chat;
-        try
-        {
-            chat = host.ChatTemplate().Render(messages);
-        }
-        catch (ChatTemplateException e)
-        {
-            throw ApiException.BadRequest(e.Message, "messages");
-        }
-        // What the messages say is text: special-token text inside them cannot open or close a turn.
-        var prompt = host.Tokenizer.Encode(chat.Text, host.SpecialTokensInContent ? null : chat.Content);
         var requested = r.Int("max_completion_tokens", 1) ?? r.Int("max_tokens", 1);
         var maxTokens = requested ?? Math.Max(1, host.Engine.MaxModelLength - prompt.Count);
         var sampling = SamplingRequest.Parse(r, maxTokens, wantLogprobs ? top ?? 0 : null, host.Engine.Model.Config.VocabSize);
@@ -91,6 +80,23 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
             id, @object = "chat.completion.chunk", created, model = host.Name,
             choices = new[] { new { index, delta, logprobs = lp, finish_reason = finish } },
         };
+    }
+
+    /// <summary>The request's messages rendered with the model's chat template and encoded: the prompt the model sees.</summary>
+    internal static List<int> EncodeMessages(RequestReader r, ModelHost host)
+    {
+        var messages = ParseMessages(r);
+        RenderedChat chat;
+        try
+        {
+            chat = host.ChatTemplate().Render(messages);
+        }
+        catch (ChatTemplateException e)
+        {
+            throw ApiException.BadRequest(e.Message, "messages");
+        }
+        // What the messages say is text: special-token text inside them cannot open or close a turn.
+        return Endpoints.Encode(host, chat.Text, "messages", host.SpecialTokensInContent ? null : chat.Content);
     }
 
     private static List<ChatMessage> ParseMessages(RequestReader r)

@@ -117,16 +117,21 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
         return withPrompt ? [.. PromptLogprobTokens(c), .. generated] : generated.ToList();
     }
 
+    /// <summary>A text prompt's ids, the beginning-of-sequence token first where <paramref name="addSpecialTokens"/> and the tokenizer config ask for it.</summary>
+    internal static List<int> EncodePrompt(ModelHost host, string text, bool addSpecialTokens)
+    {
+        var tokens = Endpoints.Encode(host, text, "prompt");
+        if (addSpecialTokens && host.TokenizerConfig.AddBosToken && host.Engine.Model.Config.BosTokenId is { } bos) tokens.Insert(0, bos);
+        return tokens;
+    }
+
     private List<Prompt> ParsePrompts(RequestReader r)
     {
         if (r.Get("prompt") is not { } p) throw ApiException.BadRequest("'prompt' is required", "prompt");
-        var addBos = host.TokenizerConfig.AddBosToken && host.Engine.Model.Config.BosTokenId is not null;
         Prompt FromText(string text)
         {
             if (text.Length == 0) throw ApiException.BadRequest("the prompt is empty", "prompt");
-            var tokens = host.Tokenizer.Encode(text);
-            if (addBos) tokens.Insert(0, host.Engine.Model.Config.BosTokenId!.Value);
-            return new Prompt(text, tokens);
+            return new Prompt(text, EncodePrompt(host, text, addSpecialTokens: true));
         }
         Prompt FromIds(JsonElement array)
         {

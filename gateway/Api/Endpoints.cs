@@ -1,3 +1,4 @@
+using MoeMesh.Engine.Text;
 using MoeMesh.Gateway.Hosting;
 using MoeMesh.Gateway.Serving;
 
@@ -10,6 +11,11 @@ public static class Endpoints
     {
         app.MapPost("/v1/completions", (HttpContext ctx, CompletionsEndpoint e) => Guard(ctx, () => e.HandleAsync(ctx)));
         app.MapPost("/v1/chat/completions", (HttpContext ctx, ChatCompletionsEndpoint e) => Guard(ctx, () => e.HandleAsync(ctx)));
+        foreach (var prefix in new[] { "", "/v1" })
+        {
+            app.MapPost($"{prefix}/tokenize", (HttpContext ctx, TokenizeEndpoints e) => Guard(ctx, () => e.TokenizeAsync(ctx)));
+            app.MapPost($"{prefix}/detokenize", (HttpContext ctx, TokenizeEndpoints e) => Guard(ctx, () => e.DetokenizeAsync(ctx)));
+        }
         app.MapGet("/v1/models", (ModelHost host) => Results.Json(new
         {
             @object = "list",
@@ -60,6 +66,19 @@ public static class Endpoints
         var model = r.String("model");
         if (model is not null && model != host.Name)
             throw new ApiException(404, $"The model '{model}' does not exist; this server serves '{host.Name}'", "model", code: "model_not_found");
+    }
+
+    /// <summary>The tokenizer's ids for text a request sent in <paramref name="param"/>; text that is not Unicode is a 400.</summary>
+    public static List<int> Encode(ModelHost host, string text, string param, IReadOnlyList<(int Start, int Length)>? plain = null)
+    {
+        try
+        {
+            return host.Tokenizer.Encode(text, plain);
+        }
+        catch (NotTextException e)
+        {
+            throw ApiException.BadRequest($"'{param}' {e.Message}", param);
+        }
     }
 
     public static void CheckLength(int promptTokens, int maxTokens, ModelHost host, string param)

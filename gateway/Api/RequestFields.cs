@@ -49,6 +49,22 @@ public sealed record RequestFields(FrozenSet<string> Supported, FrozenDictionary
         ["echo"] = InertField.Bool(false),
     });
 
+    /// <summary>/tokenize with a prompt (vLLM's fields).</summary>
+    public static RequestFields TokenizePrompt { get; } = Only(["model", "prompt", "add_special_tokens", "return_token_strs"], []);
+
+    /// <summary>/tokenize with messages: the template writes the special tokens and the generation prompt.</summary>
+    public static RequestFields TokenizeChat { get; } = Only(["model", "messages", "return_token_strs"], new()
+    {
+        ["add_generation_prompt"] = InertField.Bool(true),
+        ["continue_final_message"] = InertField.Bool(false),
+        ["add_special_tokens"] = InertField.Bool(false),
+    });
+
+    public static RequestFields Detokenize { get; } = Only(["model", "tokens"], []);
+
+    private static RequestFields Only(string[] supported, Dictionary<string, InertField> inert) =>
+        new(supported.ToFrozenSet(StringComparer.Ordinal), inert.ToFrozenDictionary(StringComparer.Ordinal));
+
     private static RequestFields Build(string[] supported, Dictionary<string, InertField> inert)
     {
         foreach (var (name, rule) in Common) inert.TryAdd(name, rule);

@@ -14,6 +14,7 @@ public sealed class RequestReader(JsonElement root)
         {
             var doc = await JsonDocument.ParseAsync(request.Body, cancellationToken: ct);
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw ApiException.BadRequest("the request body must be a JSON object");
+            foreach (var field in doc.RootElement.EnumerateObject()) CheckText(field.Value, Name(field));
             return new RequestReader(doc.RootElement);
         }
         catch (JsonException e)
@@ -30,6 +31,53 @@ public sealed class RequestReader(JsonElement root)
             throw ApiException.BadRequest($"the request body could not be read: {e.Message}");
         }
     }
+
+    /// <summary>
+    /// Refuses text that is not Unicode anywhere in a field: JSON may escape a lone surrogate ("\ud83d"), which has no
+    /// UTF-8 form (System.Text.Json refuses to read it as a string), in a value or a member name.
+    /// </summary>
+    private static void CheckText(JsonElement value, string field)
+    {
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var member in value.EnumerateObject())
+                {
+                    Name(member, field);
+                    CheckText(member.Value, field);
+                }
+                break;
+            case JsonValueKind.Array:
+                foreach (var item in value.EnumerateArray()) CheckText(item, field);
+                break;
+            case JsonValueKind.String:
+                try
+                {
+                    value.GetString();
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw NotText(field, e);
+                }
+                break;
+        }
+    }
+
+    /// <summary>A member's name, or a 400 naming <paramref name="field"/> (the member itself when null) when it is not Unicode text.</summary>
+    private static string Name(JsonProperty member, string? field = null)
+    {
+        try
+        {
+            return member.Name;
+        }
+        catch (InvalidOperationException e)
+        {
+            throw NotText(field, e);
+        }
+    }
+
+    private static ApiException NotText(string? field, InvalidOperationException e) =>
+        ApiException.BadRequest($"{(field is null ? "a field name" : $"'{field}'")} is not valid Unicode text (a lone surrogate?): {e.Message}", field);
 
     /// <summary>
     /// Refuses fields this endpoint does not know, duplicated fields, and fields it knows but does not

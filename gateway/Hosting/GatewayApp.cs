@@ -47,6 +47,7 @@ public static class GatewayApp
         builder.Services.AddHostedService(sp => sp.GetRequiredService<EngineLoop>());
         builder.Services.AddSingleton<CompletionsEndpoint>();
         builder.Services.AddSingleton<ChatCompletionsEndpoint>();
+        builder.Services.AddSingleton<TokenizeEndpoints>();
 
         var app = builder.Build();
         app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = InternalErrorAsync, SuppressDiagnosticsCallback = _ => true });
@@ -65,7 +66,11 @@ public static class GatewayApp
         app.Services.GetService<YarpExpertRouter>()?.Bind(app.Services);
         // Load now: a bad checkpoint or option fails the start, not the first request.
         var host = app.Services.GetRequiredService<ModelHost>();
-        if (BearerKey.From(options.ApiKey) is { } apiKey) app.UseMiddleware<ApiKeyMiddleware>(new PathString("/v1"), apiKey);
+        if (BearerKey.From(options.ApiKey) is { } apiKey)
+        {
+            // The inference API, and vLLM's tokenizer routes at the root as well as under /v1.
+            foreach (var prefix in new[] { "/v1", "/tokenize", "/detokenize" }) app.UseMiddleware<ApiKeyMiddleware>(new PathString(prefix), apiKey);
+        }
         var adminKey = BearerKey.From(options.AdminApiKey);
         if (adminKey is not null) app.UseMiddleware<ApiKeyMiddleware>(new PathString("/admin"), adminKey);
         app.MapOpenAiApi();

@@ -7,6 +7,20 @@ public sealed class TokenizerTests
 {
     private static readonly HfTokenizer Tokenizer = HfTokenizer.Load(Path.Combine(TestModels.V3Dir, "tokenizer.json"));
 
+    /// <summary>A lone surrogate is not text (it has no UTF-8 bytes): refused, naming where; pairs are text.</summary>
+    [Theory]
+    [InlineData("a\\ud83d", 1)]
+    [InlineData("\\ude00b", 0)]
+    [InlineData("ok \\ud83d\\ude00 then \\ud83d", 11)]
+    [InlineData("\\ud83d\\ud83d\\ude00", 0)]
+    public void LoneSurrogate_IsRefused(string escaped, int index)
+    {
+        var text = System.Text.RegularExpressions.Regex.Unescape(escaped);
+        var e = Assert.Throws<NotTextException>(() => Tokenizer.Encode(text));
+        Assert.Equal(index, e.Index);
+        Assert.NotEmpty(Tokenizer.Encode("ok \ud83d\ude00"));
+    }
+
     [Theory]
     [InlineData("Hello, world! How are you today?")]
     [InlineData("Numbers: 12345 and 3.14159\nnew line\ttab")]

@@ -70,6 +70,8 @@ public sealed class BadInputTests : IAsyncLifetime
         { "too many prompts", $$"""{"prompt":[{{string.Join(",", Enumerable.Repeat("\"Hi\"", 65))}}]}""", "prompt" },
         { "prompts times n past the cap", """{"prompt":["a","b","c"],"n":32}""", "prompt" },
         { "unknown field", """{"prompt":"Hi","max_token":5}""", "max_token" },
+        { "prompt with a lone surrogate", """{"prompt":"Hi \ud83d there"}""", "prompt" },
+        { "prompt list with a lone low surrogate", """{"prompt":["fine \ud83d\ude00", "\ude00 alone"]}""", "prompt" },
         { "field given twice", """{"prompt":"Hi","max_tokens":5,"max_tokens":6}""", "max_tokens" },
         { "best_of other than n", """{"prompt":"Hi","best_of":3}""", "best_of" },
         { "suffix", """{"prompt":"Hi","suffix":"end"}""", "suffix" },
@@ -132,6 +134,7 @@ public sealed class BadInputTests : IAsyncLifetime
 
     [Theory]
     [InlineData("""{"messages":"hello"}""")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi \udc00"}]}""")]
     [InlineData("""{"messages":[]}""")]
     [InlineData("""{"messages":[{"content":"no role"}]}""")]
     [InlineData("""{"messages":[{"role":"tool","content":"x"}]}""")]

@@ -22,6 +22,15 @@ public sealed class KeyTests
         request.Headers.Authorization = new("Bearer", "sekret");
         Assert.Equal(HttpStatusCode.OK, (await server.Http.SendAsync(request)).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await server.Http.GetAsync("/healthz")).StatusCode);
+        // vLLM's tokenizer routes take the same key, at the root as under /v1.
+        foreach (var path in new[] { "/tokenize", "/v1/tokenize", "/detokenize", "/v1/detokenize" })
+        {
+            var body = path.EndsWith("/detokenize") ? (object)new { tokens = new[] { 5 } } : new { prompt = "Hi" };
+            Assert.Equal(HttpStatusCode.Unauthorized, (await server.PostAsync(path, body)).StatusCode);
+            var keyed = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };
+            keyed.Headers.Authorization = new("Bearer", "sekret");
+            Assert.Equal(HttpStatusCode.OK, (await server.Http.SendAsync(keyed)).StatusCode);
+        }
     }
 
     [Fact]
