@@ -12,6 +12,21 @@ public static class ByteLevelAlphabet
         return new string(chars);
     }
 
+    private static readonly Dictionary<char, byte> CharToByte = Enumerable.Range(0, 256).ToDictionary(b => ByteToChar[b], b => (byte)b);
+
+    /// <summary>The bytes a vocabulary entry stands for; a character outside the alphabet (none in a byte-level vocabulary) as its UTF-8 bytes.</summary>
+    public static byte[] Decode(string token)
+    {
+        var bytes = new List<byte>(token.Length);
+        Span<byte> utf8 = stackalloc byte[4];
+        foreach (var rune in token.EnumerateRunes())
+        {
+            if (rune.IsBmp && CharToByte.TryGetValue((char)rune.Value, out var b)) bytes.Add(b);
+            else bytes.AddRange(utf8[..rune.EncodeToUtf8(utf8)]);
+        }
+        return [.. bytes];
+    }
+
     private static char[] Build()
     {
         var map = new char[256];

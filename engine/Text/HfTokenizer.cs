@@ -18,6 +18,7 @@ public sealed class HfTokenizer
     private readonly Dictionary<int, (string Content, bool Special)> _addedById;
     private readonly Regex? _addedPattern;
     private readonly HashSet<int> _bpeIds;
+    private readonly Dictionary<int, string> _bpeTokens;
 
     public int VocabularySize { get; }
 
@@ -26,6 +27,7 @@ public sealed class HfTokenizer
         _bpe = bpe;
         _addedById = addedById;
         _bpeIds = [.. bpe.Vocabulary.Values];
+        _bpeTokens = bpe.Vocabulary.GroupBy(kv => kv.Value).ToDictionary(g => g.Key, g => g.First().Key);
         _added = addedById.ToDictionary(kv => kv.Value.Item1, kv => kv.Key, StringComparer.Ordinal);
         if (_added.Count > 0)
         {
@@ -167,6 +169,15 @@ public sealed class HfTokenizer
             run.Clear();
         }
     }
+
+    /// <summary>
+    /// The token's own bytes: a vocabulary entry's bytes (part of a UTF-8 character, for some), an added token's text
+    /// in UTF-8; none for an id past the vocabulary. Concatenated over a sequence's tokens they are its text's UTF-8.
+    /// </summary>
+    public byte[] TokenBytes(int id) =>
+        _addedById.TryGetValue(id, out var added) ? Encoding.UTF8.GetBytes(added.Content)
+        : _bpeTokens.TryGetValue(id, out var token) ? ByteLevelAlphabet.Decode(token)
+        : [];
 
     /// <summary>The token's text, as the completions API shows it in logprobs.</summary>
     public string TokenText(int id) =>

@@ -1,4 +1,3 @@
-using System.Text;
 using MoeMesh.Engine.Sampling;
 using MoeMesh.Engine.Text;
 
@@ -43,5 +42,6 @@ public sealed class LogprobsFormatter(HfTokenizer tokenizer, bool tokensAsIds)
         }).ToList(),
     };
 
-    private int[] Bytes(int id) => Encoding.UTF8.GetBytes(tokenizer.TokenText(id)).Select(b => (int)b).ToArray();
+    /// <summary>The token's own bytes (OpenAI's field for rebuilding text split across tokens): part of a UTF-8 character for some.</summary>
+    private int[] Bytes(int id) => tokenizer.TokenBytes(id).Select(b => (int)b).ToArray();
 }

@@ -6,7 +6,7 @@ namespace MoeMesh.Engine.Tests.Text;
 
 /// <summary>
 /// DeepSeek-V3's real tokenizer files, encoded by this engine and by Hugging Face's tokenizers library (the oracle,
-/// run by node): every id equal, and decoding gives the text back, over a corpus of scripts, code, whitespace,
+/// run by node): every id equal, decoding gives the text back and the tokens' own bytes its UTF-8, over a corpus of scripts, code, whitespace,
 /// emoji, astral letters and digits, control characters and added tokens inside text, and a few thousand seeded
 /// random strings.
 /// </summary>
@@ -105,6 +105,8 @@ public sealed class HuggingFaceConformanceTests
                 wrong.Add($"{Escape(texts[i])}: [{string.Join(",", ids.Take(40))}] against [{string.Join(",", oracle.Ids[i].Take(40))}]");
             else if (V3.Value.Decode(ids, skipSpecialTokens: false) != texts[i])
                 wrong.Add($"{Escape(texts[i])}: decodes to {Escape(V3.Value.Decode(ids, skipSpecialTokens: false))}");
+            else if (!ids.SelectMany(V3.Value.TokenBytes).SequenceEqual(Encoding.UTF8.GetBytes(texts[i])))
+                wrong.Add($"{Escape(texts[i])}: the tokens' own bytes are not the text's UTF-8");
         }
         Assert.True(wrong.Count == 0, $"{wrong.Count} of {texts.Count} differ:\n{string.Join("\n", wrong.Take(15))}");
     }

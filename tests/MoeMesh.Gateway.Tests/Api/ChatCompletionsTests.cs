@@ -53,6 +53,27 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
         Assert.Equal("length", chunks[^1].GetProperty("choices")[0].GetProperty("finish_reason").GetString());
     }
 
+    /// <summary>
+    /// Chat logprobs carry each token's own bytes (part of a UTF-8 character for some), as OpenAI documents for
+    /// rebuilding text split across tokens, not the bytes of its decoded text (U+FFFD for a partial character).
+    /// </summary>
+    [Fact]
+    public async Task LogprobBytes_AreTheTokensOwnBytes()
+    {
+        var tokenizer = HfTokenizer.Load(Path.Combine(GatewayServer.ModelDir, "tokenizer.json"));
+        var body = await _server.PostJsonAsync("/v1/chat/completions", new
+        {
+            messages = new[] { new { role = "user", content = "Emoji please: 😀🎉" } },
+            max_tokens = 12, temperature = 0, logprobs = true, top_logprobs = 3, ignore_eos = true, return_tokens_as_token_ids = true,
+        });
+        static int Id(JsonElement t) => int.Parse(t.GetProperty("token").GetString()!["token_id:".Length..]);
+        static byte[] Bytes(JsonElement t) => t.GetProperty("bytes").EnumerateArray().Select(b => (byte)b.GetInt32()).ToArray();
+        var entries = body.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("content").EnumerateArray().ToList();
+        Assert.Equal(12, entries.Count);
+        foreach (var t in entries.Concat(entries.SelectMany(e => e.GetProperty("top_logprobs").EnumerateArray())))
+            Assert.Equal(tokenizer.TokenBytes(Id(t)), Bytes(t));
+    }
+
     [Fact]
     public async Task RoleMarkersWrittenInContent_StayText_UnlessTheServerIsToldOtherwise()
     {
