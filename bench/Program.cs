@@ -1,7 +1,7 @@
 using MoeMesh.Engine.Model;
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates [--expert-pass|--prefill]] [--parallel-calls] [--llama-cpp] [--long-context] [--profile [--prefill-tokens N]] [--cpu-experts auto|libtorch|packed] [--cpu-dense auto|libtorch|packed] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates [--expert-pass|--prefill]] [--parallel-calls] [--tokenizer [--rounds N]] [--llama-cpp] [--long-context] [--profile [--prefill-tokens N]] [--cpu-experts auto|libtorch|packed] [--cpu-dense auto|libtorch|packed] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
 //   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
 //   (--node-threads: libtorch threads of each expert-node process; --gateway-threads: of the gateway
 //   when its experts are on nodes, the in-process baseline keeps one per core; --node-cpus: run the
@@ -12,6 +12,7 @@ using MoeMesh.Bench;
 //   --kernel-rates: the packed BF16 kernel against libtorch float32 at the benchmark model's projection shapes,
 //   and the FP8 kernel; with --expert-pass, the kernel's multiply-add rate in cache and the routed-expert pass alone;
 //   --parallel-calls: what a parallel kernel call costs beyond its work, Parallel.For against the engine's KernelThreads;
+//   --tokenizer [--rounds N]: the engine's tokenizer against Hugging Face's tokenizers (node, tests/oracle) on DeepSeek-V3's tokenizer.json, a long prompt (run in the repository root);
 //   --profile: where a 512-token (--prefill-tokens N) prefill and a decode step at 1, 8 and 32 sequences spend their time (attention,
 //   router, experts, LM head, rest);
 //   --llama-cpp [--lengths 512,2048] [--rounds 4]: MoeMesh (the gateway over HTTP and the engine in-process) against
@@ -40,6 +41,7 @@ else if (args.Contains("--llama-cpp"))
 else if (args.Contains("--long-context"))
     new LongContextBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048,16000").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 2).Run();
 else if (args.Contains("--parallel-calls")) ParallelCalls.Run();
+else if (args.Contains("--tokenizer")) TokenizerBenchmark.Run(ArgValue(args, "--repository") ?? Directory.GetCurrentDirectory(), IntArg("--rounds") ?? 5);
 else if (args.Contains("--profile"))
     new EngineBenchmark(cache, tokens).Profile(ComputeOptions.Parse("cpu", cpuExperts, cpuDense), IntArg("--prefill-tokens") ?? 512);
 else if (args.Contains("--expert-kernel"))

@@ -50,6 +50,7 @@ public sealed class HfTokenizer
         var merges = model.GetProperty("merges").EnumerateArray()
             .Select(m => m.ValueKind == JsonValueKind.Array ? $"{m[0].GetString()} {m[1].GetString()}" : m.GetString()!)
             .ToList();
+        Refuse(tokenizerJsonPath, root, model);
         var added = new Dictionary<int, (string, bool)>();
         if (root.TryGetProperty("added_tokens", out var addedTokens))
         {
@@ -63,6 +64,31 @@ public sealed class HfTokenizer
             PreTokenizer = new SplitSequencePreTokenizer(ReadPatterns(root)),
         };
         return new HfTokenizer(BpeTokenizer.Create(options), added);
+    }
+
+    /// <summary>
+    /// Refuses what this tokenizer does not implement, rather than tokenize differently from Hugging Face: a
+    /// normalizer (DeepSeek's files have none, or an empty sequence), added tokens that strip or match single words,
+    /// byte fallback, merges ignored, a prefix space added by the byte-level step.
+    /// </summary>
+    private static void Refuse(string path, JsonElement root, JsonElement model)
+    {
+        static bool True(JsonElement e, string name) => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.True;
+        if (root.TryGetProperty("normalizer", out var n) && n.ValueKind == JsonValueKind.Object
+            && !(n.GetProperty("type").GetString() == "Sequence" && n.GetProperty("normalizers").GetArrayLength() == 0))
+            throw new InvalidDataException($"{path}: the normalizer '{n.GetProperty("type").GetString()}' is not supported");
+        if (root.TryGetProperty("added_tokens", out var addedTokens))
+            foreach (var a in addedTokens.EnumerateArray())
+                if (True(a, "lstrip") || True(a, "rstrip") || True(a, "single_word"))
+                    throw new InvalidDataException($"{path}: added token '{a.GetProperty("content").GetString()}' strips or matches single words, which is not supported");
+        if (True(model, "byte_fallback") || True(model, "ignore_merges"))
+            throw new InvalidDataException($"{path}: BPE byte_fallback and ignore_merges are not supported");
+        if (root.TryGetProperty("pre_tokenizer", out var pre) && pre.ValueKind == JsonValueKind.Object)
+        {
+            var steps = pre.GetProperty("type").GetString() == "Sequence" ? pre.GetProperty("pretokenizers").EnumerateArray().ToList() : [pre];
+            if (steps.Any(step => step.GetProperty("type").GetString() == "ByteLevel" && True(step, "add_prefix_space")))
+                throw new InvalidDataException($"{path}: a byte-level pre-tokenizer that adds a prefix space is not supported");
+        }
     }
 
     /// <summary>The Split regexes of the pre-tokenizer; a ByteLevel step with use_regex adds GPT-2's pattern.</summary>

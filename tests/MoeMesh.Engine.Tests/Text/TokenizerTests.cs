@@ -7,6 +7,26 @@ public sealed class TokenizerTests
 {
     private static readonly HfTokenizer Tokenizer = HfTokenizer.Load(Path.Combine(TestModels.V3Dir, "tokenizer.json"));
 
+    /// <summary>What the tokenizer does not implement is refused when it loads, not tokenized differently from Hugging Face.</summary>
+    [Theory]
+    [InlineData("normalizer", """{"type":"NFC"}""")]
+    [InlineData("normalizer", """{"type":"Sequence","normalizers":[{"type":"Lowercase"}]}""")]
+    [InlineData("added_tokens", """[{"id":0,"content":"<x>","single_word":false,"lstrip":true,"rstrip":false,"normalized":false,"special":true}]""")]
+    [InlineData("model.byte_fallback", "true")]
+    [InlineData("pre_tokenizer", """{"type":"ByteLevel","add_prefix_space":true,"use_regex":true}""")]
+    public void UnsupportedSettings_AreRefused(string field, string json)
+    {
+        var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TestModels.V3Dir, "tokenizer.json")))!.AsObject();
+        var value = System.Text.Json.Nodes.JsonNode.Parse(json);
+        if (field.StartsWith("model.")) root["model"]![field["model.".Length..]] = value;
+        else root[field] = value;
+        var path = Path.Combine(Directory.CreateTempSubdirectory("moemesh-tokenizer-").FullName, "tokenizer.json");
+        File.WriteAllText(path, root.ToJsonString());
+        Assert.Throws<InvalidDataException>(() => HfTokenizer.Load(path));
+        // The file as it was loads.
+        HfTokenizer.Load(Path.Combine(TestModels.V3Dir, "tokenizer.json"));
+    }
+
     /// <summary>A lone surrogate is not text (it has no UTF-8 bytes): refused, naming where; pairs are text.</summary>
     [Theory]
     [InlineData("a\\ud83d", 1)]
