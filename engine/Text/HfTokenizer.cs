@@ -198,10 +198,11 @@ public sealed class HfTokenizer
 
     /// <summary>
     /// The token's own bytes: a vocabulary entry's bytes (part of a UTF-8 character, for some), an added token's text
-    /// in UTF-8; none for an id past the vocabulary. Concatenated over a sequence's tokens they are its text's UTF-8.
+    /// in UTF-8 (none for a special one with <paramref name="skipSpecialTokens"/>); none for an id past the vocabulary.
+    /// Concatenated over a sequence's tokens they are its text's UTF-8.
     /// </summary>
-    public byte[] TokenBytes(int id) =>
-        _addedById.TryGetValue(id, out var added) ? Encoding.UTF8.GetBytes(added.Content)
+    public byte[] TokenBytes(int id, bool skipSpecialTokens = false) =>
+        _addedById.TryGetValue(id, out var added) ? skipSpecialTokens && added.Special ? [] : Encoding.UTF8.GetBytes(added.Content)
         : _bpeTokens.TryGetValue(id, out var token) ? ByteLevelAlphabet.Decode(token)
         : [];
 

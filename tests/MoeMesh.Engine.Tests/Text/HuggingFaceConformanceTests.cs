@@ -73,7 +73,8 @@ public sealed class HuggingFaceConformanceTests
 
     /// <summary>
     /// Seeded random id sequences (tokens holding parts of UTF-8 characters among them, and added tokens) decode as
-    /// Hugging Face decodes them, skipping special tokens and keeping them.
+    /// Hugging Face decodes them, skipping special tokens and keeping them, and so does the text a stream releases
+    /// token by token.
     /// </summary>
     [Fact]
     public void RandomIds_DecodeAsHuggingFaceDoes()
@@ -88,10 +89,20 @@ public sealed class HuggingFaceConformanceTests
         for (var i = 0; i < sequences.Count; i++)
         {
             var (skipped, kept) = (V3.Value.Decode(sequences[i]), V3.Value.Decode(sequences[i], skipSpecialTokens: false));
-            if (skipped != oracle.Decoded[i] || kept != oracle.DecodedWithSpecial[i])
-                wrong.Add($"[{string.Join(",", sequences[i])}]: {Escape(skipped)} / {Escape(kept)} against {Escape(oracle.Decoded[i])} / {Escape(oracle.DecodedWithSpecial[i])}");
+            var streamed = Streamed(sequences[i]);
+            if (skipped != oracle.Decoded[i] || kept != oracle.DecodedWithSpecial[i] || streamed != oracle.Decoded[i])
+                wrong.Add($"[{string.Join(",", sequences[i])}]: {Escape(skipped)} / {Escape(kept)} / streamed {Escape(streamed)} against {Escape(oracle.Decoded[i])} / {Escape(oracle.DecodedWithSpecial[i])}");
         }
         Assert.True(wrong.Count == 0, $"{wrong.Count} of {sequences.Count} differ:\n{string.Join("\n", wrong.Take(15))}");
+    }
+
+    /// <summary>The text a stream releases for these output tokens fed one at a time, as the engine feeds them.</summary>
+    private static string Streamed(int[] ids)
+    {
+        var output = new MoeMesh.Engine.Runtime.OutputText(V3.Value, []);
+        var text = new StringBuilder();
+        for (var i = 0; i < ids.Length; i++) text.Append(output.Update(ids, 0, i + 1, final: i == ids.Length - 1).Delta);
+        return text.ToString();
     }
 
     private static void AssertConformant(IReadOnlyList<string> texts)
@@ -105,7 +116,7 @@ public sealed class HuggingFaceConformanceTests
                 wrong.Add($"{Escape(texts[i])}: [{string.Join(",", ids.Take(40))}] against [{string.Join(",", oracle.Ids[i].Take(40))}]");
             else if (V3.Value.Decode(ids, skipSpecialTokens: false) != texts[i])
                 wrong.Add($"{Escape(texts[i])}: decodes to {Escape(V3.Value.Decode(ids, skipSpecialTokens: false))}");
-            else if (!ids.SelectMany(V3.Value.TokenBytes).SequenceEqual(Encoding.UTF8.GetBytes(texts[i])))
+            else if (!ids.SelectMany(id => V3.Value.TokenBytes(id)).SequenceEqual(Encoding.UTF8.GetBytes(texts[i])))
                 wrong.Add($"{Escape(texts[i])}: the tokens' own bytes are not the text's UTF-8");
         }
         Assert.True(wrong.Count == 0, $"{wrong.Count} of {texts.Count} differ:\n{string.Join("\n", wrong.Take(15))}");
