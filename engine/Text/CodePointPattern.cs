@@ -17,7 +17,24 @@ public static class CodePointPattern
 {
     private const int FirstAstral = 0x10000;
 
-    public static string Translate(string pattern)
+    /// <summary>Translations made in this process: a tokenizer's patterns are the same for every load of it.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> Translated = new(StringComparer.Ordinal);
+
+    /// <summary>The general category of every supplementary-plane code point (index: code point - 0x10000), computed once.</summary>
+    private static readonly Lazy<byte[]> AstralCategories = new(BuildAstralCategories);
+
+    // Loops over a million code points run once per process: optimised at once rather than in tiers.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static byte[] BuildAstralCategories()
+    {
+        var categories = new byte[0x110000 - FirstAstral];
+        for (var i = 0; i < categories.Length; i++) categories[i] = (byte)CharUnicodeInfo.GetUnicodeCategory(FirstAstral + i);
+        return categories;
+    }
+
+    public static string Translate(string pattern) => Translated.GetOrAdd(pattern, TranslateNew);
+
+    private static string TranslateNew(string pattern)
     {
         var output = new StringBuilder(pattern.Length * 2);
         for (var i = 0; i < pattern.Length;)
@@ -42,7 +59,7 @@ public static class CodePointPattern
             }
             else if (c == '.')
             {
-                output.Append(new CharSet([@"\n"], Negated: true, _ => false).Emit());
+                output.Append(new CharSet([@"\n"], Negated: true, new bool[32], []).Emit());
                 i++;
             }
             else if (char.IsHighSurrogate(c) && i + 1 < pattern.Length && char.IsLowSurrogate(pattern[i + 1]))
@@ -62,25 +79,35 @@ public static class CodePointPattern
 
     /// <summary>
     /// A set of code points: <paramref name="Items"/> in .NET class syntax for its Basic Multilingual Plane part (the
-    /// set is their union, or with <paramref name="Negated"/> its complement), and <paramref name="Astral"/>, whether
-    /// a supplementary-plane code point is one of the items (before negation).
+    /// set is their union, or with <paramref name="Negated"/> its complement); its supplementary-plane part (before
+    /// negation) is the code points whose general category is marked in <paramref name="Categories"/> (indexed by
+    /// <see cref="UnicodeCategory"/>) or that lie in one of <paramref name="Ranges"/>.
     /// </summary>
-    private sealed record CharSet(List<string> Items, bool Negated, Func<int, bool> Astral)
+    private sealed record CharSet(List<string> Items, bool Negated, bool[] Categories, List<(int From, int To)> Ranges)
     {
         public string Emit()
         {
             var bmp = Items.Count == 0
                 ? (Negated ? @"[^\uD800-\uDFFF]" : null)
                 : Negated ? $@"[^{string.Concat(Items)}\uD800-\uDFFF]" : $@"[{string.Concat(Items)}-[\uD800-\uDFFF]]";
-            var astral = AstralAlternatives(cp => Astral(cp) != Negated);
+            var astral = AstralAlternatives(this);
             if (astral is null) return bmp ?? "(?!)";
             return bmp is null ? $"(?:{astral})" : $"(?:{bmp}|{astral})";
         }
     }
 
     /// <summary>Supplementary-plane code points in the set as surrogate pairs, high surrogates with the same low ranges merged; null when none.</summary>
-    private static string? AstralAlternatives(Func<int, bool> contains)
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private static string? AstralAlternatives(CharSet set)
     {
+        var categories = AstralCategories.Value;
+        var ranges = set.Ranges.ToArray();
+        bool contains(int cp)
+        {
+            var inside = set.Categories[categories[cp - FirstAstral]];
+            for (var r = 0; !inside && r < ranges.Length; r++) inside = cp >= ranges[r].From && cp <= ranges[r].To;
+            return inside != set.Negated;
+        }
         var parts = new List<string>();
         string? previousLows = null;
         int runStart = 0, runEnd = -1;
@@ -130,16 +157,20 @@ public static class CodePointPattern
                 if (i + 2 >= pattern.Length || pattern[i + 2] != '{' || close < 0) throw Refuse(pattern, "\\p without {name}");
                 var name = pattern[(i + 3)..close];
                 var categories = Categories(name) ?? throw Refuse(pattern, $"the property \\p{{{name}}}");
-                set = new CharSet([$@"\p{{{name}}}"], kind == 'P', cp => categories.Contains(CharUnicodeInfo.GetUnicodeCategory(cp)));
+                var member = new bool[32];
+                foreach (var c in categories) member[(int)c] = true;
+                set = new CharSet([$@"\p{{{name}}}"], kind == 'P', member, []);
                 i = close + 1;
                 return true;
             case 's' or 'S':
                 // Every White_Space character is in the Basic Multilingual Plane; .NET's \s is that set.
-                set = new CharSet([@"\s"], kind == 'S', _ => false);
+                set = new CharSet([@"\s"], kind == 'S', new bool[32], []);
                 i += 2;
                 return true;
             case 'd' or 'D':
-                set = new CharSet([@"\d"], kind == 'D', cp => CharUnicodeInfo.GetUnicodeCategory(cp) == UnicodeCategory.DecimalDigitNumber);
+                var digits = new bool[32];
+                digits[(int)UnicodeCategory.DecimalDigitNumber] = true;
+                set = new CharSet([@"\d"], kind == 'D', digits, []);
                 i += 2;
                 return true;
             case 'w' or 'W' or 'b' or 'B' or 'h' or 'H' or 'X' or 'R':
@@ -158,7 +189,8 @@ public static class CodePointPattern
         var negated = i < pattern.Length && pattern[i] == '^';
         if (negated) i++;
         var items = new List<string>();
-        var astral = new List<Func<int, bool>>();
+        var categories = new bool[32];
+        var ranges = new List<(int From, int To)>();
         var first = true;
         while (true)
         {
@@ -178,8 +210,7 @@ public static class CodePointPattern
                     // As written (.NET reads \p{X}, \P{X}, \s, \S, \d, \D inside a class); \S or \P{X}: its
                     // supplementary-plane part is everything the positive form's is not.
                     items.Add(pattern[at..i]);
-                    var positive = inner.Astral;
-                    astral.Add(inner.Negated ? cp => !positive(cp) : positive);
+                    for (var k = 0; k < categories.Length; k++) categories[k] |= inner.Categories[k] != inner.Negated;
                     continue;
                 }
                 low = EscapedLiteral(pattern, i);
@@ -209,11 +240,10 @@ public static class CodePointPattern
             if (low < FirstAstral) items.Add($"{Unit(low)}-{Unit(Math.Min(high, 0xFFFF))}");
             if (high >= FirstAstral)
             {
-                var (from, to) = (Math.Max(low, FirstAstral), high);
-                astral.Add(cp => cp >= from && cp <= to);
+                ranges.Add((Math.Max(low, FirstAstral), high));
             }
         }
-        return new CharSet(items, negated, cp => astral.Any(a => a(cp)));
+        return new CharSet(items, negated, categories, ranges);
     }
 
     /// <summary>The character an escape such as \n, \] or \- stands for.</summary>
