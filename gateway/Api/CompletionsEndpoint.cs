@@ -11,7 +11,8 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
     /// <summary>Sequences one request may ask for: prompts times n.</summary>
     public const int MaxChoices = 64;
 
-    private sealed record Prompt(string? Text, IReadOnlyList<int> Tokens);
+    /// <summary>A prompt: its text (null when given as ids) and ids; <paramref name="BosAdded"/>: the first id is a beginning-of-sequence token the text does not show.</summary>
+    private sealed record Prompt(string? Text, IReadOnlyList<int> Tokens, bool BosAdded = false);
 
     public async Task HandleAsync(HttpContext ctx)
     {
@@ -41,7 +42,8 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
         var id = $"cmpl-{Guid.NewGuid():N}";
         var created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         var fmt = new LogprobsFormatter(host.Tokenizer, sampling.TokensAsIds);
-        string PromptText(Choice c) => prompts[c.Index / sampling.N].Text ?? host.Tokenizer.Decode(c.Handle.Prompt, skipSpecialTokens: false);
+        Prompt PromptOf(Choice c) => prompts[c.Index / sampling.N];
+        string PromptText(Choice c) => PromptOf(c).Text ?? host.Tokenizer.Decode(c.Handle.Prompt, skipSpecialTokens: false);
         int promptTokens = prompts.Sum(p => p.Tokens.Count) * sampling.N;
 
         if (!sampling.Stream)
@@ -58,7 +60,8 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
                 {
                     index = c.Index,
                     text = (echo ? PromptText(c) : "") + c.Text,
-                    logprobs = logprobs is null ? null : fmt.Completions(LogprobTokens(c, echoLogprobs), 0),
+                    logprobs = logprobs is null ? null
+                        : fmt.Completions(LogprobTokens(c, echoLogprobs), 0, echoLogprobs ? c.Handle.Prompt.Count : 0, PromptOf(c).BosAdded),
                     finish_reason = Choice.ReasonText(c.Finish),
                 }),
                 usage = Sse.Usage(promptTokens, completionTokens),
@@ -76,7 +79,8 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
             {
                 var text = PromptText(c);
                 offsets[c.Index] = text.Length;
-                await Sse.WriteAsync(ctx.Response, Chunk(c.Index, text, echoLogprobs ? fmt.Completions(PromptLogprobTokens(c), 0) : null, null));
+                await Sse.WriteAsync(ctx.Response, Chunk(c.Index, text,
+                    echoLogprobs ? fmt.Completions(PromptLogprobTokens(c), 0, c.Handle.Prompt.Count, PromptOf(c).BosAdded) : null, null));
             }
             if (echo && !echoLogprobs)
                 foreach (var c in choices) await EchoAsync(c);
@@ -131,7 +135,8 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
         Prompt FromText(string text)
         {
             if (text.Length == 0) throw ApiException.BadRequest("the prompt is empty", "prompt");
-            return new Prompt(text, EncodePrompt(host, text, addSpecialTokens: true));
+            var tokens = EncodePrompt(host, text, addSpecialTokens: true);
+            return new Prompt(text, tokens, BosAdded: tokens.Count > 0 && tokens[0] == host.Engine.Model.Config.BosTokenId && host.TokenizerConfig.AddBosToken);
         }
         Prompt FromIds(JsonElement array)
         {

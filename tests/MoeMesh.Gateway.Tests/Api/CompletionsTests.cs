@@ -2,6 +2,7 @@ using System.Text.Json;
 using MoeMesh.Engine.Model;
 using MoeMesh.Engine.Runtime;
 using MoeMesh.Engine.Scheduling;
+using MoeMesh.Engine.Text;
 
 namespace MoeMesh.Gateway.Tests.Api;
 
@@ -173,6 +174,51 @@ public sealed class CompletionsTests : IAsyncLifetime
         Assert.Equal(promptTokens + 3, lp.GetArrayLength());
         Assert.Equal(JsonValueKind.Null, lp[0].ValueKind);
         Assert.All(lp.EnumerateArray().Skip(1), e => Assert.True(e.GetSingle() <= 0));
+    }
+
+    /// <summary>
+    /// Under echo, each token's text_offset is where its text starts in the echoed text: the prompt's tokens (the
+    /// beginning-of-sequence token, which the text does not show, at 0; tokens holding parts of a character at that
+    /// character) and then the generated ones, streamed or not. Every complete token's text is found at its offset.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task EchoOffsets_AgreeWithTheEchoedText(bool stream)
+    {
+        const string prompt = "Emoji 😀🎉 and 中文 with ünïcödé";
+        object Request() => new { prompt, max_tokens = 6, temperature = 0, echo = true, logprobs = 1, ignore_eos = true, stream };
+        var (text, tokens, offsets) = (new System.Text.StringBuilder(), new List<string>(), new List<int>());
+        var choices = stream
+            ? (await _server.PostStreamAsync("/v1/completions", Request())).Select(c => c.GetProperty("choices")[0]).ToList()
+            : [(await _server.PostJsonAsync("/v1/completions", Request())).GetProperty("choices")[0]];
+        foreach (var c in choices)
+        {
+            text.Append(c.GetProperty("text").GetString());
+            if (c.GetProperty("logprobs").ValueKind != JsonValueKind.Object) continue;
+            tokens.AddRange(c.GetProperty("logprobs").GetProperty("tokens").EnumerateArray().Select(t => t.GetString()!));
+            offsets.AddRange(c.GetProperty("logprobs").GetProperty("text_offset").EnumerateArray().Select(o => o.GetInt32()));
+        }
+        var echoed = text.ToString();
+        Assert.StartsWith(prompt, echoed);
+        Assert.Equal(tokens.Count, offsets.Count);
+        Assert.Equal(0, offsets[0]);
+        for (var i = 1; i < offsets.Count; i++) Assert.True(offsets[i] >= offsets[i - 1] && offsets[i] <= echoed.Length, $"offset {i}: {offsets[i]}");
+        var tokenizer = HfTokenizer.Load(Path.Combine(GatewayServer.ModelDir, "tokenizer.json"));
+        var promptIds = tokenizer.Encode(prompt);
+        // The prompt's own tokens: ids by position after the added beginning-of-sequence token, if any.
+        var first = tokens.Count - 6 - promptIds.Count;
+        Assert.True(first is 0 or 1);
+        var complete = 0;
+        for (var i = 0; i < tokens.Count; i++)
+        {
+            var token = tokens[i];
+            if (i < first || token.Contains('\uFFFD') || tokenizer.TokenId(token) is { } id && id >= 0 && token.StartsWith("<｜")) continue;
+            Assert.True(string.CompareOrdinal(echoed, offsets[i], token, 0, token.Length) == 0, $"token {i} '{token}' at {offsets[i]} in '{echoed}'");
+            complete++;
+        }
+        Assert.True(complete >= 8, $"{complete} complete tokens checked");
+        Assert.Equal(prompt.Length, offsets[first + promptIds.Count]);
     }
 
     [Fact]
