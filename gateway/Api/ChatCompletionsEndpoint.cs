@@ -43,7 +43,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
                 choices = choices.Select(c => new
                 {
                     index = c.Index,
-                    message = new { role = "assistant", content = c.Text.ToString() },
+                    message = Message(c.Text.ToString()),
                     logprobs = wantLogprobs ? fmt.Chat(c.Logprobs) : null,
                     finish_reason = Choice.ReasonText(c.Finish),
                 }),
@@ -57,10 +57,23 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         {
             foreach (var c in choices)
                 await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { role = "assistant", content = "" }, null, null));
+            var parsers = host.ReasoningParser ? choices.ToDictionary(c => c.Index, _ => new ReasoningParser()) : null;
             await foreach (var (c, e) in run.Events())
             {
                 var lp = wantLogprobs && e.Logprob is { } l ? fmt.Chat([l]) : null;
-                if (e.TextDelta.Length > 0 || lp is not null)
+                if (parsers is not null)
+                {
+                    // Reasoning and answer text as their own deltas; the token's logprobs go with the first of them.
+                    var (reasoning, answer) = parsers[c.Index].Feed(e.TextDelta, final: e.Finish is not null);
+                    if (reasoning.Length > 0)
+                    {
+                        await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { reasoning_content = reasoning }, lp, null));
+                        lp = null;
+                    }
+                    if (answer.Length > 0 || lp is not null)
+                        await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { content = answer }, lp, null));
+                }
+                else if (e.TextDelta.Length > 0 || lp is not null)
                     await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { content = e.TextDelta }, lp, null));
                 if (e.Finish is not null)
                     await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { }, null, Choice.ReasonText(e.Finish)));
@@ -80,6 +93,14 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
             id, @object = "chat.completion.chunk", created, model = host.Name,
             choices = new[] { new { index, delta, logprobs = lp, finish_reason = finish } },
         };
+    }
+
+    /// <summary>The assistant's message: the output as content, or split into reasoning_content and content by the reasoning parser.</summary>
+    private object Message(string output)
+    {
+        if (!host.ReasoningParser) return new { role = "assistant", content = output };
+        var (reasoning, content) = ReasoningParser.Split(output);
+        return new { role = "assistant", content, reasoning_content = reasoning };
     }
 
     /// <summary>The request's messages rendered with the model's chat template and encoded: the prompt the model sees.</summary>

@@ -72,6 +72,10 @@ public sealed record GatewayOptions
     /// tokens, as Hugging Face's chat-template path does; by default it is plain text, as OpenAI's API treats it.
     /// </summary>
     public bool SpecialTokensInContent { get; init; }
+
+    /// <summary>Whether chat responses split a reasoning model's "&lt;think&gt;" block into reasoning_content (--reasoning-parser deepseek_r1).</summary>
+    public bool ReasoningParser { get; init; }
+
     public string CacheDir { get; init; } = MoeMesh.Engine.Demo.DemoModel.DefaultCacheRoot();
 
     /// <summary>The shared store's settings; null with --kv-store memory.</summary>
@@ -132,6 +136,8 @@ public sealed record GatewayOptions
         var maxBody = cli.Add("--max-request-bytes", "N", "Largest request body; larger ones get 413 (default 8388608)", Values.PositiveLong, d.MaxRequestBytes);
         var specials = cli.Add("--special-tokens-in-content", "plain|special", "Special-token text inside chat message content: plain text (default, as OpenAI) or the special tokens (as the Hugging Face template path)",
             v => v switch { "plain" => false, "special" => true, _ => throw new FormatException("expected plain or special") }, d.SpecialTokensInContent);
+        var reasoning = cli.Add("--reasoning-parser", "none|deepseek_r1", "Chat responses of a reasoning model: deepseek_r1 returns the text up to </think> as reasoning_content (as vLLM's parser); none (default) leaves it in content",
+            v => v switch { "none" => false, "deepseek_r1" => true, _ => throw new FormatException("expected none or deepseek_r1") }, d.ReasoningParser);
         var cacheDir = cli.Add("--cache-dir", "DIR", "Folder for the generated demo model (default ~/.cache/moemesh)", Values.Text, d.CacheDir);
         return (cli, p => new GatewayOptions
         {
@@ -164,6 +170,7 @@ public sealed record GatewayOptions
             MaxModelLen = p.Get(maxLen),
             MaxRequestBytes = p.Get(maxBody),
             SpecialTokensInContent = p.Get(specials),
+            ReasoningParser = p.Get(reasoning),
             CacheDir = p.Get(cacheDir),
         });
     }

@@ -25,6 +25,9 @@ public sealed class ModelHost : IDisposable
     /// <summary>Whether special-token text inside chat message content becomes special tokens (--special-tokens-in-content special).</summary>
     public bool SpecialTokensInContent { get; init; }
 
+    /// <summary>Whether chat responses split reasoning from the answer (--reasoning-parser deepseek_r1).</summary>
+    public bool ReasoningParser { get; init; }
+
     /// <summary>The chat template, or the reason it cannot be applied.</summary>
     public required Func<ChatTemplate> ChatTemplate { get; init; }
 
@@ -110,6 +113,7 @@ public sealed class ModelHost : IDisposable
             RemoteExperts = remote,
             ExpertLoad = load,
             SpecialTokensInContent = options.SpecialTokensInContent,
+            ReasoningParser = options.ReasoningParser,
             ChatTemplate = () => MoeMesh.Engine.Text.ChatTemplate.FromJinja(tokConfig.ChatTemplate, tokConfig.BosToken ?? "", tokConfig.EosToken ?? ""),
         };
         logger.LogInformation("Weights held: {Dense} bytes dense, {Experts} bytes of routed experts in-process; the checkpoint's files hold {Checkpoint} bytes",
