@@ -31,7 +31,7 @@ internal sealed class OutputText(HfTokenizer? tokenizer, IReadOnlyList<string> s
         _decodedTokens = to - from;
         // At most one character a byte, and two for the bytes of an incomplete character held from before.
         var chars = new char[bytes.Count + 2];
-        _text.Append(chars, 0, _utf8.GetChars([.. bytes], 0, bytes.Count, chars, 0, flush: final));
+        _text.Append(chars, 0, _utf8.GetChars(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(bytes), chars, flush: final));
         // Everything before `start` was searched already and cannot hold the start of a stop string.
         var start = Math.Max(0, _emitted - _longestStop);
         var window = _text.ToString(start, _text.Length - start);

@@ -17,8 +17,8 @@ public sealed class HfTokenizer
     private readonly Dictionary<string, int> _added;
     private readonly Dictionary<int, (string Content, bool Special)> _addedById;
     private readonly Regex? _addedPattern;
-    private readonly HashSet<int> _bpeIds;
-    private readonly Dictionary<int, string> _bpeTokens;
+    /// <summary>Every token's own bytes, made once: a vocabulary entry's (byte-level alphabet decoded), an added token's text in UTF-8.</summary>
+    private readonly Dictionary<int, byte[]> _bytes = [];
 
     public int VocabularySize { get; }
 
@@ -26,8 +26,8 @@ public sealed class HfTokenizer
     {
         _bpe = bpe;
         _addedById = addedById;
-        _bpeIds = [.. bpe.Vocabulary.Values];
-        _bpeTokens = bpe.Vocabulary.GroupBy(kv => kv.Value).ToDictionary(g => g.Key, g => g.First().Key);
+        foreach (var (token, id) in bpe.Vocabulary) _bytes.TryAdd(id, ByteLevelAlphabet.Decode(token));
+        foreach (var (id, (content, _)) in addedById) _bytes[id] = Encoding.UTF8.GetBytes(content);
         _added = addedById.ToDictionary(kv => kv.Value.Item1, kv => kv.Key, StringComparer.Ordinal);
         if (_added.Count > 0)
         {
@@ -180,7 +180,7 @@ public sealed class HfTokenizer
                 Flush();
                 if (!(skipSpecialTokens && added.Special)) text.Append(added.Content);
             }
-            else if (_bpeIds.Contains(id))
+            else if (_bytes.ContainsKey(id))
             {
                 run.Add(id);
             }
@@ -201,9 +201,9 @@ public sealed class HfTokenizer
     /// in UTF-8 (none for a special one with <paramref name="skipSpecialTokens"/>); none for an id past the vocabulary.
     /// Concatenated over a sequence's tokens they are its text's UTF-8.
     /// </summary>
-    public byte[] TokenBytes(int id, bool skipSpecialTokens = false) =>
-        _addedById.TryGetValue(id, out var added) ? skipSpecialTokens && added.Special ? [] : Encoding.UTF8.GetBytes(added.Content)
-        : _bpeTokens.TryGetValue(id, out var token) ? ByteLevelAlphabet.Decode(token)
+    public ReadOnlySpan<byte> TokenBytes(int id, bool skipSpecialTokens = false) =>
+        skipSpecialTokens && _addedById.TryGetValue(id, out var added) && added.Special ? []
+        : _bytes.TryGetValue(id, out var bytes) ? bytes
         : [];
 
     /// <summary>The token's text, as the completions API shows it in logprobs.</summary>

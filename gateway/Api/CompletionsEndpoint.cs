@@ -121,11 +121,14 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
         return withPrompt ? [.. PromptLogprobTokens(c), .. generated] : generated.ToList();
     }
 
+    /// <summary>Whether a text prompt gets the beginning-of-sequence token first (the tokenizer config asks, the model has one).</summary>
+    private static bool AddsBos(ModelHost host) => host.TokenizerConfig.AddBosToken && host.Engine.Model.Config.BosTokenId is not null;
+
     /// <summary>A text prompt's ids, the beginning-of-sequence token first where <paramref name="addSpecialTokens"/> and the tokenizer config ask for it.</summary>
     internal static List<int> EncodePrompt(ModelHost host, string text, bool addSpecialTokens)
     {
         var tokens = Endpoints.Encode(host, text, "prompt");
-        if (addSpecialTokens && host.TokenizerConfig.AddBosToken && host.Engine.Model.Config.BosTokenId is { } bos) tokens.Insert(0, bos);
+        if (addSpecialTokens && AddsBos(host)) tokens.Insert(0, host.Engine.Model.Config.BosTokenId!.Value);
         return tokens;
     }
 
@@ -135,8 +138,7 @@ public sealed class CompletionsEndpoint(ModelHost host, EngineLoop loop)
         Prompt FromText(string text)
         {
             if (text.Length == 0) throw ApiException.BadRequest("the prompt is empty", "prompt");
-            var tokens = EncodePrompt(host, text, addSpecialTokens: true);
-            return new Prompt(text, tokens, BosAdded: tokens.Count > 0 && tokens[0] == host.Engine.Model.Config.BosTokenId && host.TokenizerConfig.AddBosToken);
+            return new Prompt(text, EncodePrompt(host, text, addSpecialTokens: true), BosAdded: AddsBos(host));
         }
         Prompt FromIds(JsonElement array)
         {

@@ -31,7 +31,7 @@ public sealed class LogprobsFormatter(HfTokenizer tokenizer, bool tokensAsIds)
             offsets.Add(textOffset);
             var bytes = i == 0 && bosAdded && promptTokens > 0 ? [] : tokenizer.TokenBytes(id, skipSpecialTokens: i >= promptTokens);
             // At most one character a byte, and two for the bytes of a character held from the token before.
-            textOffset += utf8.GetChars(bytes, 0, bytes.Length, new char[bytes.Length + 2], 0, flush: false);
+            textOffset += utf8.GetChars(bytes, new char[bytes.Length + 2], flush: false);
             logprobs.Add(lp?.Logprob);
             if (lp is null) { tops.Add(null); continue; }
             var top = new Dictionary<string, float>();
@@ -54,5 +54,11 @@ public sealed class LogprobsFormatter(HfTokenizer tokenizer, bool tokensAsIds)
     };
 
     /// <summary>The token's own bytes (OpenAI's field for rebuilding text split across tokens): part of a UTF-8 character for some.</summary>
-    private int[] Bytes(int id) => tokenizer.TokenBytes(id).Select(b => (int)b).ToArray();
+    private int[] Bytes(int id)
+    {
+        var bytes = tokenizer.TokenBytes(id);
+        var values = new int[bytes.Length];
+        for (var i = 0; i < bytes.Length; i++) values[i] = bytes[i];
+        return values;
+    }
 }

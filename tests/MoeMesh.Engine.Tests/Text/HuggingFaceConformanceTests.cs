@@ -116,7 +116,7 @@ public sealed class HuggingFaceConformanceTests
                 wrong.Add($"{Escape(texts[i])}: [{string.Join(",", ids.Take(40))}] against [{string.Join(",", oracle.Ids[i].Take(40))}]");
             else if (V3.Value.Decode(ids, skipSpecialTokens: false) != texts[i])
                 wrong.Add($"{Escape(texts[i])}: decodes to {Escape(V3.Value.Decode(ids, skipSpecialTokens: false))}");
-            else if (!ids.SelectMany(id => V3.Value.TokenBytes(id)).SequenceEqual(Encoding.UTF8.GetBytes(texts[i])))
+            else if (!ids.SelectMany(id => V3.Value.TokenBytes(id).ToArray()).SequenceEqual(Encoding.UTF8.GetBytes(texts[i])))
                 wrong.Add($"{Escape(texts[i])}: the tokens' own bytes are not the text's UTF-8");
         }
         Assert.True(wrong.Count == 0, $"{wrong.Count} of {texts.Count} differ:\n{string.Join("\n", wrong.Take(15))}");
