@@ -1,107 +1,95 @@
+using System.Text.Json;
+using MoeMesh.Engine.Text.Jinja;
+
 namespace MoeMesh.Engine.Text;
 
 /// <summary>
-/// The DeepSeek chat formats, recognised from the Jinja chat_template in tokenizer_config.json.
-/// A template of another shape is refused with a clear error rather than guessed at.
+/// The model's chat template (the Jinja chat_template of tokenizer_config.json), rendered as Hugging Face renders it,
+/// with the variables it passes: messages, tools, add_generation_prompt, bos_token, eos_token and extra keyword
+/// arguments such as a thinking switch.
 /// </summary>
 public sealed class ChatTemplate
 {
-    private readonly ChatFormat _format;
+    /// <summary>Variables the server sets; extra arguments cannot replace them.</summary>
+    public static readonly IReadOnlySet<string> ReservedNames =
+        new HashSet<string>(["messages", "tools", "add_generation_prompt", "bos_token", "eos_token", "raise_exception", "strftime_now", "namespace", "range"]);
+
+    private readonly JinjaTemplate _template;
     private readonly string _bos;
     private readonly string _eos;
+    private readonly Func<DateTimeOffset> _clock;
 
-    private ChatTemplate(ChatFormat format, string bos, string eos)
+    private ChatTemplate(JinjaTemplate template, string bos, string eos, Func<DateTimeOffset> clock)
     {
-        _format = format;
+        _template = template;
         _bos = bos;
         _eos = eos;
+        _clock = clock;
     }
 
-    public string Name => _format.ToString();
-
-    /// <summary>Recognises the template; throws <see cref="ChatTemplateException"/> for one it cannot apply.</summary>
-    public static ChatTemplate FromJinja(string? template, string bos, string eos)
+    /// <summary>Parses the template; throws <see cref="ChatTemplateException"/> for a missing or unparsable one.</summary>
+    public static ChatTemplate FromJinja(string? template, string bos, string eos, Func<DateTimeOffset>? clock = null)
     {
         if (string.IsNullOrWhiteSpace(template))
             throw new ChatTemplateException("the model's tokenizer_config.json has no chat_template");
-        if (template.Contains("<｜User｜>") && template.Contains("<｜Assistant｜>"))
-            return new ChatTemplate(ChatFormat.DeepSeekV3, bos, eos);
-        if (template.Contains("'User: '") && template.Contains("'Assistant: '"))
-            return new ChatTemplate(ChatFormat.DeepSeekV2, bos, eos);
-        throw new ChatTemplateException("the model's chat_template is not one of the supported DeepSeek-V3 or DeepSeek-V2 formats");
+        try
+        {
+            return new ChatTemplate(JinjaTemplate.Parse(template), bos, eos, clock ?? (() => DateTimeOffset.UtcNow));
+        }
+        catch (JinjaException e)
+        {
+            throw new ChatTemplateException($"the model's chat_template cannot be used: {e.Message}");
+        }
     }
 
     /// <summary>Renders the conversation, ending with the assistant prompt when <paramref name="addGenerationPrompt"/>.</summary>
     public string Apply(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true) => Render(messages, addGenerationPrompt).Text;
 
-    /// <summary>Renders the conversation and says which parts of the text are message content (as opposed to the template's own).</summary>
-    public RenderedChat Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    /// <summary>
+    /// Renders the conversation and says which parts of the text came from the request (message text, tool
+    /// definitions) as opposed to the template's own text.
+    /// </summary>
+    /// <exception cref="ChatTemplateException">The template refused the conversation (raise_exception) or failed on it.</exception>
+    public RenderedChat Render(
+        IReadOnlyList<ChatMessage> messages,
+        bool addGenerationPrompt = true,
+        JsonElement? tools = null,
+        IReadOnlyDictionary<string, JsonElement>? extra = null)
     {
-        foreach (var m in messages)
+        var variables = new Dictionary<string, object?>(StringComparer.Ordinal);
+        foreach (var (name, value) in extra ?? new Dictionary<string, JsonElement>())
         {
-            if (m.Role is not ("system" or "user" or "assistant"))
-                throw new ChatTemplateException($"message role '{m.Role}' is not supported by the {Name} chat template");
+            if (ReservedNames.Contains(name)) throw new ChatTemplateException($"the template argument '{name}' is set by the server");
+            variables[name] = JinjaValues.FromJson(value);
         }
-        var text = new Builder(_bos);
-        if (_format == ChatFormat.DeepSeekV3) RenderV3(text, messages, addGenerationPrompt);
-        else RenderV2(text, messages, addGenerationPrompt);
-        return new RenderedChat(text.Text.ToString(), text.Spans);
-    }
-
-    private void RenderV3(Builder text, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
-    {
-        var first = true;
-        foreach (var m in messages.Where(m => m.Role == "system"))
+        variables["messages"] = messages.Select(m => (object?)Message(m)).ToList();
+        variables["tools"] = tools is { ValueKind: not JsonValueKind.Null } t ? JinjaValues.FromJson(t) : null;
+        variables["add_generation_prompt"] = addGenerationPrompt;
+        variables["bos_token"] = JinjaString.Template(_bos);
+        variables["eos_token"] = JinjaString.Template(_eos);
+        try
         {
-            if (!first) text.Template("\n\n");
-            text.Content(m.Content);
-            first = false;
+            var rendered = _template.Render(variables, _clock());
+            return new RenderedChat(rendered.Text, rendered.Content);
         }
-        foreach (var m in messages)
+        catch (RaisedException e)
         {
-            if (m.Role == "user") text.Template("<｜User｜>").Content(m.Content);
-            else if (m.Role == "assistant") text.Template("<｜Assistant｜>").Content(m.Content).Template(_eos);
+            throw new ChatTemplateException($"the chat template refused the conversation: {e.Message}");
         }
-        if (addGenerationPrompt) text.Template("<｜Assistant｜>");
-    }
-
-    private void RenderV2(Builder text, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
-    {
-        foreach (var m in messages)
+        catch (JinjaException e)
         {
-            _ = m.Role switch
-            {
-                "user" => text.Template("User: ").Content(m.Content).Template("\n\n"),
-                "assistant" => text.Template("Assistant: ").Content(m.Content).Template(_eos),
-                _ => text.Content(m.Content).Template("\n\n"),
-            };
-        }
-        if (addGenerationPrompt) text.Template("Assistant:");
-    }
-
-    /// <summary>The rendered text and where the message content lies in it.</summary>
-    private sealed class Builder(string start)
-    {
-        public System.Text.StringBuilder Text { get; } = new(start);
-        public List<(int Start, int Length)> Spans { get; } = [];
-
-        public Builder Template(string s)
-        {
-            Text.Append(s);
-            return this;
-        }
-
-        public Builder Content(string s)
-        {
-            if (s.Length > 0) Spans.Add((Text.Length, s.Length));
-            Text.Append(s);
-            return this;
+            throw new ChatTemplateException($"the chat template failed on this conversation: {e.Message}");
         }
     }
 
-    private enum ChatFormat
+    private static OrderedDictionary<string, object?> Message(ChatMessage m)
     {
-        DeepSeekV3,
-        DeepSeekV2,
+        var dict = new OrderedDictionary<string, object?>(StringComparer.Ordinal)
+        {
+            ["role"] = JinjaString.Data(m.Role),
+            ["content"] = m.Content is null ? null : JinjaString.Data(m.Content),
+        };
+        foreach (var (name, value) in m.Fields ?? new Dictionary<string, JsonElement>()) dict[name] = JinjaValues.FromJson(value);
+        return dict;
     }
 }

@@ -14,7 +14,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         var r = await RequestReader.ParseAsync(ctx.Request, ct);
         r.CheckFields(RequestFields.Chat);
         Endpoints.CheckModel(r, host);
-        var prompt = EncodeMessages(r, host);
+        var prompt = ChatPrompt.Encode(r, host);
         var wantLogprobs = r.Bool("logprobs") ?? false;
         var top = r.Int("top_logprobs", 0, SamplingRequest.MaxLogprobs);
         if (top is not null && !wantLogprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
@@ -101,63 +101,5 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         if (!host.ReasoningParser) return new { role = "assistant", content = output };
         var (reasoning, content) = ReasoningParser.Split(output);
         return new { role = "assistant", content, reasoning_content = reasoning };
-    }
-
-    /// <summary>The request's messages rendered with the model's chat template and encoded: the prompt the model sees.</summary>
-    internal static List<int> EncodeMessages(RequestReader r, ModelHost host)
-    {
-        var messages = ParseMessages(r);
-        RenderedChat chat;
-        try
-        {
-            chat = host.ChatTemplate().Render(messages);
-        }
-        catch (ChatTemplateException e)
-        {
-            throw ApiException.BadRequest(e.Message, "messages");
-        }
-        // What the messages say is text: special-token text inside them cannot open or close a turn.
-        return Endpoints.Encode(host, chat.Text, "messages", host.SpecialTokensInContent ? null : chat.Content);
-    }
-
-    private static List<ChatMessage> ParseMessages(RequestReader r)
-    {
-        if (r.Get("messages") is not { ValueKind: JsonValueKind.Array } array)
-            throw ApiException.BadRequest("'messages' must be a list of messages", "messages");
-        var messages = new List<ChatMessage>();
-        foreach (var m in array.EnumerateArray())
-        {
-            if (m.ValueKind != JsonValueKind.Object || !m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String)
-                throw ApiException.BadRequest("each message needs a string 'role'", "messages");
-            foreach (var field in m.EnumerateObject())
-            {
-                if (field.Name is "role" or "content") continue;
-                if (field.Name == "name" && field.Value.ValueKind is JsonValueKind.String or JsonValueKind.Null) continue;
-                if (field.Value.ValueKind == JsonValueKind.Null) continue;
-                throw new ApiException(400, $"message field '{field.Name}' is not supported by this server", "messages", code: "unsupported_parameter");
-            }
-            messages.Add(new ChatMessage(role.GetString()!, Content(m)));
-        }
-        if (messages.Count == 0) throw ApiException.BadRequest("'messages' is empty", "messages");
-        return messages;
-    }
-
-    private static string Content(JsonElement message)
-    {
-        if (!message.TryGetProperty("content", out var c) || c.ValueKind == JsonValueKind.Null) return "";
-        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
-        if (c.ValueKind == JsonValueKind.Array)
-        {
-            var parts = new List<string>();
-            foreach (var part in c.EnumerateArray())
-            {
-                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var t) || t.GetString() != "text"
-                    || !part.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
-                    throw ApiException.BadRequest("only text content parts are supported", "messages");
-                parts.Add(text.GetString()!);
-            }
-            return string.Concat(parts);
-        }
-        throw ApiException.BadRequest("message 'content' must be a string or a list of text parts", "messages");
     }
 }

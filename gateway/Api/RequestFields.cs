@@ -31,13 +31,16 @@ public sealed record RequestFields(FrozenSet<string> Supported, FrozenDictionary
         ["service_tier"] = new("\"auto\" or \"default\"", v => v.ValueKind == JsonValueKind.String && v.GetString() is "auto" or "default"),
     };
 
+    /// <summary>What a chat request gives the chat template (vLLM's fields besides OpenAI's messages).</summary>
+    private static readonly string[] ChatTemplateFields = ["messages", "add_generation_prompt", "continue_final_message", "chat_template_kwargs"];
+
     /// <summary>best_of is checked by the endpoint: it is accepted when equal to 1 or n.</summary>
     public static RequestFields Completions { get; } = Build([.. Sampling, "prompt", "echo", "best_of"], new()
     {
         ["suffix"] = new("null or \"\"", v => v.ValueKind == JsonValueKind.String && v.GetString() == ""),
     });
 
-    public static RequestFields Chat { get; } = Build([.. Sampling, "messages", "max_completion_tokens", "top_logprobs"], new()
+    public static RequestFields Chat { get; } = Build([.. Sampling, .. ChatTemplateFields, "max_completion_tokens", "top_logprobs"], new()
     {
         ["tools"] = new("an empty list (tool calling is not implemented yet)", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
         ["tool_choice"] = new("\"none\" or \"auto\" without tools", v => v.ValueKind == JsonValueKind.String && v.GetString() is "none" or "auto"),
@@ -45,7 +48,6 @@ public sealed record RequestFields(FrozenSet<string> Supported, FrozenDictionary
         ["functions"] = new("an empty list", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
         ["function_call"] = new("\"none\" or \"auto\"", v => v.ValueKind == JsonValueKind.String && v.GetString() is "none" or "auto"),
         ["modalities"] = new("[\"text\"]", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 1 && v[0].ValueKind == JsonValueKind.String && v[0].GetString() == "text"),
-        ["add_generation_prompt"] = InertField.Bool(true),
         ["echo"] = InertField.Bool(false),
     });
 
@@ -53,10 +55,8 @@ public sealed record RequestFields(FrozenSet<string> Supported, FrozenDictionary
     public static RequestFields TokenizePrompt { get; } = Only(["model", "prompt", "add_special_tokens", "return_token_strs"], []);
 
     /// <summary>/tokenize with messages: the template writes the special tokens and the generation prompt.</summary>
-    public static RequestFields TokenizeChat { get; } = Only(["model", "messages", "return_token_strs"], new()
+    public static RequestFields TokenizeChat { get; } = Only(["model", .. ChatTemplateFields, "tools", "return_token_strs"], new()
     {
-        ["add_generation_prompt"] = InertField.Bool(true),
-        ["continue_final_message"] = InertField.Bool(false),
         ["add_special_tokens"] = InertField.Bool(false),
     });
 

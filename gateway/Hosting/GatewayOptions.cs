@@ -76,6 +76,9 @@ public sealed record GatewayOptions
     /// <summary>Whether chat responses split a reasoning model's "&lt;think&gt;" block into reasoning_content (--reasoning-parser deepseek_r1).</summary>
     public bool ReasoningParser { get; init; }
 
+    /// <summary>A Jinja chat template file used instead of the checkpoint's chat_template (--chat-template, as vLLM's).</summary>
+    public string? ChatTemplate { get; init; }
+
     public string CacheDir { get; init; } = MoeMesh.Engine.Demo.DemoModel.DefaultCacheRoot();
 
     /// <summary>The shared store's settings; null with --kv-store memory.</summary>
@@ -138,6 +141,7 @@ public sealed record GatewayOptions
             v => v switch { "plain" => false, "special" => true, _ => throw new FormatException("expected plain or special") }, d.SpecialTokensInContent);
         var reasoning = cli.Add("--reasoning-parser", "none|deepseek_r1", "Chat responses of a reasoning model: deepseek_r1 returns the text up to </think> as reasoning_content (as vLLM's parser); none (default) leaves it in content",
             v => v switch { "none" => false, "deepseek_r1" => true, _ => throw new FormatException("expected none or deepseek_r1") }, d.ReasoningParser);
+        var template = cli.Add("--chat-template", "FILE", "Jinja chat template used instead of the chat_template in the checkpoint's tokenizer_config.json (as vLLM's option)", Values.Text, d.ChatTemplate);
         var cacheDir = cli.Add("--cache-dir", "DIR", "Folder for the generated demo model (default ~/.cache/moemesh)", Values.Text, d.CacheDir);
         return (cli, p => new GatewayOptions
         {
@@ -171,6 +175,7 @@ public sealed record GatewayOptions
             MaxRequestBytes = p.Get(maxBody),
             SpecialTokensInContent = p.Get(specials),
             ReasoningParser = p.Get(reasoning),
+            ChatTemplate = p.Get(template),
             CacheDir = p.Get(cacheDir),
         });
     }

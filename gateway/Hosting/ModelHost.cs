@@ -114,10 +114,41 @@ public sealed class ModelHost : IDisposable
             ExpertLoad = load,
             SpecialTokensInContent = options.SpecialTokensInContent,
             ReasoningParser = options.ReasoningParser,
-            ChatTemplate = () => MoeMesh.Engine.Text.ChatTemplate.FromJinja(tokConfig.ChatTemplate, tokConfig.BosToken ?? "", tokConfig.EosToken ?? ""),
+            ChatTemplate = LoadChatTemplate(options.ChatTemplate, tokConfig, logger),
         };
         logger.LogInformation("Weights held: {Dense} bytes dense, {Experts} bytes of routed experts in-process; the checkpoint's files hold {Checkpoint} bytes",
             host.DenseWeightBytes, host.ExpertWeightBytes, System.IO.Directory.GetFiles(dir, "*.safetensors").Sum(f => new FileInfo(f).Length));
         return host;
+    }
+
+    /// <summary>
+    /// The chat template, parsed once: the --chat-template file, else the checkpoint's. A checkpoint whose template
+    /// cannot be used still serves completions; chat requests get the reason.
+    /// </summary>
+    private static Func<ChatTemplate> LoadChatTemplate(string? file, TokenizerConfig config, ILogger logger)
+    {
+        string? source;
+        try
+        {
+            source = file is null ? config.ChatTemplate : File.ReadAllText(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidDataException($"--chat-template {file}: {e.Message}", e);
+        }
+        try
+        {
+            var template = MoeMesh.Engine.Text.ChatTemplate.FromJinja(source, config.BosToken ?? "", config.EosToken ?? "");
+            return () => template;
+        }
+        catch (ChatTemplateException e) when (file is not null)
+        {
+            throw new InvalidDataException($"--chat-template {file}: {e.Message}", e);
+        }
+        catch (ChatTemplateException e)
+        {
+            logger.LogWarning("Chat completions are unavailable: {Reason}", e.Message);
+            return () => throw e;
+        }
     }
 }

@@ -89,4 +89,42 @@ public sealed class RealTokenizerTests(RealTokenizerTests.Checkpoint checkpoint)
         var oracle = TokenizerOracle.Run(TokenizerOracle.DeepSeekV3Tokenizer, [], [ids]);
         Assert.Equal(oracle.Decoded[0], text);
     }
+
+    /// <summary>
+    /// A conversation with a system prompt, a tool call and its result: /tokenize and the chat completion's prompt count
+    /// give the ids of Hugging Face's pipeline (the checkpoint's template rendered by @huggingface/jinja, then encoded
+    /// by tokenizers).
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Chat_RendersAndTokenizesAsHuggingFace(bool addGenerationPrompt)
+    {
+        const string messages = """
+            [{"role": "system", "content": "You answer with emoji 😀."},
+             {"role": "user", "content": "Weather in 𝑥-town?"},
+             {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"x\"}"}}]},
+             {"role": "tool", "tool_call_id": "c1", "content": "21°C, 晴"},
+             {"role": "assistant", "content": "21°C ☀️"},
+             {"role": "user", "content": "Thanks!"}]
+            """;
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(Path.GetDirectoryName(TokenizerOracle.DeepSeekV3Tokenizer)!, "tokenizer_config.json")))!;
+        var variables = new JsonObject
+        {
+            ["messages"] = JsonNode.Parse(messages),
+            ["add_generation_prompt"] = addGenerationPrompt,
+            ["bos_token"] = config["bos_token"]!["content"]!.GetValue<string>(),
+            ["eos_token"] = config["eos_token"]!["content"]!.GetValue<string>(),
+            ["tools"] = null,
+        };
+        var rendered = TemplateOracle.Render([(config["chat_template"]!.GetValue<string>(), variables)])[0].Text!;
+        var expected = TokenizerOracle.Run(TokenizerOracle.DeepSeekV3Tokenizer, [rendered]).Ids[0];
+
+        var request = new JsonObject { ["messages"] = JsonNode.Parse(messages), ["add_generation_prompt"] = addGenerationPrompt };
+        var body = await Gateway.PostJsonAsync("/tokenize", request);
+        Assert.Equal(expected, body.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()));
+        request["max_tokens"] = 1;
+        var chat = await Gateway.PostJsonAsync("/v1/chat/completions", request);
+        Assert.Equal(expected.Length, chat.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+    }
 }
