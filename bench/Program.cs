@@ -12,7 +12,7 @@ using MoeMesh.Bench;
 //   --kernel-rates: the packed BF16 kernel against libtorch float32 at the benchmark model's projection shapes,
 //   and the FP8 kernel; with --expert-pass, the kernel's multiply-add rate in cache and the routed-expert pass alone;
 //   --parallel-calls: what a parallel kernel call costs beyond its work, Parallel.For against the engine's KernelThreads;
-//   --tokenizer [--rounds N]: the engine's tokenizer against Hugging Face's tokenizers (node, tests/oracle) on DeepSeek-V3's tokenizer.json, a long prompt (run in the repository root);
+//   --tokenizer [--rounds N]: the engine's tokenizer against Hugging Face's tokenizers (node, tests/oracle) on DeepSeek-V3's tokenizer.json, a long prompt, and its chat template on a long conversation against @huggingface/jinja (run in the repository root);
 //   --profile: where a 512-token (--prefill-tokens N) prefill and a decode step at 1, 8 and 32 sequences spend their time (attention,
 //   router, experts, LM head, rest);
 //   --llama-cpp [--lengths 512,2048] [--rounds 4]: MoeMesh (the gateway over HTTP and the engine in-process) against

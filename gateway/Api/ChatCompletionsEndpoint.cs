@@ -14,7 +14,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         var r = await RequestReader.ParseAsync(ctx.Request, ct);
         r.CheckFields(RequestFields.Chat);
         Endpoints.CheckModel(r, host);
-        var prompt = ChatPrompt.Encode(r, host);
+        var (prompt, answerOnly) = ChatPrompt.Encode(r, host);
         var wantLogprobs = r.Bool("logprobs") ?? false;
         var top = r.Int("top_logprobs", 0, SamplingRequest.MaxLogprobs);
         if (top is not null && !wantLogprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
@@ -43,7 +43,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
                 choices = choices.Select(c => new
                 {
                     index = c.Index,
-                    message = Message(c.Text.ToString()),
+                    message = Message(c.Text.ToString(), answerOnly),
                     logprobs = wantLogprobs ? fmt.Chat(c.Logprobs) : null,
                     finish_reason = Choice.ReasonText(c.Finish),
                 }),
@@ -57,7 +57,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         {
             foreach (var c in choices)
                 await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { role = "assistant", content = "" }, null, null));
-            var parsers = host.ReasoningParser ? choices.ToDictionary(c => c.Index, _ => new ReasoningParser()) : null;
+            var parsers = host.ReasoningParser ? choices.ToDictionary(c => c.Index, _ => new ReasoningParser(answerOnly)) : null;
             await foreach (var (c, e) in run.Events())
             {
                 var lp = wantLogprobs && e.Logprob is { } l ? fmt.Chat([l]) : null;
@@ -96,10 +96,10 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
     }
 
     /// <summary>The assistant's message: the output as content, or split into reasoning_content and content by the reasoning parser.</summary>
-    private object Message(string output)
+    private object Message(string output, bool answerOnly)
     {
         if (!host.ReasoningParser) return new { role = "assistant", content = output };
-        var (reasoning, content) = ReasoningParser.Split(output);
+        var (reasoning, content) = ReasoningParser.Split(output, answerOnly);
         return new { role = "assistant", content, reasoning_content = reasoning };
     }
 }

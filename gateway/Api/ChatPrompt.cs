@@ -15,11 +15,15 @@ internal static class ChatPrompt
 
     private static readonly HashSet<string> Roles = ["system", "developer", "user", "assistant", "tool"];
 
-    public static List<int> Encode(RequestReader r, ModelHost host)
+    /// <summary>The prompt's ids, and whether the template closed the reasoning block in it (the output is all answer).</summary>
+    public sealed record Encoded(List<int> Ids, bool ReasoningClosed);
+
+    public static Encoded Encode(RequestReader r, ModelHost host)
     {
         var chat = Render(r, host);
         // What the messages say is text: special-token text inside them cannot open or close a turn.
-        return Endpoints.Encode(host, chat.Text, "messages", host.SpecialTokensInContent ? null : chat.Content);
+        var ids = Endpoints.Encode(host, chat.Text, "messages", host.SpecialTokensInContent ? null : chat.Content);
+        return new Encoded(ids, ReasoningParser.ClosedBy(chat.Text));
     }
 
     private static RenderedChat Render(RequestReader r, ModelHost host)

@@ -8,9 +8,10 @@ namespace MoeMesh.Gateway.Api;
 /// "&lt;think&gt;" is dropped (DeepSeek-R1's template opens the block in the prompt, so the output usually starts inside
 /// it); without "&lt;/think&gt;" the whole output is reasoning, as vLLM's parser has it. Streamed, each delta's text is
 /// split as it arrives, holding back only a tail that could still turn out to be the start of either marker, so the
-/// deltas concatenate to what <see cref="Split"/> gives for the whole output.
+/// deltas concatenate to what <see cref="Split"/> gives for the whole output. Where the prompt itself closed the block
+/// (DeepSeek-V3.1 and Qwen3 with thinking off end the prompt with "&lt;/think&gt;"), the whole output is the answer.
 /// </summary>
-public sealed class ReasoningParser
+public sealed class ReasoningParser(bool answerOnly = false)
 {
     public const string Start = "<think>", End = "</think>";
 
@@ -21,9 +22,13 @@ public sealed class ReasoningParser
     private int _searchFrom;
     private int _endAt = -1;
 
+    /// <summary>Whether a rendered chat prompt ends with the reasoning block closed, so that the output is all answer.</summary>
+    public static bool ClosedBy(string prompt) => prompt.TrimEnd().EndsWith(End, StringComparison.Ordinal);
+
     /// <summary>The whole output's reasoning and answer; null for an empty part.</summary>
-    public static (string? Reasoning, string? Content) Split(string output)
+    public static (string? Reasoning, string? Content) Split(string output, bool answerOnly = false)
     {
+        if (answerOnly) return (null, output.Length == 0 ? null : output);
         if (output.StartsWith(Start, StringComparison.Ordinal)) output = output[Start.Length..];
         var end = output.IndexOf(End, StringComparison.Ordinal);
         var (reasoning, content) = end < 0 ? (output, "") : (output[..end], output[(end + End.Length)..]);
@@ -33,6 +38,7 @@ public sealed class ReasoningParser
     /// <summary>Takes the next text delta (<paramref name="final"/>: the output ends with it); returns the reasoning and answer text now releasable.</summary>
     public (string Reasoning, string Content) Feed(string delta, bool final)
     {
+        if (answerOnly) return ("", delta);
         _text.Append(delta);
         if (!_startDecided)
         {

@@ -17,7 +17,7 @@ public sealed class TokenizeEndpoints(ModelHost host)
         {
             r.CheckFields(RequestFields.TokenizeChat);
             Endpoints.CheckModel(r, host);
-            tokens = ChatPrompt.Encode(r, host);
+            tokens = ChatPrompt.Encode(r, host).Ids;
         }
         else
         {

@@ -18,7 +18,8 @@ public sealed class ChatTemplateOptionTests : IAsyncLifetime
     private GatewayServer _server = null!;
 
     public async Task InitializeAsync() =>
-        _server = await GatewayServer.StartAsync("--chat-template", Path.Combine(NodeOracle.Dir, "templates", "deepseek-v3.1.jinja"));
+        _server = await GatewayServer.StartAsync(
+            "--chat-template", Path.Combine(NodeOracle.Dir, "templates", "deepseek-v3.1.jinja"), "--reasoning-parser", "deepseek_r1");
 
     public async Task DisposeAsync() => await _server.DisposeAsync();
 
@@ -54,6 +55,22 @@ public sealed class ChatTemplateOptionTests : IAsyncLifetime
         request["max_tokens"] = 1;
         var chat = await _server.PostJsonAsync("/v1/chat/completions", request);
         Assert.Equal(expected.Length, chat.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+    }
+
+    /// <summary>
+    /// With thinking off the template ends the prompt with "&lt;/think&gt;", so the reasoning parser returns the whole
+    /// output as content; with thinking on, the demo model's output (no "&lt;/think&gt;") is all reasoning.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ReasoningParser_FollowsTheThinkingSwitch(bool thinking)
+    {
+        var request = new { messages = new[] { new { role = "user", content = "Hi" } }, chat_template_kwargs = new { thinking }, max_tokens = 6, ignore_eos = true, temperature = 0 };
+        var message = (await _server.PostJsonAsync("/v1/chat/completions", request)).GetProperty("choices")[0].GetProperty("message");
+        var (answer, reasoning) = (message.GetProperty("content"), message.GetProperty("reasoning_content"));
+        Assert.Equal(thinking ? JsonValueKind.Null : JsonValueKind.String, answer.ValueKind);
+        Assert.Equal(thinking ? JsonValueKind.String : JsonValueKind.Null, reasoning.ValueKind);
     }
 
     [Fact]

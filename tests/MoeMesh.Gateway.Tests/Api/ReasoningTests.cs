@@ -1,5 +1,7 @@
 using System.Text.Json;
+using MoeMesh.Engine.Text;
 using MoeMesh.Gateway.Api;
+using MoeMesh.Testing;
 
 namespace MoeMesh.Gateway.Tests.Api;
 
@@ -58,5 +60,39 @@ public sealed class ReasoningTests
         var deltas = (await parsing.PostStreamAsync("/v1/chat/completions", Request(true))).Select(c => c.GetProperty("choices")[0].GetProperty("delta")).ToList();
         Assert.Equal(text, string.Concat(deltas.Where(d => d.TryGetProperty("reasoning_content", out _)).Select(d => d.GetProperty("reasoning_content").GetString())));
         Assert.Equal("", string.Concat(deltas.Where(d => d.TryGetProperty("content", out _)).Select(d => d.GetProperty("content").GetString())));
+    }
+
+    /// <summary>Where the template closed the reasoning block in the prompt (thinking off), the whole output is the answer, whole and streamed.</summary>
+    [Theory]
+    [InlineData("Plain answer</think>with a marker")]
+    [InlineData("<think>not a block</think>")]
+    public void AnswerOnly_KeepsTheWholeOutputAsContent(string output)
+    {
+        Assert.Equal((null, output), ReasoningParser.Split(output, answerOnly: true));
+        var parser = new ReasoningParser(answerOnly: true);
+        var halves = (parser.Feed(output[..5], false), parser.Feed(output[5..], true));
+        Assert.Equal(output, halves.Item1.Content + halves.Item2.Content);
+        Assert.Equal("", halves.Item1.Reasoning + halves.Item2.Reasoning);
+    }
+
+    /// <summary>Which real templates' prompts close the reasoning block: DeepSeek-V3.1 and Qwen3 with thinking off do; R1's and thinking on do not.</summary>
+    [Theory]
+    [InlineData("deepseek-v3.1", """{"thinking": false}""", true)]
+    [InlineData("deepseek-v3.1", "{}", true)]
+    [InlineData("deepseek-v3.1", """{"thinking": true}""", false)]
+    [InlineData("deepseek-r1", "{}", false)]
+    [InlineData("qwen3", """{"enable_thinking": false}""", true)]
+    [InlineData("qwen3", "{}", false)]
+    public void TemplatesWithAThinkingSwitch_CloseTheBlockWhenItIsOff(string template, string kwargs, bool closed)
+    {
+        var source = template switch
+        {
+            "deepseek-v3.1" => TemplateOracle.Fixture("deepseek-v3.1.jinja"),
+            "deepseek-r1" => TemplateOracle.Fixture("deepseek-r1-distill.jinja"),
+            _ => TemplateOracle.FromPackage("tokenizer-qwen3").Template,
+        };
+        var extra = JsonDocument.Parse(kwargs).RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.Clone());
+        var prompt = ChatTemplate.FromJinja(source, "<s>", "</s>").Render([new ChatMessage("user", "Hi")], extra: extra).Text;
+        Assert.Equal(closed, ReasoningParser.ClosedBy(prompt));
     }
 }
