@@ -23,17 +23,15 @@ public static class DemoModel
         @"[!""#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
     ];
 
-    /// <summary>A shortened DeepSeek-V3 chat template (no tool calls), as tokenizer_config.json holds it.</summary>
+    /// <summary>DeepSeek-V3's chat template as its tokenizer_config.json holds it (tool calls and tool results included).</summary>
     public const string V3ChatTemplate =
-        "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}" +
-        "{% set ns = namespace(is_first_sp=true, system_prompt='') %}" +
-        "{%- for message in messages %}{%- if message['role'] == 'system' %}{%- if ns.is_first_sp %}" +
-        "{% set ns.system_prompt = ns.system_prompt + message['content'] %}{% set ns.is_first_sp = false %}" +
-        "{%- else %}{% set ns.system_prompt = ns.system_prompt + '\\n\\n' + message['content'] %}{%- endif %}{%- endif %}{%- endfor %}" +
-        "{{ bos_token }}{{ ns.system_prompt }}" +
-        "{%- for message in messages %}{%- if message['role'] == 'user' %}{{'<｜User｜>' + message['content']}}" +
-        "{%- elif message['role'] == 'assistant' %}{{'<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}{%- endif %}{%- endfor %}" +
-        "{% if add_generation_prompt %}{{'<｜Assistant｜>'}}{% endif %}";
+        "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}{% set ns = namespace(is_first=false, is_tool=false, is_output_first=true, system_prompt='', is_first_sp=true) %}" +
+        "{%- for message in messages %}{%- if message['role'] == 'system' %}{%- if ns.is_first_sp %}{% set ns.system_prompt = ns.system_prompt + message['content'] %}{% set ns.is_first_sp = false %}{%- else %}{% set ns.system_prompt = ns.system_prompt + '\n\n' + message['content'] %}{%- endif %}{%- endif %}{%- endfor %}{{bos_token}}{{ns.system_prompt}}" +
+        "{%- for message in messages %}{%- if message['role'] == 'user' %}{%- set ns.is_tool = false -%}{{'<｜User｜>' + message['content']}}{%- endif %}" +
+        "{%- if message['role'] == 'assistant' and message['content'] is none %}{%- set ns.is_tool = false -%}{%- for tool in message['tool_calls']%}{%- if not ns.is_first %}{{'<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>' + tool['type'] + '<｜tool▁sep｜>' + tool['function']['name'] + '\n' + '```json' + '\n' + tool['function']['arguments'] + '\n' + '```' + '<｜tool▁call▁end｜>'}}{%- set ns.is_first = true -%}{%- else %}{{'\n' + '<｜tool▁call▁begin｜>' + tool['type'] + '<｜tool▁sep｜>' + tool['function']['name'] + '\n' + '```json' + '\n' + tool['function']['arguments'] + '\n' + '```' + '<｜tool▁call▁end｜>'}}{{'<｜tool▁calls▁end｜><｜end▁of▁sentence｜>'}}{%- endif %}{%- endfor %}{%- endif %}" +
+        "{%- if message['role'] == 'assistant' and message['content'] is not none %}{%- if ns.is_tool %}{{'<｜tool▁outputs▁end｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}{%- set ns.is_tool = false -%}{%- else %}{{'<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}{%- endif %}{%- endif %}" +
+        "{%- if message['role'] == 'tool' %}{%- set ns.is_tool = true -%}{%- if ns.is_output_first %}{{'<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}{%- set ns.is_output_first = false %}{%- else %}{{'\n<｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}{%- endif %}{%- endif %}{%- endfor -%}{% if ns.is_tool %}{{'<｜tool▁outputs▁end｜>'}}{% endif %}" +
+        "{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜>'}}{% endif %}";
 
     /// <summary>DeepSeek-V2's chat template.</summary>
     public const string V2ChatTemplate =
@@ -81,7 +79,7 @@ public static class DemoModel
     /// <summary>Generates the demo checkpoint once into a cache folder and returns its path.</summary>
     public static string EnsureCached(string cacheRoot, DemoShape shape, long seed)
     {
-        var dir = Path.Combine(cacheRoot, $"demo-{shape.ModelType}-h{shape.Hidden}-l{shape.Layers}-e{shape.Experts}-v{shape.Vocab}-seed{seed}-v1");
+        var dir = Path.Combine(cacheRoot, $"demo-{shape.ModelType}-h{shape.Hidden}-l{shape.Layers}-e{shape.Experts}-v{shape.Vocab}-seed{seed}-v2");
         if (File.Exists(Path.Combine(dir, "model.safetensors"))) return dir;
         var staging = dir + $".tmp-{Environment.ProcessId}";
         Write(staging, shape, seed);

@@ -14,7 +14,8 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         var r = await RequestReader.ParseAsync(ctx.Request, ct);
         r.CheckFields(RequestFields.Chat);
         Endpoints.CheckModel(r, host);
-        var (prompt, answerOnly) = ChatPrompt.Encode(r, host);
+        var tools = ToolsRequest.Read(r);
+        var (prompt, answerOnly) = ChatPrompt.Encode(r, host, tools.Tools);
         var wantLogprobs = r.Bool("logprobs") ?? false;
         var top = r.Int("top_logprobs", 0, SamplingRequest.MaxLogprobs);
         if (top is not null && !wantLogprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
@@ -40,12 +41,17 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
                 @object = "chat.completion",
                 created,
                 model = host.Name,
-                choices = choices.Select(c => new
+                choices = choices.Select(c =>
                 {
-                    index = c.Index,
-                    message = Message(c.Text.ToString(), answerOnly),
-                    logprobs = wantLogprobs ? fmt.Chat(c.Logprobs) : null,
-                    finish_reason = Choice.ReasonText(c.Finish),
+                    var output = Output();
+                    var (reasoning, content, calls) = output.Feed(c.Text.ToString(), final: true);
+                    return new
+                    {
+                        index = c.Index,
+                        message = Message(reasoning, content, calls),
+                        logprobs = wantLogprobs ? fmt.Chat(c.Logprobs) : null,
+                        finish_reason = output.FinishReason(Choice.ReasonText(c.Finish)),
+                    };
                 }),
                 usage = Sse.Usage(promptTokens, completionTokens),
             }).ExecuteAsync(ctx);
@@ -57,26 +63,32 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         {
             foreach (var c in choices)
                 await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { role = "assistant", content = "" }, null, null));
-            var parsers = host.ReasoningParser ? choices.ToDictionary(c => c.Index, _ => new ReasoningParser(answerOnly)) : null;
+            var outputs = choices.ToDictionary(c => c.Index, _ => Output());
             await foreach (var (c, e) in run.Events())
             {
                 var lp = wantLogprobs && e.Logprob is { } l ? fmt.Chat([l]) : null;
-                if (parsers is not null)
+                var output = outputs[c.Index];
+                // Reasoning, answer text and completed calls as their own deltas; the token's logprobs go with the first.
+                var (reasoning, content, calls) = output.Feed(e.TextDelta, final: e.Finish is not null);
+                if (reasoning.Length > 0)
                 {
-                    // Reasoning and answer text as their own deltas; the token's logprobs go with the first of them.
-                    var (reasoning, answer) = parsers[c.Index].Feed(e.TextDelta, final: e.Finish is not null);
-                    if (reasoning.Length > 0)
-                    {
-                        await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { reasoning_content = reasoning }, lp, null));
-                        lp = null;
-                    }
-                    if (answer.Length > 0 || lp is not null)
-                        await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { content = answer }, lp, null));
+                    await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { reasoning_content = reasoning }, lp, null));
+                    lp = null;
                 }
-                else if (e.TextDelta.Length > 0 || lp is not null)
-                    await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { content = e.TextDelta }, lp, null));
+                if (content.Length > 0 || (lp is not null && calls.Count == 0))
+                {
+                    await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { content }, lp, null));
+                    lp = null;
+                }
+                for (var k = 0; k < calls.Count; k++)
+                {
+                    var call = calls[k];
+                    var delta = new { tool_calls = new[] { new { index = output.CallCount - calls.Count + k, id = call.Id, type = "function", function = new { name = call.Name, arguments = call.Arguments } } } };
+                    await Sse.WriteAsync(ctx.Response, Chunk(c.Index, delta, lp, null));
+                    lp = null;
+                }
                 if (e.Finish is not null)
-                    await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { }, null, Choice.ReasonText(e.Finish)));
+                    await Sse.WriteAsync(ctx.Response, Chunk(c.Index, new { }, null, output.FinishReason(Choice.ReasonText(e.Finish))));
                 if (e.Error is not null)
                     await Sse.ErrorAsync(ctx.Response, e);
             }
@@ -93,13 +105,22 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
             id, @object = "chat.completion.chunk", created, model = host.Name,
             choices = new[] { new { index, delta, logprobs = lp, finish_reason = finish } },
         };
+
+        ChatOutput Output() => new(host.ReasoningParser ? new ReasoningParser(answerOnly) : null, tools);
     }
 
-    /// <summary>The assistant's message: the output as content, or split into reasoning_content and content by the reasoning parser.</summary>
-    private object Message(string output, bool answerOnly)
+    /// <summary>The assistant's message: its content, reasoning_content with the reasoning parser, and tool_calls when it made calls.</summary>
+    private Dictionary<string, object?> Message(string reasoning, string content, List<ToolCall> calls)
     {
-        if (!host.ReasoningParser) return new { role = "assistant", content = output };
-        var (reasoning, content) = ReasoningParser.Split(output, answerOnly);
-        return new { role = "assistant", content, reasoning_content = reasoning };
+        var message = new Dictionary<string, object?>
+        {
+            ["role"] = "assistant",
+            // Empty content is null where something else carries the answer, as OpenAI returns it.
+            ["content"] = content.Length == 0 && (calls.Count > 0 || host.ReasoningParser) ? null : content,
+        };
+        if (host.ReasoningParser) message["reasoning_content"] = reasoning.Length == 0 ? null : reasoning;
+        if (calls.Count > 0)
+            message["tool_calls"] = calls.Select(c => new { id = c.Id, type = "function", function = new { name = c.Name, arguments = c.Arguments } }).ToArray();
+        return message;
     }
 }

@@ -18,15 +18,19 @@ internal static class ChatPrompt
     /// <summary>The prompt's ids, and whether the template closed the reasoning block in it (the output is all answer).</summary>
     public sealed record Encoded(List<int> Ids, bool ReasoningClosed);
 
-    public static Encoded Encode(RequestReader r, ModelHost host)
+    /// <summary>
+    /// Renders and encodes the request's messages; <paramref name="tools"/> are the tool definitions the template gets
+    /// (chat completions pass those of tool_choice "auto"; /tokenize, absent, passes the request's).
+    /// </summary>
+    public static Encoded Encode(RequestReader r, ModelHost host, JsonElement? tools = null)
     {
-        var chat = Render(r, host);
+        var chat = Render(r, host, tools ?? (r.Get("tools") is { ValueKind: JsonValueKind.Array } t ? t : null));
         // What the messages say is text: special-token text inside them cannot open or close a turn.
         var ids = Endpoints.Encode(host, chat.Text, "messages", host.SpecialTokensInContent ? null : chat.Content);
         return new Encoded(ids, ReasoningParser.ClosedBy(chat.Text));
     }
 
-    private static RenderedChat Render(RequestReader r, ModelHost host)
+    private static RenderedChat Render(RequestReader r, ModelHost host, JsonElement? tools)
     {
         var messages = ParseMessages(r);
         var addGenerationPrompt = r.Bool("add_generation_prompt") ?? true;
@@ -35,7 +39,6 @@ internal static class ChatPrompt
             throw ApiException.BadRequest("'continue_final_message' and 'add_generation_prompt' cannot both be true", "continue_final_message");
         if (continueFinal && messages[^1].Role != "assistant")
             throw ApiException.BadRequest("'continue_final_message' needs the last message to be the assistant's", "continue_final_message");
-        var tools = r.Get("tools") is { ValueKind: JsonValueKind.Array } t ? t : (JsonElement?)null;
         RenderedChat chat;
         try
         {

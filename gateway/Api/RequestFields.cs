@@ -40,11 +40,8 @@ public sealed record RequestFields(FrozenSet<string> Supported, FrozenDictionary
         ["suffix"] = new("null or \"\"", v => v.ValueKind == JsonValueKind.String && v.GetString() == ""),
     });
 
-    public static RequestFields Chat { get; } = Build([.. Sampling, .. ChatTemplateFields, "max_completion_tokens", "top_logprobs"], new()
+    public static RequestFields Chat { get; } = Build([.. Sampling, .. ChatTemplateFields, "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens", "top_logprobs"], new()
     {
-        ["tools"] = new("an empty list (tool calling is not implemented yet)", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
-        ["tool_choice"] = new("\"none\" or \"auto\" without tools", v => v.ValueKind == JsonValueKind.String && v.GetString() is "none" or "auto"),
-        ["parallel_tool_calls"] = new("a boolean without tools", v => v.ValueKind is JsonValueKind.True or JsonValueKind.False),
         ["functions"] = new("an empty list", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0),
         ["function_call"] = new("\"none\" or \"auto\"", v => v.ValueKind == JsonValueKind.String && v.GetString() is "none" or "auto"),
         ["modalities"] = new("[\"text\"]", v => v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 1 && v[0].ValueKind == JsonValueKind.String && v[0].GetString() == "text"),

@@ -128,4 +128,42 @@ public sealed class ChatCompletionsTests : IAsyncLifetime
         Assert.Equal(6, completion.Usage.OutputTokenCount);
         Assert.Equal(string.Concat(Enumerable.Repeat(tokenizer.Decode([forced]), 6)), completion.Content[0].Text);
     }
+
+    /// <summary>
+    /// The official client with tools: offered with tool_choice auto, the demo model (whose output is noise) makes no
+    /// call and its text comes back as content; a history holding a call and its result is accepted; tool_choice
+    /// required, which needs constrained decoding, is a 400 that says so.
+    /// </summary>
+    [Fact]
+    public async Task OpenAiClient_Tools()
+    {
+        var chat = Client().GetChatClient("demo");
+        var weather = ChatTool.CreateFunctionTool("get_weather", "The weather in a city",
+            BinaryData.FromString("""{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}"""));
+        var options = new ChatCompletionOptions { MaxOutputTokenCount = 8, Temperature = 0, Tools = { weather }, ToolChoice = ChatToolChoice.CreateAutoChoice() };
+        List<OpenAI.Chat.ChatMessage> history =
+        [
+            new UserChatMessage("Weather in Paris?"),
+            new AssistantChatMessage([ChatToolCall.CreateFunctionToolCall("call_1", "get_weather", BinaryData.FromString("""{"city": "Paris"}"""))]),
+            new ToolChatMessage("call_1", "21 degrees"),
+            new UserChatMessage("And tomorrow?"),
+        ];
+        ChatCompletion completion = await chat.CompleteChatAsync(history, options);
+        Assert.Empty(completion.ToolCalls);
+        Assert.True(completion.FinishReason is ChatFinishReason.Length or ChatFinishReason.Stop);
+        Assert.NotNull(completion.Content[0].Text);
+
+        var streamed = new System.Text.StringBuilder();
+        await foreach (var update in chat.CompleteChatStreamingAsync(history, options))
+        {
+            foreach (var part in update.ContentUpdate) streamed.Append(part.Text);
+            Assert.Empty(update.ToolCallUpdates);
+        }
+        Assert.Equal(completion.Content[0].Text, streamed.ToString());
+
+        options.ToolChoice = ChatToolChoice.CreateRequiredChoice();
+        var refused = await Assert.ThrowsAsync<System.ClientModel.ClientResultException>(() => chat.CompleteChatAsync(history, options));
+        Assert.Equal(400, refused.Status);
+        Assert.Contains("tool_choice", refused.Message);
+    }
 }
