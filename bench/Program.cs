@@ -1,7 +1,7 @@
 using MoeMesh.Engine.Model;
 using MoeMesh.Bench;
 
-// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates [--expert-pass|--prefill]] [--parallel-calls] [--tokenizer [--rounds N]] [--llama-cpp] [--long-context] [--profile [--prefill-tokens N]] [--cpu-experts auto|libtorch|packed] [--cpu-dense auto|libtorch|packed] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
+// Usage: dotnet run -c Release --project bench [-- --model-cache DIR] [--tokens N] [--sharding [--node-threads N] [--gateway-threads N] [--node-cpus LIST]] [--sampling] [--kernel-rates [--expert-pass|--prefill]] [--parallel-calls] [--tokenizer [--rounds N]] [--grammar [--walks N]] [--constrained-decode] [--llama-cpp] [--long-context] [--profile [--prefill-tokens N]] [--cpu-experts auto|libtorch|packed] [--cpu-dense auto|libtorch|packed] [--expert-kernel] [--kv-store] [--placement] [--simulate-day]
 //   default: the engine issue's benchmark; --sharding: the expert-sharding issue's benchmark
 //   (--node-threads: libtorch threads of each expert-node process; --gateway-threads: of the gateway
 //   when its experts are on nodes, the in-process baseline keeps one per core; --node-cpus: run the
@@ -21,6 +21,8 @@ using MoeMesh.Bench;
 //   --profile and --llama-cpp run MoeMesh with --cpu-experts and --cpu-dense as given (default auto, as the gateway);
 //   --long-context [--lengths 512,2048,16000] [--rounds 2]: prompts of each length prefilled with attention in tiles
 //   and in one piece (alternating), decode at one sequence after each, peak memory the prefill added;
+//   --grammar [--walks N]: constrained decoding's work per token (JSON object masks) on DeepSeek-V3's vocabulary and a 32k one (run in the repository root);
+//   --constrained-decode: decode throughput at 1 and 32 sequences with a JSON object constraint and without, on the benchmark model;
 //   --placement: the expert placement planner at DeepSeek-V3's shape: balance, moves after a drift, time;
 //   --simulate-day: a day of a DeepSeek-V3-shaped expert tier with the operator's autoscaler and planner.
 var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
@@ -41,6 +43,8 @@ else if (args.Contains("--llama-cpp"))
 else if (args.Contains("--long-context"))
     new LongContextBenchmark(cache, tokens, (ArgValue(args, "--lengths") ?? "512,2048,16000").Split(',').Select(int.Parse).ToArray(), IntArg("--rounds") ?? 2).Run();
 else if (args.Contains("--parallel-calls")) ParallelCalls.Run();
+else if (args.Contains("--grammar")) GrammarBenchmark.Run(ArgValue(args, "--repository") ?? Directory.GetCurrentDirectory(), IntArg("--walks") ?? 40);
+else if (args.Contains("--constrained-decode")) new EngineBenchmark(cache, tokens).CompareConstrained(ComputeOptions.Parse("cpu", cpuExperts, cpuDense));
 else if (args.Contains("--tokenizer")) TokenizerBenchmark.Run(ArgValue(args, "--repository") ?? Directory.GetCurrentDirectory(), IntArg("--rounds") ?? 5);
 else if (args.Contains("--profile"))
     new EngineBenchmark(cache, tokens).Profile(ComputeOptions.Parse("cpu", cpuExperts, cpuDense), IntArg("--prefill-tokens") ?? 512);

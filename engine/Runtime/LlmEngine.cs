@@ -3,6 +3,7 @@ using MoeMesh.Engine.Experts;
 using MoeMesh.Engine.Kv;
 using MoeMesh.Engine.Model;
 using MoeMesh.Engine.Sampling;
+using MoeMesh.Engine.Sampling.Grammar;
 using MoeMesh.Engine.Scheduling;
 using MoeMesh.Engine.Text;
 using static TorchSharp.torch;
@@ -50,6 +51,9 @@ public sealed class LlmEngine : IDisposable
         _model = model;
         _tokenizer = tokenizer;
         EosTokenId = eosTokenId;
+        // The token masks' trie (a second or two on a 129k vocabulary) is built off the compute thread as the engine
+        // starts, so that the first constrained request does not stall every running sequence.
+        if (tokenizer is not null) _masks = Task.Run(() => BuildMasks(tokenizer, model.Config.VocabSize));
         _microBatches = options.MicroBatches;
         _microBatchMinTokens = options.MicroBatchMinTokens;
         if (options.RecordComputedPages && options.PrefixCaching) _computedPages = [];
@@ -72,6 +76,7 @@ public sealed class LlmEngine : IDisposable
                 throw new ArgumentException($"token id {t} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
         }
         if (sampling.RepetitionPenalty <= 0) throw new ArgumentException($"the repetition penalty must be positive, got {sampling.RepetitionPenalty}");
+        if (sampling.Grammar is not null && _tokenizer is null) throw new ArgumentException("constrained output needs the model's tokenizer");
         var seq = new Sequence(_nextId++, prompt, sampling);
         _texts[seq.Id] = new OutputText(_tokenizer, sampling.Stop);
         _scheduler.Add(seq);
@@ -259,19 +264,86 @@ public sealed class LlmEngine : IDisposable
     {
         var p = seq.Params;
         var adjusted = LogitsAdjuster.Apply(logits, p, seq.History);
+        if (seq.Grammar is { } grammar)
+        {
+            // Into a buffer the engine keeps (a vocabulary of floats a token would otherwise be a large-object allocation).
+            var masked = _masked is { } m && m.Length == logits.Length ? m : _masked = new float[logits.Length];
+            if (!Constrain(adjusted ?? logits, masked, Masks.Allowed(grammar))) return Fail(seq, "the output grammar allows no token here");
+            adjusted = masked;
+        }
         var token = adjusted is null ? Sampler.Sample(logits, p, seq.Random) : Sampler.Sample(adjusted, p, seq.Random);
+        // Log-probabilities are the raw distribution's, as with logit_bias.
         var logprob = p.Logprobs is { } top ? Sampler.Logprobs(logits, token, top) : null;
+        GrammarState? next = null;
+        if (seq.Grammar is { } state)
+        {
+            next = TokenMasks.Advance(state, _tokenizer!.TokenBytes(token, skipSpecialTokens: true));
+            if (next is null) return Fail(seq, $"token {token} was sampled outside the output grammar");
+            seq.Grammar = next;
+        }
         seq.Append(token);
-        var stopToken = (!p.IgnoreEos && token == EosTokenId) || seq.StopTokenIds?.Contains(token) == true;
+        // The grammar ends the output once complete (a JSON object closed); the token that completed it is output text.
+        var complete = next?.IsComplete == true;
+        var stopToken = !complete && ((!p.IgnoreEos && token == EosTokenId) || seq.StopTokenIds?.Contains(token) == true);
         var length = seq.OutputLength >= p.MaxTokens || seq.Length >= MaxModelLength;
         var text = _texts[seq.Id];
-        var (delta, stopString) = text.Update(seq.Tokens, seq.PromptLength, stopToken ? seq.Length - 1 : seq.Length, stopToken || length);
-        if (stopString || stopToken || length)
+        var (delta, stopString) = text.Update(seq.Tokens, seq.PromptLength, stopToken ? seq.Length - 1 : seq.Length, stopToken || length || complete);
+        if (complete)
+        {
+            _scheduler.Finish(seq, FinishReason.Stop);
+            _texts.Remove(seq.Id);
+        }
+        else if (stopString || stopToken || length)
         {
             _scheduler.Finish(seq, length && !stopString && !stopToken ? FinishReason.Length : FinishReason.Stop);
             _texts.Remove(seq.Id);
         }
         return new SequenceUpdate(seq, token, logprob, delta, seq.IsFinished);
+    }
+
+    /// <summary>The token masks of constrained sequences, from the tokenizer's vocabulary.</summary>
+    internal TokenMasks Masks => _masks!.GetAwaiter().GetResult();
+
+    private readonly Task<TokenMasks>? _masks;
+
+    private static TokenMasks BuildMasks(HfTokenizer tokenizer, int vocabularySize)
+    {
+        var masks = new TokenMasks(tokenizer, vocabularySize);
+        // The tokens that stay inside a JSON string: the one large search a JSON object's masks need.
+        masks.Allowed(TokenMasks.Advance(JsonObjectGrammar.Instance.Start(), "{\""u8)!);
+        return masks;
+    }
+
+    private float[]? _masked;
+
+    /// <summary>
+    /// Writes the logits with every token the mask forbids at minus infinity: the buffer filled with minus infinity
+    /// (vectorised), then the allowed tokens' logits copied over, a whole word's run at once where all 64 are allowed.
+    /// False where the mask forbids every token.
+    /// </summary>
+    private static bool Constrain(ReadOnlySpan<float> logits, float[] into, ulong[] mask)
+    {
+        Array.Fill(into, float.NegativeInfinity);
+        var any = false;
+        for (var w = 0; w < mask.Length; w++)
+        {
+            var bits = mask[w];
+            if (bits == 0) continue;
+            var start = w * 64;
+            if (start >= logits.Length) break;
+            any = true;
+            if (bits == ulong.MaxValue && start + 64 <= logits.Length)
+            {
+                logits.Slice(start, 64).CopyTo(into.AsSpan(start, 64));
+                continue;
+            }
+            for (; bits != 0; bits &= bits - 1)
+            {
+                var i = start + System.Numerics.BitOperations.TrailingZeroCount(bits);
+                if (i < logits.Length) into[i] = logits[i];
+            }
+        }
+        return any;
     }
 
     private SequenceUpdate Fail(Sequence seq, string error, FinishReason reason = FinishReason.Error)

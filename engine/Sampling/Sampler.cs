@@ -43,7 +43,10 @@ public static class Sampler
             u -= probs[i];
             if (u <= 0) return candidates[i];
         }
-        return candidates[keep - 1];
+        // Rounding left a sliver: the last candidate with any weight (never one masked to minus infinity).
+        for (var i = keep - 1; i > 0; i--)
+            if (probs[i] > 0) return candidates[i];
+        return candidates[0];
     }
 
     /// <summary>Plain sampling at a temperature: one pass for the softmax mass, one to find the draw; no sort.</summary>

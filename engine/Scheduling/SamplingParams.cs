@@ -34,6 +34,9 @@ public sealed record SamplingParams
     /// <summary>Added to the logits of the given token ids (OpenAI logit_bias).</summary>
     public IReadOnlyDictionary<int, double> LogitBias { get; init; } = new Dictionary<int, double>();
 
+    /// <summary>The language the output must stay in (response_format json_object); null for none.</summary>
+    public Sampling.Grammar.OutputGrammar? Grammar { get; init; }
+
     /// <summary>Whether the penalties need the sequence's token history.</summary>
     public bool PenalisesTokens => PresencePenalty != 0 || FrequencyPenalty != 0 || RepetitionPenalty != 1.0;
 

@@ -37,7 +37,11 @@ public sealed class Sequence
         if (sampling.PromptLogprobs is not null) PromptLogprobs = new TokenLogprob?[prompt.Count];
         if (sampling.PenalisesTokens) History = new TokenHistory(prompt);
         if (sampling.StopTokenIds.Count > 0) StopTokenIds = [.. sampling.StopTokenIds];
+        Grammar = sampling.Grammar?.Start();
     }
+
+    /// <summary>Where the output stands in its grammar (advanced a token at a time); null without one.</summary>
+    internal Sampling.Grammar.GrammarState? Grammar { get; set; }
 
     /// <summary>The tokens the penalties look at; null when the request has none.</summary>
     public TokenHistory? History { get; }

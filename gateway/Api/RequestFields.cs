@@ -14,7 +14,7 @@ public sealed record RequestFields(FrozenSet<string> Supported, FrozenDictionary
         "model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed", "user",
         "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
         // vLLM extensions.
-        "top_k", "ignore_eos", "stop_token_ids", "repetition_penalty", "return_tokens_as_token_ids",
+        "top_k", "ignore_eos", "stop_token_ids", "repetition_penalty", "return_tokens_as_token_ids", "response_format",
     ];
 
     private static readonly Dictionary<string, InertField> Common = new()
@@ -25,7 +25,6 @@ public sealed record RequestFields(FrozenSet<string> Supported, FrozenDictionary
         ["spaces_between_special_tokens"] = InertField.Bool(true),
         ["include_stop_str_in_output"] = InertField.Bool(false),
         ["priority"] = InertField.Number(0),
-        ["response_format"] = new("{\"type\": \"text\"}", v => v.ValueKind == JsonValueKind.Object && v.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "text"),
         ["store"] = InertField.Bool(false),
         ["metadata"] = new("an object (it is not stored)", v => v.ValueKind == JsonValueKind.Object),
         ["service_tier"] = new("\"auto\" or \"default\"", v => v.ValueKind == JsonValueKind.String && v.GetString() is "auto" or "default"),

@@ -48,9 +48,32 @@ public sealed record SamplingRequest(SamplingParams Params, int N, bool Stream, 
             FrequencyPenalty = r.Double("frequency_penalty", -2, 2) ?? 0,
             RepetitionPenalty = r.Double("repetition_penalty", 0, 10, minExclusive: true) ?? 1.0,
             LogitBias = LogitBias(r, vocabSize),
+            Grammar = ResponseFormat(r),
         };
         return new SamplingRequest(sampling, r.Int("n", 1, MaxN) ?? 1, r.Bool("stream") ?? false, includeUsage,
             r.Bool("return_tokens_as_token_ids") ?? false);
+    }
+
+    /// <summary>
+    /// response_format: "text" (the default), or "json_object", which constrains the output to one JSON object;
+    /// "json_schema" is refused by name until schemas are compiled to grammars.
+    /// </summary>
+    private static MoeMesh.Engine.Sampling.Grammar.OutputGrammar? ResponseFormat(RequestReader r)
+    {
+        const string name = "response_format";
+        if (r.Get(name) is not { } format || format.ValueKind == System.Text.Json.JsonValueKind.Null) return null;
+        var type = format.ValueKind == System.Text.Json.JsonValueKind.Object && format.TryGetProperty("type", out var t) && t.ValueKind == System.Text.Json.JsonValueKind.String
+            ? t.GetString() : throw ApiException.BadRequest("'response_format' must be {\"type\": \"text\" | \"json_object\" | \"json_schema\"}", name);
+        foreach (var field in format.EnumerateObject())
+            if (field.Name != "type" && !(type == "json_schema" && field.Name == "json_schema"))
+                throw ApiException.BadRequest($"'response_format.{field.Name}' is not a field of response_format {type}", name);
+        return type switch
+        {
+            "text" => null,
+            "json_object" => MoeMesh.Engine.Sampling.Grammar.JsonObjectGrammar.Instance,
+            "json_schema" => throw new ApiException(400, "response_format json_schema is not implemented yet (json_object is)", name, code: "unsupported_parameter"),
+            _ => throw ApiException.BadRequest($"response_format type '{type}' is not one of text, json_object, json_schema", name),
+        };
     }
 
     /// <summary>logit_bias: {"token id": bias in [-100, 100], ...}, as OpenAI takes it.</summary>

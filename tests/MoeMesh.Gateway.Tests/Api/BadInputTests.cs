@@ -76,7 +76,7 @@ public sealed class BadInputTests : IAsyncLifetime
         { "best_of other than n", """{"prompt":"Hi","best_of":3}""", "best_of" },
         { "suffix", """{"prompt":"Hi","suffix":"end"}""", "suffix" },
         { "min_tokens", """{"prompt":"Hi","min_tokens":4}""", "min_tokens" },
-        { "response_format json", """{"prompt":"Hi","response_format":{"type":"json_object"}}""", "response_format" },
+        { "response_format json_schema", """{"prompt":"Hi","response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}}}""", "response_format" },
         { "unknown stream option", """{"prompt":"Hi","stream":true,"stream_options":{"continuous_usage_stats":true}}""", "stream_options" },
     };
 
@@ -146,7 +146,7 @@ public sealed class BadInputTests : IAsyncLifetime
     [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required"}""")]
     [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"f"}}}""")]
     [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"tool_choice":"sometimes"}""")]
-    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"response_format":{"type":"json_object"}}""")]
+    [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"response_format":{"type":"json_object","strict":true}}""")]
     [InlineData("""{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"1"}]}]}""")]
     [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"logprobs":true,"top_logprobs":21}""")]
     [InlineData("""{"messages":[{"role":"user","content":"Hi"}],"max_completion_tokens":2147483647}""")]
