@@ -48,10 +48,28 @@ public sealed record SamplingRequest(SamplingParams Params, int N, bool Stream, 
             FrequencyPenalty = r.Double("frequency_penalty", -2, 2) ?? 0,
             RepetitionPenalty = r.Double("repetition_penalty", 0, 10, minExclusive: true) ?? 1.0,
             LogitBias = LogitBias(r, vocabSize),
-            Grammar = ResponseFormat(r),
+            Grammar = Grammar(r),
         };
         return new SamplingRequest(sampling, r.Int("n", 1, MaxN) ?? 1, r.Bool("stream") ?? false, includeUsage,
             r.Bool("return_tokens_as_token_ids") ?? false);
+    }
+
+    /// <summary>The output's constraint: response_format, or vLLM's guided_choice; not both.</summary>
+    private static MoeMesh.Engine.Sampling.Grammar.OutputGrammar? Grammar(RequestReader r)
+    {
+        var format = ResponseFormat(r);
+        var choices = r.Strings("guided_choice", MoeMesh.Engine.Sampling.Grammar.ChoiceGrammar.MaxChoices, MoeMesh.Engine.Sampling.Grammar.ChoiceGrammar.MaxChoiceBytes);
+        if (choices.Count == 0)
+            return r.Get("guided_choice") is { ValueKind: System.Text.Json.JsonValueKind.Array } ? throw ApiException.BadRequest("'guided_choice' is empty", "guided_choice") : format;
+        if (format is not null) throw ApiException.BadRequest("give 'response_format' or 'guided_choice', not both", "guided_choice");
+        try
+        {
+            return new MoeMesh.Engine.Sampling.Grammar.ChoiceGrammar(choices);
+        }
+        catch (ArgumentException e)
+        {
+            throw ApiException.BadRequest($"'guided_choice': {e.Message}", "guided_choice");
+        }
     }
 
     /// <summary>

@@ -8,14 +8,16 @@ namespace MoeMesh.Engine.Sampling.Grammar;
 /// token trie from the state and cached under the state's key, so that the walk is paid once per distinct state.
 /// Inside a region such as a JSON string, where most of the vocabulary is allowed, the tokens that stay inside are
 /// found once per region key and only the tokens holding an exit byte (the closing quote) are walked per state.
-/// Bounded: past <see cref="MaxCached"/> masks the cache starts over.
+/// Bounded: past <see cref="MaxCached"/> masks (16 KB each on a 129k vocabulary) the cache starts over.
 /// </summary>
 public sealed class TokenMasks(HfTokenizer tokenizer, int vocabularySize)
 {
     private readonly HfTokenizer _tokenizer = tokenizer;
     private readonly ConcurrentDictionary<string, TokenTrie> _exitTries = new(StringComparer.Ordinal);
+    // The tokens that stay inside each region: few keys, each costly to find, so never dropped with the cache.
+    private readonly ConcurrentDictionary<string, ulong[]> _regions = new(StringComparer.Ordinal);
 
-    public const int MaxCached = 4096;
+    public const int MaxCached = 1024;
 
     private readonly ConcurrentDictionary<string, ulong[]> _cache = new(StringComparer.Ordinal);
 
@@ -36,7 +38,7 @@ public sealed class TokenMasks(HfTokenizer tokenizer, int vocabularySize)
         {
             // Inside a region: the tokens that stay in it (the same for every state of the region's key), and those
             // that leave it, searched among the tokens holding an exit byte only.
-            var inside = _cache.GetOrAdd("region|" + region, _ => Inside(state));
+            var inside = _regions.GetOrAdd(region, _ => Inside(state));
             inside.CopyTo(mask, 0);
             var exits = _exitTries.GetOrAdd(Convert.ToHexString(state.RegionExits), _ => TokenTrie.Build(_tokenizer, Trie.VocabularySize, state.RegionExits));
             Walk(exits.Root, state, mask, stayInside: false);

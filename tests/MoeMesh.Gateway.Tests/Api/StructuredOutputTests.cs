@@ -100,6 +100,35 @@ public sealed class StructuredOutputTests : IAsyncLifetime
         Assert.Equal("response_format", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("param").GetString());
     }
 
+    /// <summary>vLLM's guided_choice: every output is one of the choices, greedy and sampled, whole and streamed.</summary>
+    [Theory]
+    [InlineData(0.0, 1, false)]
+    [InlineData(1.0, 4, false)]
+    [InlineData(1.0, 4, true)]
+    public async Task GuidedChoice_EveryOutputIsOneOfTheChoices(double temperature, int n, bool stream)
+    {
+        string[] choices = ["positive", "negative", "neutral", "🙂 mixed"];
+        var request = new { messages = new[] { new { role = "user", content = "Sentiment?" } }, guided_choice = choices, max_tokens = 50, temperature, n, stream, seed = 9 };
+        var outputs = stream ? await Streamed(request) : Whole(await _server.PostJsonAsync("/v1/chat/completions", request));
+        Assert.Equal(n, outputs.Count);
+        Assert.All(outputs, o => Assert.Contains(o.Content, choices));
+        Assert.All(outputs, o => Assert.Equal("stop", o.Finish));
+    }
+
+    [Theory]
+    [InlineData("""["yes", "yes please"]""")]
+    [InlineData("""["a", "a"]""")]
+    [InlineData("""[]""")]
+    [InlineData("""[""]""")]
+    [InlineData("""[1, 2]""")]
+    public async Task BadGuidedChoice_Is400(string choices)
+    {
+        var json = $$"""{"messages":[{"role":"user","content":"Hi"}],"guided_choice":{{choices}}}""";
+        var response = await _server.Http.PostAsync("/v1/chat/completions", new StringContent(json, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("guided_choice", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("param").GetString());
+    }
+
     /// <summary>With the experts on nodes, the constrained output is the in-process gateway's, token for token.</summary>
     [Fact]
     public async Task WithExpertNodes_TheOutputIsTheInProcessOnes()
