@@ -80,6 +80,12 @@ public sealed class ChatTemplate
         {
             throw new ChatTemplateException($"the chat template failed on this conversation: {e.Message}");
         }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or IndexOutOfRangeException or InvalidCastException
+                                      or KeyNotFoundException or FormatException or OverflowException)
+        {
+            // A case the engine does not handle: still the template's failure on this input, not the server's.
+            throw new ChatTemplateException($"the chat template failed on this conversation ({e.GetType().Name}: {e.Message})");
+        }
     }
 
     private static OrderedDictionary<string, object?> Message(ChatMessage m)

@@ -15,7 +15,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         r.CheckFields(RequestFields.Chat);
         Endpoints.CheckModel(r, host);
         var tools = ToolsRequest.Read(r);
-        var (prompt, answerOnly) = ChatPrompt.Encode(r, host, tools.Tools);
+        var (prompt, answerOnly) = ChatPrompt.Encode(r, host, tools);
         var wantLogprobs = r.Bool("logprobs") ?? false;
         var top = r.Int("top_logprobs", 0, SamplingRequest.MaxLogprobs);
         if (top is not null && !wantLogprobs) throw ApiException.BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs");
@@ -106,7 +106,8 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
             choices = new[] { new { index, delta, logprobs = lp, finish_reason = finish } },
         };
 
-        ChatOutput Output() => new(host.ReasoningParser ? new ReasoningParser(answerOnly) : null, tools);
+        // A constrained output (JSON, a choice) is the answer: the grammar leaves no room for a reasoning block.
+        ChatOutput Output() => new(host.ReasoningParser ? new ReasoningParser(answerOnly || sampling.Params.Grammar is not null) : null, tools);
     }
 
     /// <summary>The assistant's message: its content, reasoning_content with the reasoning parser, and tool_calls when it made calls.</summary>

@@ -19,12 +19,12 @@ internal static class ChatPrompt
     public sealed record Encoded(List<int> Ids, bool ReasoningClosed);
 
     /// <summary>
-    /// Renders and encodes the request's messages; <paramref name="tools"/> are the tool definitions the template gets
-    /// (chat completions pass those of tool_choice "auto"; /tokenize, absent, passes the request's).
+    /// Renders and encodes the request's messages; <paramref name="tools"/> says which tool definitions the template
+    /// gets (chat completions: none for tool_choice "none"); without it (/tokenize), the request's.
     /// </summary>
-    public static Encoded Encode(RequestReader r, ModelHost host, JsonElement? tools = null)
+    public static Encoded Encode(RequestReader r, ModelHost host, ToolsRequest? tools = null)
     {
-        var chat = Render(r, host, tools ?? (r.Get("tools") is { ValueKind: JsonValueKind.Array } t ? t : null));
+        var chat = Render(r, host, tools is not null ? tools.Tools : r.Get("tools") is { ValueKind: JsonValueKind.Array } t ? t : null);
         // What the messages say is text: special-token text inside them cannot open or close a turn.
         var ids = Endpoints.Encode(host, chat.Text, "messages", host.SpecialTokensInContent ? null : chat.Content);
         return new Encoded(ids, ReasoningParser.ClosedBy(chat.Text));
@@ -54,6 +54,8 @@ internal static class ChatPrompt
     /// <summary>The rendered text cut after the last message's content, so that the model continues it (vLLM's continue_final_message).</summary>
     private static RenderedChat OpenFinalMessage(RenderedChat chat, string content)
     {
+        // As Hugging Face does it: the last occurrence of the content without its surrounding whitespace (templates trim).
+        content = content.Trim();
         var at = content.Length == 0 ? -1 : chat.Text.LastIndexOf(content, StringComparison.Ordinal);
         if (at < 0) throw ApiException.BadRequest("the chat template does not write the final message's content as given, so it cannot be continued", "continue_final_message");
         var end = at + content.Length;
@@ -138,7 +140,7 @@ internal static class ChatPrompt
             var parts = new List<string>();
             foreach (var part in c.EnumerateArray())
             {
-                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var t) || t.GetString() != "text"
+                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var t) || t.ValueKind != JsonValueKind.String || t.GetString() != "text"
                     || !part.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
                     throw ApiException.BadRequest("only text content parts are supported", "messages");
                 parts.Add(text.GetString()!);

@@ -10,9 +10,9 @@ public sealed record ToolCall(string Id, string Name, string Arguments);
 /// DeepSeek's tool-call output, parsed as vLLM's deepseek_v3 and deepseek_v31 parsers do: text up to
 /// "&lt;｜tool▁calls▁begin｜&gt;" is content; then each "&lt;｜tool▁call▁begin｜&gt;HEAD&lt;｜tool▁sep｜&gt;BODY&lt;｜tool▁call▁end｜&gt;" is a call,
 /// in DeepSeek-V3/R1's form (HEAD "function", BODY the name, a newline and the arguments in a ```json fence) or
-/// DeepSeek-V3.1's (HEAD the name, BODY the arguments). A call whose name is not one of the request's tools or whose
-/// arguments are not a JSON object, or that the output leaves unfinished, stays text in content: malformed output is
-/// returned, never dropped. Streamed, content is released as it arrives except a tail that could still start the
+/// DeepSeek-V3.1's (HEAD the name, BODY the arguments). From a call whose name is not one of the request's tools or
+/// whose arguments are not a JSON object, or that the output leaves unfinished, the output is text in content as the
+/// model wrote it: malformed output is returned, never dropped. Streamed, content is released as it arrives except a tail that could still start the
 /// calls marker, and each call once it is complete, so the deltas add up to what the whole output parses to.
 /// </summary>
 public sealed class ToolCallParser(IReadOnlyCollection<string> toolNames)
@@ -24,6 +24,8 @@ public sealed class ToolCallParser(IReadOnlyCollection<string> toolNames)
     private bool _inCalls;
     // Whether the calls marker was taken and no call since: malformed text after it is returned with the marker.
     private bool _markerUnclaimed;
+    // After a malformed call, the rest of the output is text.
+    private bool _passThrough;
 
     /// <summary>The whole output's content (null when empty) and calls.</summary>
     public static (string? Content, List<ToolCall> Calls) Parse(string output, IReadOnlyCollection<string> toolNames)
@@ -35,6 +37,7 @@ public sealed class ToolCallParser(IReadOnlyCollection<string> toolNames)
     /// <summary>Takes the next text delta (<paramref name="final"/>: the output ends with it); returns the content now releasable and the calls now complete.</summary>
     public (string Content, List<ToolCall> Calls) Feed(string delta, bool final)
     {
+        if (_passThrough) return (delta, []);
         _pending.Append(delta);
         var content = new StringBuilder();
         var calls = new List<ToolCall>();
@@ -74,12 +77,14 @@ public sealed class ToolCallParser(IReadOnlyCollection<string> toolNames)
                     break;
                 }
                 var raw = rest[..(end + CallEnd.Length)];
-                if (Call(rest[CallBegin.Length..end]) is { } call)
+                if (Call(rest[CallBegin.Length..end]) is not { } call)
                 {
-                    calls.Add(call);
-                    _markerUnclaimed = false;
+                    // Not a call this request can take: it and everything after it come back as text, as written.
+                    Unparsed(content, _pending.ToString());
+                    break;
                 }
-                else Unclaimed(content).Append(raw);
+                calls.Add(call);
+                _markerUnclaimed = false;
                 _pending.Remove(0, lead + raw.Length);
                 continue;
             }
@@ -97,12 +102,13 @@ public sealed class ToolCallParser(IReadOnlyCollection<string> toolNames)
         return (content.ToString(), calls);
     }
 
-    /// <summary>Text in the calls section that is not a well-formed call: returned as content, and the section ends.</summary>
+    /// <summary>Text in the calls section that is not a well-formed call: returned as content, with all that follows.</summary>
     private void Unparsed(StringBuilder content, string text)
     {
         Unclaimed(content).Append(text);
         _pending.Clear();
         _inCalls = false;
+        _passThrough = true;
     }
 
     /// <summary>The content, with the calls marker put back first if malformed text is the first thing after it.</summary>

@@ -11,9 +11,9 @@ public sealed class ChoiceGrammar : OutputGrammar
     public const int MaxChoices = 256;
     public const int MaxChoiceBytes = 1024;
 
-    private static long _nextId;
     private readonly byte[][] _choices;
-    private readonly long _id = Interlocked.Increment(ref _nextId);
+    // Names the list in mask cache keys: the same choices in another request reuse the masks.
+    private readonly string _id;
 
     /// <exception cref="ArgumentException">No choices, too many or too long, empty, repeated, or one a prefix of another.</exception>
     public ChoiceGrammar(IReadOnlyList<string> choices)
@@ -25,6 +25,9 @@ public sealed class ChoiceGrammar : OutputGrammar
         for (var i = 1; i < sorted.Length; i++)
             if (sorted[i].AsSpan().StartsWith(sorted[i - 1]))
                 throw new ArgumentException($"the choice '{Encoding.UTF8.GetString(sorted[i - 1])}' is {(sorted[i].Length == sorted[i - 1].Length ? "given twice" : "the beginning of another")}");
+        var list = new List<byte>();
+        foreach (var c in _choices) list.AddRange([.. BitConverter.GetBytes(c.Length), .. c]);
+        _id = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(list.ToArray()));
     }
 
     public override GrammarState Start() => new State(this, 0, Enumerable.Range(0, _choices.Length).ToArray());

@@ -10,7 +10,7 @@ public sealed class JsonObjectGrammar : OutputGrammar
 {
     public const int MaxDepth = 16;
     public const int MaxNumberLength = 24;
-    public const int MaxWhitespace = 16;
+    public const int MaxWhitespace = 32;
 
     public static readonly JsonObjectGrammar Instance = new();
 

@@ -118,14 +118,22 @@ internal sealed class JsonState : GrammarState
     /// <summary>Strings: UTF-8 (lead bytes C2-F4 with their continuation bytes), no control characters, JSON's escapes.</summary>
     private JsonState? InString(byte b)
     {
-        if (_count > 0) return b is >= 0x80 and <= 0xBF ? With(_mode, _sub, _count - 1) : null;
+        if (_count > 0)
+        {
+            // The first continuation byte after E0, ED, F0 and F4 is narrower: no overlong forms, no surrogates, nothing past U+10FFFF.
+            var (low, high) = _sub switch { 10 => (0xA0, 0xBF), 11 => (0x80, 0x9F), 12 => (0x90, 0xBF), 13 => (0x80, 0x8F), _ => (0x80, 0xBF) };
+            return b >= low && b <= high ? With(_mode, 0, _count - 1) : null;
+        }
         switch (_sub)
         {
             case 1: // after a backslash
                 if (b == 'u') return With(_mode, 2);
                 return b is (byte)'"' or (byte)'\\' or (byte)'/' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t' ? With(_mode) : null;
-            case >= 2 and <= 5: // \uXXXX; no surrogate escapes (D800-DFFF), which a lone half would make invalid text
-                if (!Uri.IsHexDigit((char)b) || (_sub == 2 && b is (byte)'d' or (byte)'D')) return null;
+            case >= 2 and <= 6: // \uXXXX, phases 2-5 for the digits (6: a second digit after 'd', which must be 0-7)
+                if (!Uri.IsHexDigit((char)b)) return null;
+                if (_sub == 2 && b is (byte)'d' or (byte)'D') return With(_mode, 6);
+                // No surrogate escapes (D800-DFFF): half a pair alone is not text.
+                if (_sub == 6) return b is >= (byte)'0' and <= (byte)'7' ? With(_mode, 4) : null;
                 return _sub == 5 ? With(_mode) : With(_mode, _sub + 1);
         }
         return b switch
@@ -135,8 +143,12 @@ internal sealed class JsonState : GrammarState
             < 0x20 => null,
             < 0x80 => With(_mode),
             >= 0xC2 and <= 0xDF => With(_mode, 0, 1),
-            >= 0xE0 and <= 0xEF => With(_mode, 0, 2),
-            >= 0xF0 and <= 0xF4 => With(_mode, 0, 3),
+            0xE0 => With(_mode, 10, 2),
+            0xED => With(_mode, 11, 2),
+            >= 0xE1 and <= 0xEF => With(_mode, 0, 2),
+            0xF0 => With(_mode, 12, 3),
+            0xF4 => With(_mode, 13, 3),
+            >= 0xF1 and <= 0xF3 => With(_mode, 0, 3),
             _ => null,
         };
     }

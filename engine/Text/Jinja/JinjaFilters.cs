@@ -11,7 +11,7 @@ internal static class JinjaFilters
     [
         "tojson", "trim", "length", "count", "join", "default", "d", "items", "dictsort", "list", "first", "last", "reverse",
         "upper", "lower", "title", "capitalize", "string", "safe", "escape", "e", "replace", "int", "float", "abs", "round",
-        "unique", "sort", "min", "max", "selectattr", "rejectattr", "map", "indent",
+        "unique", "sort", "min", "max", "select", "reject", "selectattr", "rejectattr", "map", "indent",
     ]);
 
     /// <summary>The tests <see cref="Test"/> knows.</summary>
@@ -57,8 +57,11 @@ internal static class JinjaFilters
             case "items":
                 return v is JinjaUndefined ? new List<object?>() : JinjaMembers.Attribute(AsDict(v, name), "items") is JinjaFunction f ? f([], []) : null;
             case "dictsort":
-                return AsDict(v, name).OrderBy(p => p.Key, StringComparer.OrdinalIgnoreCase)
-                    .Select(p => (object?)new List<object?> { JinjaString.Data(p.Key), p.Value }).ToList();
+            {
+                var dict = AsDict(v, name);
+                return dict.OrderBy(p => p.Key, StringComparer.OrdinalIgnoreCase)
+                    .Select(p => (object?)new List<object?> { JinjaValues.KeyString(dict, p.Key), p.Value }).ToList();
+            }
             case "list":
                 return JinjaInterpreter.Iterate(v).ToList();
             case "first":
@@ -92,7 +95,13 @@ internal static class JinjaFilters
             case "abs":
                 return v switch { long l => (object)Math.Abs(l), double d => Math.Abs(d), _ => throw new JinjaException($"abs needs a number, got {JinjaValues.TypeName(v)}") };
             case "round":
-                return Math.Round(JinjaValues.ToDouble(v), (int)(Arg(0, "precision", 0L) as long? ?? 0), MidpointRounding.AwayFromZero);
+            {
+                var digits = (int)Math.Clamp(Arg(0, "precision", 0L) as long? ?? 0, -15, 15);
+                var scale = Math.Pow(10, digits);
+                return digits >= 0
+                    ? Math.Round(JinjaValues.ToDouble(v), digits, MidpointRounding.AwayFromZero)
+                    : Math.Round(JinjaValues.ToDouble(v) * scale, MidpointRounding.AwayFromZero) / scale;
+            }
             case "unique":
             {
                 var seen = new List<object?>();
@@ -116,6 +125,12 @@ internal static class JinjaFilters
                     var pass = test is null ? JinjaValues.Truthy(value) : Test(test, value, args.Skip(2).ToList(), -1);
                     return pass == (name == "selectattr");
                 }).ToList();
+            }
+            case "select" or "reject":
+            {
+                var test = args.Count > 0 ? (args[0] as JinjaString)?.Text ?? throw new JinjaException("the test must be a name") : null;
+                return JinjaInterpreter.Iterate(v).Where(x =>
+                    (test is null ? JinjaValues.Truthy(x) : Test(test, x, args.Skip(1).ToList(), -1)) == (name == "select")).ToList();
             }
             case "map":
             {
@@ -181,7 +196,15 @@ internal static class JinjaFilters
             (long or double or bool, long or double or bool) => JinjaValues.ToDouble(Key(a)).CompareTo(JinjaValues.ToDouble(Key(b))),
             var (x, y) => throw new JinjaException($"cannot sort {JinjaValues.TypeName(x)} with {JinjaValues.TypeName(y)}"),
         };
-        var sorted = items.Order(Comparer<object?>.Create(Compare)).ToList();
+        List<object?> sorted;
+        try
+        {
+            sorted = items.Order(Comparer<object?>.Create(Compare)).ToList();
+        }
+        catch (InvalidOperationException e) when (e.InnerException is JinjaException inner)
+        {
+            throw inner;
+        }
         if (reverse) sorted.Reverse();
         return sorted;
     }

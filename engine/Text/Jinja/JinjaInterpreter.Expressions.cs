@@ -28,17 +28,17 @@ internal sealed partial class JinjaInterpreter
             case IndexExpr i:
                 return JinjaMembers.Index(Evaluate(i.Target, scope), Evaluate(i.Key, scope), i.Position);
             case SliceExpr s:
-                return JinjaMembers.Slice(Evaluate(s.Target, scope), Bound(s.Start), Bound(s.Stop), Bound(s.Step), s.Position);
+                return Charge(JinjaMembers.Slice(Evaluate(s.Target, scope), Bound(s.Start), Bound(s.Stop), Bound(s.Step), s.Position));
             case CallExpr c:
-                return Call(c, scope);
+                return Charge(Call(c, scope));
             case FilterExpr f:
-                return ApplyFilter(f, Evaluate(f.Operand!, scope), scope);
+                return Charge(ApplyFilter(f, Evaluate(f.Operand!, scope), scope));
             case TestExpr t:
                 return Test(t, scope);
             case UnaryExpr u:
                 return Unary(u, scope);
             case BinaryExpr b:
-                return Binary(b, scope);
+                return Charge(Binary(b, scope));
             case ConditionalExpr c:
                 return JinjaValues.Truthy(Evaluate(c.Test, scope)) ? Evaluate(c.Then, scope)
                     : c.Else is not null ? Evaluate(c.Else, scope) : JinjaUndefined.Value;

@@ -8,6 +8,9 @@ internal sealed partial class JinjaInterpreter
 {
     public const long MaxSteps = 5_000_000;
     public const int MaxOutputChars = 16 << 20;
+
+    /// <summary>Characters of strings a render may build in all (concatenation copies its operands: a budget on that work).</summary>
+    public const long MaxStringWork = 256L << 20;
     private const int MaxCallDepth = 100;
 
     private long _steps;
@@ -28,9 +31,23 @@ internal sealed partial class JinjaInterpreter
         return output.ToJinjaString();
     }
 
+    private long _stringWork;
+
     private void Step()
     {
         if (++_steps > MaxSteps) throw new JinjaException($"the template took more than {MaxSteps:N0} steps");
+    }
+
+    /// <summary>Counts a string the template built against <see cref="MaxStringWork"/>.</summary>
+    private object? Charge(object? value)
+    {
+        if (value is JinjaString s)
+        {
+            if (s.Text.Length > MaxOutputChars) throw new JinjaException($"a string the template built passed {MaxOutputChars:N0} characters");
+            if ((_stringWork += s.Text.Length) > MaxStringWork)
+                throw new JinjaException($"the template built more than {MaxStringWork:N0} characters of strings");
+        }
+        return value;
     }
 
     private void Execute(List<Node> nodes, JinjaScope scope, JinjaString.Builder output)
@@ -80,15 +97,15 @@ internal sealed partial class JinjaInterpreter
 
     private void For(ForNode f, JinjaScope scope, JinjaString.Builder output)
     {
-        var loopScope = new JinjaScope(scope);
         var items = new List<object?>();
         foreach (var item in Iterate(Evaluate(f.Iterable, scope)))
         {
             Step();
             if (f.Filter is not null)
             {
-                Assign(f.Target, item, loopScope);
-                if (!JinjaValues.Truthy(Evaluate(f.Filter, loopScope))) continue;
+                var test = new JinjaScope(scope);
+                Assign(f.Target, item, test);
+                if (!JinjaValues.Truthy(Evaluate(f.Filter, test))) continue;
             }
             items.Add(item);
         }
@@ -99,6 +116,9 @@ internal sealed partial class JinjaInterpreter
         }
         for (var i = 0; i < items.Count; i++)
         {
+            // As in Python's Jinja, each iteration starts from the enclosing scope: what the body sets does not carry
+            // over to the next iteration (a namespace does).
+            var loopScope = new JinjaScope(scope);
             loopScope.Set("loop", LoopVariable(items, i));
             Assign(f.Target, items[i], loopScope);
             _loops++;
@@ -134,7 +154,7 @@ internal sealed partial class JinjaInterpreter
     internal static IEnumerable<object?> Iterate(object? value) => value switch
     {
         List<object?> list => list.ToList(),
-        OrderedDictionary<string, object?> dict => dict.Keys.Select(k => (object?)JinjaString.Data(k)).ToList(),
+        OrderedDictionary<string, object?> dict => dict.Keys.Select(k => (object?)JinjaValues.KeyString(dict, k)).ToList(),
         JinjaString s => Enumerable.Range(0, s.Text.Length).Select(i => (object?)s.Substring(i, 1)).ToList(),
         JinjaUndefined => [],
         _ => throw new JinjaException($"{JinjaValues.TypeName(value)} is not iterable"),

@@ -67,6 +67,8 @@ internal static partial class JinjaLexer
     /// <summary>Hugging Face's template preprocessing: one trailing newline off, lstrip_blocks, trim_blocks, generation tags removed.</summary>
     private static string Preprocess(string template)
     {
+        // Python's Jinja reads every line ending as '\n'.
+        template = template.Replace("\r\n", "\n").Replace('\r', '\n');
         if (template.EndsWith('\n')) template = template[..^1];
         template = LstripBlocks().Replace(template, "$1");
         template = TrimBlocks().Replace(template, "$1");
@@ -140,12 +142,29 @@ internal static partial class JinjaLexer
             if (c != '\\') { value.Append(c); continue; }
             if (at >= src.Length) throw new JinjaException("a string is not closed", start);
             var e = src[at++];
-            value.Append(e switch
+            switch (e)
             {
-                'n' => "\n", 't' => "\t", 'r' => "\r", 'b' => "\b", 'f' => "\f", 'v' => "\v",
-                '\'' => "'", '"' => "\"", '\\' => "\\",
-                _ => throw new JinjaException($"unknown escape sequence '\\{e}'", at - 2),
-            });
+                case 'u' or 'x' or 'U':
+                {
+                    // Python's \xHH, \uXXXX and \UXXXXXXXX.
+                    var digits = e == 'x' ? 2 : e == 'u' ? 4 : 8;
+                    if (at + digits > src.Length || !int.TryParse(src.AsSpan(at, digits), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var code)
+                        || code > 0x10FFFF || code is >= 0xD800 and <= 0xDFFF)
+                        throw new JinjaException($"a bad \\{e} escape", at - 2);
+                    value.Append(char.ConvertFromUtf32(code));
+                    at += digits;
+                    break;
+                }
+                default:
+                    // Python keeps an unknown escape as written, backslash included.
+                    value.Append(e switch
+                    {
+                        'n' => "\n", 't' => "\t", 'r' => "\r", 'b' => "\b", 'f' => "\f", 'v' => "\v", 'a' => "\a", '0' => "\0",
+                        '\'' => "'", '"' => "\"", '\\' => "\\", '\n' => "",
+                        _ => "\\" + e,
+                    });
+                    break;
+            }
         }
         tokens.Add(new Token(TokenKind.String, value.ToString(), start));
         return at;
@@ -162,7 +181,8 @@ internal static partial class JinjaLexer
             while (at < src.Length && char.IsAsciiDigit(src[at])) at++;
         }
         var text = src[start..at];
-        _ = double.Parse(text, CultureInfo.InvariantCulture);
+        if (!isFloat && !long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+            throw new JinjaException("an integer literal too large", start);
         tokens.Add(new Token(isFloat ? TokenKind.Float : TokenKind.Integer, text, start));
         return at;
     }

@@ -6,7 +6,8 @@ internal static class JinjaMembers
     /// <summary>value.name: a dict's item or method, a namespace's attribute, a string's method; undefined where there is none.</summary>
     public static object? Attribute(object? target, string name) => target switch
     {
-        OrderedDictionary<string, object?> dict => dict.TryGetValue(name, out var v) ? v : DictMethod(dict, name),
+        // Python's Jinja looks for an attribute (a method) before an item: schema.items() works on a schema with an "items" key.
+        OrderedDictionary<string, object?> dict => DictMethod(dict, name) is JinjaFunction f ? f : dict.TryGetValue(name, out var v) ? v : JinjaUndefined.Value,
         JinjaNamespace ns => ns.Values.TryGetValue(name, out var v) ? v : JinjaUndefined.Value,
         JinjaString s => JinjaStringMethods.Method(s, name),
         _ => JinjaUndefined.Value,
@@ -22,7 +23,10 @@ internal static class JinjaMembers
             case JinjaString s when key is long i:
                 if (i < 0) i += s.Text.Length;
                 return i >= 0 && i < s.Text.Length ? s.Substring((int)i, 1) : JinjaUndefined.Value;
-            case OrderedDictionary<string, object?> or JinjaNamespace or JinjaString when key is JinjaString name:
+            case OrderedDictionary<string, object?> dict when key is JinjaString name:
+                // Subscript looks for an item before an attribute.
+                return dict.TryGetValue(name.Text, out var item) ? item : Attribute(target, name.Text);
+            case JinjaNamespace or JinjaString when key is JinjaString name:
                 return Attribute(target, name.Text);
             case JinjaUndefined or null:
                 return JinjaUndefined.Value;
@@ -40,7 +44,7 @@ internal static class JinjaMembers
             JinjaString s => s.Text.Length,
             _ => throw new JinjaException($"cannot slice {JinjaValues.TypeName(target)}", position),
         };
-        var by = step ?? 1;
+        var by = Math.Clamp(step ?? 1, -(long)int.MaxValue, int.MaxValue);
         if (by == 0) throw new JinjaException("slice step cannot be zero", position);
         var indices = SliceIndices(length, start, stop, by);
         if (target is JinjaString str)
@@ -76,8 +80,8 @@ internal static class JinjaMembers
 
     private static object? DictMethod(OrderedDictionary<string, object?> dict, string name) => name switch
     {
-        "items" => (JinjaFunction)((_, _) => dict.Select(p => (object?)new List<object?> { JinjaString.Data(p.Key), p.Value }).ToList()),
-        "keys" => (JinjaFunction)((_, _) => dict.Keys.Select(k => (object?)JinjaString.Data(k)).ToList()),
+        "items" => (JinjaFunction)((_, _) => dict.Select(p => (object?)new List<object?> { JinjaValues.KeyString(dict, p.Key), p.Value }).ToList()),
+        "keys" => (JinjaFunction)((_, _) => dict.Keys.Select(k => (object?)JinjaValues.KeyString(dict, k)).ToList()),
         "values" => (JinjaFunction)((_, _) => dict.Values.ToList()),
         "get" => (JinjaFunction)((args, _) => args.Count >= 1 && args[0] is JinjaString key && dict.TryGetValue(key.Text, out var v)
             ? v : args.Count >= 2 ? args[1] : null),

@@ -43,11 +43,11 @@ internal static class JinjaOperators
 
     private static JinjaString Repeat(JinjaString s, long n)
     {
-        if (n <= 0) return JinjaString.Empty;
-        if (s.Text.Length * n > JinjaInterpreter.MaxOutputChars) throw new JinjaException("a repeated string would be too long");
-        var result = JinjaString.Empty;
-        for (var i = 0; i < n; i++) result = JinjaString.Concat(result, s);
-        return result;
+        if (n <= 0 || s.Text.Length == 0) return JinjaString.Empty;
+        if (n > JinjaInterpreter.MaxOutputChars / s.Text.Length) throw new JinjaException("a repeated string would be too long");
+        var result = new JinjaString.Builder();
+        for (var i = 0; i < n; i++) result.Append(s);
+        return result.ToJinjaString();
     }
 
     private static object Arithmetic(string op, object left, object right)

@@ -48,7 +48,9 @@ internal sealed class JinjaParser
                 case TokenKind.OpenStatement:
                     if (stops.Contains(KeywordAfterOpen())) return nodes;
                     _at++;
+                    if (++_nesting > MaxNesting) throw new JinjaException($"statements nested deeper than {MaxNesting}", t.Position);
                     nodes.Add(Statement());
+                    _nesting--;
                     break;
                 default:
                     throw new JinjaException($"unexpected '{t.Value}'", t.Position);
@@ -292,7 +294,23 @@ internal sealed class JinjaParser
         return left;
     }
 
+    private const int MaxNesting = 200;
+    private int _nesting;
+
     private Expr Unary(bool withFilters)
+    {
+        if (++_nesting > MaxNesting) throw new JinjaException($"expressions nested deeper than {MaxNesting}", Peek.Position);
+        try
+        {
+            return UnaryAt(withFilters);
+        }
+        finally
+        {
+            _nesting--;
+        }
+    }
+
+    private Expr UnaryAt(bool withFilters)
     {
         Expr value;
         if (IsOperator("-") || IsOperator("+"))
@@ -458,6 +476,7 @@ internal sealed class JinjaParser
                 var args = new List<Expr>();
                 if (IsOperator("(")) args = Arguments().Args;
                 else if (Peek.Kind is TokenKind.String or TokenKind.Integer or TokenKind.Float
+                         || (Peek.Kind == TokenKind.Operator && Peek.Value is "[" or "{")
                          || (Peek.Kind == TokenKind.Name && !TestArgStoppers.Contains(Peek.Value)))
                     args.Add(Postfix(Primary()));
                 value = new TestExpr(value, name, negated, args, position);

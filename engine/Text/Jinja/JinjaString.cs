@@ -36,9 +36,11 @@ public sealed class JinjaString
     {
         if (b.Text.Length == 0) return a;
         if (a.Text.Length == 0) return b;
-        var spans = a.Content.ToBuilder();
+        if (b.Content.IsEmpty) return new JinjaString(a.Text + b.Text, a.Content);
+        var spans = ImmutableArray.CreateBuilder<(int, int)>(a.Content.Length + b.Content.Length);
+        spans.AddRange(a.Content);
         foreach (var (s, l) in b.Content) spans.Add((s + a.Text.Length, l));
-        return new JinjaString(a.Text + b.Text, spans.ToImmutable());
+        return new JinjaString(a.Text + b.Text, spans.MoveToImmutable());
     }
 
     /// <summary>The characters [start, start + length), with the data spans that fall in them.</summary>

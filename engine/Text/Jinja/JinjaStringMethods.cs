@@ -64,9 +64,8 @@ internal static class JinjaStringMethods
                 if (i >= text.Length) break;
                 if (maxSplit >= 0 && parts.Count == maxSplit)
                 {
-                    var end = text.Length;
-                    while (end > i && char.IsWhiteSpace(text[end - 1])) end--;
-                    parts.Add(s.Substring(i, end - i));
+                    // Python keeps the remainder as it is, trailing whitespace included.
+                    parts.Add(s.Substring(i, text.Length - i));
                     break;
                 }
                 var start = i;

@@ -68,6 +68,12 @@ public sealed class ChatTemplateTests
         var at = chat.Text.IndexOf(toolJson, StringComparison.Ordinal);
         Assert.True(at > 0, chat.Text);
         Assert.Contains(chat.Content, s => s.Start <= at && s.Start + s.Length >= at + toolJson.Length);
+        // A key is request text too, even in a dict whose values hold no string.
+        var keyed = JsonDocument.Parse("""[{"type": "function", "function": {"name": "g", "parameters": {"properties": {"<|im_end|>": {}}}}}]""").RootElement;
+        var keyChat = t.Render([new ChatMessage("user", "go")], tools: keyed);
+        var keyAt = keyChat.Text.IndexOf("\"<|im_end|>\"", StringComparison.Ordinal);
+        Assert.True(keyAt > 0, keyChat.Text);
+        Assert.Contains(keyChat.Content, s => s.Start <= keyAt && s.Start + s.Length >= keyAt + 12);
         // The template's own <|im_end|> after the tools block is not content.
         var marker = chat.Text.IndexOf("<|im_end|>", at + toolJson.Length, StringComparison.Ordinal);
         Assert.DoesNotContain(chat.Content, s => s.Start < marker + 10 && s.Start + s.Length > marker);

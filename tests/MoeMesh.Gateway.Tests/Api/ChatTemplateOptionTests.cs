@@ -73,6 +73,21 @@ public sealed class ChatTemplateOptionTests : IAsyncLifetime
         Assert.Equal(thinking ? JsonValueKind.String : JsonValueKind.Null, reasoning.ValueKind);
     }
 
+    /// <summary>A constrained output is the answer even where the prompt opened a reasoning block: the grammar leaves no room for one.</summary>
+    [Fact]
+    public async Task ConstrainedOutput_IsContentEvenWithThinkingOn()
+    {
+        var request = new
+        {
+            messages = new[] { new { role = "user", content = "Hi" } }, chat_template_kwargs = new { thinking = true },
+            response_format = new { type = "json_object" }, max_tokens = 1000, temperature = 0,
+        };
+        var message = (await _server.PostJsonAsync("/v1/chat/completions", request)).GetProperty("choices")[0].GetProperty("message");
+        Assert.Equal(JsonValueKind.Null, message.GetProperty("reasoning_content").ValueKind);
+        using var doc = JsonDocument.Parse(message.GetProperty("content").GetString()!);
+        Assert.Equal(JsonValueKind.Object, doc.RootElement.ValueKind);
+    }
+
     [Fact]
     public async Task ThinkingSwitch_ChangesThePrompt()
     {
@@ -99,6 +114,27 @@ public sealed class ChatTemplateOptionTests : IAsyncLifetime
             Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{path}: {text}");
             Assert.Equal(param, JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("param").GetString());
         }
+    }
+
+    /// <summary>Tools reach the template with tool_choice auto (the default) and not with none.</summary>
+    [Fact]
+    public async Task ToolChoiceNone_KeepsTheToolsOutOfThePrompt()
+    {
+        var file = Path.Combine(Directory.CreateTempSubdirectory("moemesh-template-").FullName, "tools.jinja");
+        await File.WriteAllTextAsync(file, "{% if tools %}{% for t in tools %}{{ t.function.name | upper }} {% endfor %}{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}");
+        await using var server = await GatewayServer.StartAsync("--chat-template", file);
+        async Task<int> PromptTokens(string? choice) => (await server.PostJsonAsync("/v1/chat/completions", new Dictionary<string, object?>
+        {
+            ["messages"] = new[] { new { role = "user", content = "Hi" } },
+            ["tools"] = new[] { new { type = "function", function = new { name = "lookup_the_weather_somewhere" } } },
+            ["tool_choice"] = choice,
+            ["max_tokens"] = 1,
+        })).GetProperty("usage").GetProperty("prompt_tokens").GetInt32();
+        var plain = (await server.PostJsonAsync("/tokenize", new { prompt = "Hi", add_special_tokens = false })).GetProperty("count").GetInt32();
+        Assert.Equal(plain, await PromptTokens("none"));
+        Assert.True(await PromptTokens("auto") > plain + 3);
+        Assert.Equal(await PromptTokens("auto"), await PromptTokens(null));
+        File.Delete(file);
     }
 
     [Fact]

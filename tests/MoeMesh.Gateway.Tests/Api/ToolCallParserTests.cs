@@ -24,13 +24,14 @@ public sealed class ToolCallParserTests
         // DeepSeek-V3.1: the name before the separator, the arguments after it.
         { B + CB + "get_weather" + S + """{"city":"Rome"}""" + CE + CB + "search" + S + """{"q":"x"}""" + CE + E, null,
             ["get_weather {\"city\":\"Rome\"}", "search {\"q\":\"x\"}"] },
-        // A name the request did not offer: the call stays text, marker included.
-        { "a" + B + V3Call("delete_all", "{}") + E, "a" + B + V3Call("delete_all", "{}"), [] },
+        // A name the request did not offer: from there on the output is text, as written.
+        { "a" + B + V3Call("delete_all", "{}") + E, "a" + B + V3Call("delete_all", "{}") + E, [] },
+        { B + "\n" + V3Call("delete_all", "{}") + "\n" + V3Call("search", "{}") + E, B + "\n" + V3Call("delete_all", "{}") + "\n" + V3Call("search", "{}") + E, [] },
         // Arguments that are not a JSON object.
-        { B + CB + "search" + S + "{not json" + CE + E, B + CB + "search" + S + "{not json" + CE, [] },
-        { B + CB + "search" + S + "[1, 2]" + CE + E, B + CB + "search" + S + "[1, 2]" + CE, [] },
-        // A good call, then a bad one: the good one is a call, the bad one text.
-        { B + V3Call("search", """{"q": "a"}""") + CB + "nope" + CE + E, CB + "nope" + CE, ["search {\"q\": \"a\"}"] },
+        { B + CB + "search" + S + "{not json" + CE + E, B + CB + "search" + S + "{not json" + CE + E, [] },
+        { B + CB + "search" + S + "[1, 2]" + CE + E, B + CB + "search" + S + "[1, 2]" + CE + E, [] },
+        // A good call, then a bad one: the good one is a call, the rest text.
+        { B + V3Call("search", """{"q": "a"}""") + "\n" + CB + "nope" + CE + E, "\n" + CB + "nope" + CE + E, ["search {\"q\": \"a\"}"] },
         // Cut off inside a call (max_tokens): the unfinished call is text.
         { "x" + B + CB + "search" + S + """{"q": """, "x" + B + CB + "search" + S + """{"q": """, [] },
         // Garbage inside the section.

@@ -14,6 +14,7 @@ public sealed class JsonObjectGrammarTests
     [InlineData("{}")]
     [InlineData("{\"a\":1}")]
     [InlineData("{ \"a\": [1, -2.5e+3, 0, 0.25, 1E9, true, false, null], \"b\": {\"c\": \"d\"} }")]
+    [InlineData("{\"s\":\"\\ud55c \\uD7FF \\u0041 \uD7FF\"}")]
     [InlineData("{\"s\":\"quote \\\" backslash \\\\ slash \\/ \\b\\f\\n\\r\\t \\u00e9 é 中文 😀\"}")]
     [InlineData("{\"\":[[],{},[{}]]}")]
     [InlineData("{\n\"a\"\n:\n1\n}")]
@@ -36,6 +37,7 @@ public sealed class JsonObjectGrammarTests
     [InlineData("{\"a\":tru}")]
     [InlineData("{\"a\":\"\\x\"}")]     // unknown escape
     [InlineData("{\"a\":\"\\ud800\"}")] // surrogate escape
+    [InlineData("{\"a\":\"\\uDFFF\"}")]
     [InlineData("{\"a\":\"\t\"}")]      // control character
     [InlineData("{\"a\":1}}")]          // past the end
     [InlineData("{\"a\":[1}")]          // wrong closer
@@ -48,7 +50,9 @@ public sealed class JsonObjectGrammarTests
     [Fact]
     public void InvalidUtf8_IsRejected()
     {
-        foreach (var bytes in new[] { new byte[] { 0x80 }, [0xC0, 0x80], [0xE4, 0x41], [0xF5, 0x80, 0x80, 0x80], [0xFF] })
+        // A stray continuation byte, overlong forms, a cut character, a surrogate, past U+10FFFF, bytes never in UTF-8.
+        foreach (var bytes in new[] { new byte[] { 0x80 }, [0xC0, 0x80], [0xE0, 0x80, 0x80], [0xF0, 0x80, 0x80, 0x80], [0xE4, 0x41],
+                     [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xFF] })
         {
             var text = Encoding.UTF8.GetBytes("{\"a\":\"").Concat(bytes).Concat("\"}"u8.ToArray()).ToArray();
             Assert.Null(TokenMasks.Advance(JsonObjectGrammar.Instance.Start(), text));
