@@ -26,19 +26,8 @@ public static class TokenizerBenchmark
         var tokenizer = HfTokenizer.Load(tokenizerJson);
         Console.WriteLine($"engine tokenizer: loaded in {load.Elapsed.TotalMilliseconds:F0} ms");
         var ids = tokenizer.Encode(text);
-        var times = new List<double>();
-        for (var i = 0; i < rounds; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            tokenizer.Encode(text);
-            times.Add(sw.Elapsed.TotalMilliseconds);
-        }
-
-        var info = new ProcessStartInfo("node") { WorkingDirectory = oracle, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in new[] { "time-encode.mjs", tokenizerJson, file, rounds.ToString() }) info.ArgumentList.Add(a);
-        using var node = Process.Start(info)!;
-        var reply = JsonDocument.Parse(node.StandardOutput.ReadToEnd()).RootElement;
-        node.WaitForExit();
+        var times = Timed(rounds, () => tokenizer.Encode(text));
+        var reply = Node(oracle, "time-encode.mjs", tokenizerJson, file, rounds.ToString());
         var theirs = reply.GetProperty("ms").EnumerateArray().Select(e => e.GetDouble()).ToList();
         var theirTokens = reply.GetProperty("tokens").GetInt32();
 
@@ -63,13 +52,7 @@ public static class TokenizerBenchmark
         }
         var template = ChatTemplate.FromJinja(config.ChatTemplate, config.BosToken ?? "", config.EosToken ?? "");
         var text = template.Apply(messages);
-        var times = new List<double>();
-        for (var i = 0; i < rounds; i++)
-        {
-            var sw = Stopwatch.StartNew();
-            template.Render(messages);
-            times.Add(sw.Elapsed.TotalMilliseconds);
-        }
+        var times = Timed(rounds, () => template.Render(messages));
 
         var request = Path.Combine(Directory.CreateTempSubdirectory("moemesh-render-bench-").FullName, "request.json");
         File.WriteAllText(request, JsonSerializer.Serialize(new
@@ -83,14 +66,34 @@ public static class TokenizerBenchmark
                 add_generation_prompt = true, bos_token = config.BosToken, eos_token = config.EosToken, tools = (object?)null,
             },
         }));
-        var info = new ProcessStartInfo("node") { WorkingDirectory = oracle, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in new[] { "time-render.mjs", request, rounds.ToString() }) info.ArgumentList.Add(a);
-        using var node = Process.Start(info)!;
-        var reply = JsonDocument.Parse(node.StandardOutput.ReadToEnd()).RootElement;
-        node.WaitForExit();
+        var reply = Node(oracle, "time-render.mjs", request, rounds.ToString());
         var (ours, theirs) = (Stats.Median(times), Stats.Median(reply.GetProperty("ms").EnumerateArray().Select(e => e.GetDouble()).ToList()));
         Console.WriteLine($"chat template: {messages.Count} messages, {text.Length} characters rendered here, {reply.GetProperty("chars").GetInt32()} by @huggingface/jinja");
         Console.WriteLine($"render, median of {rounds}: engine {ours:F2} ms, @huggingface/jinja {theirs:F2} ms; ratio {theirs / ours:F2}x");
+    }
+
+    /// <summary>Each round's milliseconds.</summary>
+    private static List<double> Timed(int rounds, Action work)
+    {
+        var times = new List<double>();
+        for (var i = 0; i < rounds; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            work();
+            times.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        return times;
+    }
+
+    /// <summary>Runs one of tests/oracle's timing scripts with node and parses the JSON line it prints.</summary>
+    private static JsonElement Node(string oracle, params string[] args)
+    {
+        var info = new ProcessStartInfo("node") { WorkingDirectory = oracle, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        using var node = Process.Start(info)!;
+        var reply = JsonDocument.Parse(node.StandardOutput.ReadToEnd()).RootElement;
+        node.WaitForExit();
+        return reply;
     }
 
     /// <summary>About 400 KB of mixed text, built from fixed pieces (the same in every run).</summary>
