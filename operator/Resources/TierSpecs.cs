@@ -204,7 +204,7 @@ public sealed class GatewayScalingSpec
 
 public sealed class ExpertScalingSpec
 {
-    [JsonPropertyName("targetBusy"), Range(0.05, 1.0), DefaultValue(0.7)]
+    [JsonPropertyName("targetBusy"), Range(0.01, 1.0), DefaultValue(0.7)]
     [Description("Target fraction of time each ready expert node spends computing (from moemesh_expert_compute_seconds).")]
     public double? TargetBusy { get; set; }
 
