@@ -22,6 +22,12 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         var requested = r.Int("max_completion_tokens", 1) ?? r.Int("max_tokens", 1);
         var maxTokens = requested ?? Math.Max(1, host.Engine.MaxModelLength - prompt.Count);
         var sampling = SamplingRequest.Parse(r, maxTokens, wantLogprobs ? top ?? 0 : null, host.Engine.Model.Config.VocabSize);
+        if (tools.Grammar is { } callGrammar)
+        {
+            // tool_choice required or named: the output is the calls, so no other constraint can apply to it.
+            if (sampling.Params.Grammar is not null) throw ApiException.BadRequest("tool_choice \"required\" or a named function leaves no content for 'response_format' or 'guided_choice' to shape", "tool_choice");
+            sampling = sampling with { Params = sampling.Params with { Grammar = callGrammar } };
+        }
         Endpoints.CheckLength(prompt.Count, maxTokens, host, "messages");
         var choices = Enumerable.Range(0, sampling.N).Select(j => new Choice(j, new GenerationHandle(prompt, sampling.ForChoice(j)))).ToList();
         using var run = new GenerationRun(loop, choices, ct);

@@ -3,7 +3,7 @@ using MoeMesh.Engine.Scheduling;
 namespace MoeMesh.Gateway.Api;
 
 /// <summary>The sampling and streaming fields common to completions and chat completions.</summary>
-public sealed record SamplingRequest(SamplingParams Params, int N, bool Stream, bool IncludeUsage, bool TokensAsIds)
+public sealed partial record SamplingRequest(SamplingParams Params, int N, bool Stream, bool IncludeUsage, bool TokensAsIds)
 {
     public const int MaxN = 64;
     public const int MaxLogprobs = 20;
@@ -73,8 +73,9 @@ public sealed record SamplingRequest(SamplingParams Params, int N, bool Stream, 
     }
 
     /// <summary>
-    /// response_format: "text" (the default), or "json_object", which constrains the output to one JSON object;
-    /// "json_schema" is refused by name until schemas are compiled to grammars.
+    /// response_format: "text" (the default); "json_object", which constrains the output to one JSON object; or
+    /// "json_schema" {"name", "description", "schema", "strict"}, which constrains it to a JSON value of the schema
+    /// (always enforced, strict or not). A schema keyword the compiler does not support is a 400 that names it.
     /// </summary>
     private static MoeMesh.Engine.Sampling.Grammar.OutputGrammar? ResponseFormat(RequestReader r)
     {
@@ -89,10 +90,50 @@ public sealed record SamplingRequest(SamplingParams Params, int N, bool Stream, 
         {
             "text" => null,
             "json_object" => MoeMesh.Engine.Sampling.Grammar.JsonObjectGrammar.Instance,
-            "json_schema" => throw new ApiException(400, "response_format json_schema is not implemented yet (json_object is)", name, code: "unsupported_parameter"),
+            "json_schema" => JsonSchema(format),
             _ => throw ApiException.BadRequest($"response_format type '{type}' is not one of text, json_object, json_schema", name),
         };
     }
+
+    private static MoeMesh.Engine.Sampling.Grammar.OutputGrammar JsonSchema(System.Text.Json.JsonElement format)
+    {
+        const string name = "response_format";
+        if (!format.TryGetProperty("json_schema", out var js) || js.ValueKind != System.Text.Json.JsonValueKind.Object)
+            throw ApiException.BadRequest("response_format json_schema needs 'json_schema': {\"name\": ..., \"schema\": {...}}", name);
+        foreach (var field in js.EnumerateObject())
+        {
+            var ok = field.Name switch
+            {
+                "name" => field.Value.ValueKind == System.Text.Json.JsonValueKind.String && SchemaName().IsMatch(field.Value.GetString()!),
+                "description" => field.Value.ValueKind is System.Text.Json.JsonValueKind.String or System.Text.Json.JsonValueKind.Null,
+                "strict" => field.Value.ValueKind is System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False or System.Text.Json.JsonValueKind.Null,
+                "schema" => field.Value.ValueKind == System.Text.Json.JsonValueKind.Object,
+                _ => throw ApiException.BadRequest($"'response_format.json_schema.{field.Name}' is not a field of json_schema (name, description, schema, strict)", name),
+            };
+            if (!ok) throw ApiException.BadRequest(field.Name switch
+            {
+                "name" => "'response_format.json_schema.name' must be 1 to 64 letters, digits, underscores or dashes",
+                "schema" => "'response_format.json_schema.schema' must be a JSON Schema object",
+                _ => $"'response_format.json_schema.{field.Name}' has the wrong type",
+            }, name);
+        }
+        if (!js.TryGetProperty("schema", out var schema)) throw ApiException.BadRequest("'response_format.json_schema' needs 'schema'", name);
+        try
+        {
+            return new MoeMesh.Engine.Sampling.Grammar.SchemaGrammar(MoeMesh.Engine.Sampling.Grammar.JsonSchemaCompiler.Compile(schema));
+        }
+        catch (MoeMesh.Engine.Sampling.Grammar.SchemaGrammarException e)
+        {
+            throw new ApiException(400, $"response_format json_schema: {e.Message}", name, code: "unsupported_parameter");
+        }
+        catch (ArgumentException e)
+        {
+            throw ApiException.BadRequest($"response_format json_schema: {e.Message}", name);
+        }
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z0-9_-]{1,64}$")]
+    private static partial System.Text.RegularExpressions.Regex SchemaName();
 
     /// <summary>logit_bias: {"token id": bias in [-100, 100], ...}, as OpenAI takes it.</summary>
     private static Dictionary<int, double> LogitBias(RequestReader r, int vocabSize)

@@ -1,15 +1,16 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using MoeMesh.Engine.Sampling.Grammar;
 
 namespace MoeMesh.Gateway.Api;
 
 /// <summary>
 /// A chat request's tools, tool_choice and parallel_tool_calls. With tool_choice "auto" (the default when tools are
 /// given) the tools reach the chat template and the output's calls are parsed; with "none" the model is not offered
-/// them. "required" and a named function need the output constrained to a call, which is not implemented yet: a 400
-/// that says so.
+/// them; with "required" or a named function the output is constrained to calls (<see cref="Grammar"/>) whose
+/// arguments satisfy the function's parameter schema.
 /// </summary>
-public sealed partial record ToolsRequest(JsonElement? Tools, IReadOnlySet<string> Names, bool Parallel)
+public sealed partial record ToolsRequest(JsonElement? Tools, IReadOnlySet<string> Names, bool Parallel, SchemaGrammar? Grammar = null)
 {
     /// <summary>OpenAI's own cap on tools per request.</summary>
     public const int MaxTools = 128;
@@ -32,14 +33,25 @@ public sealed partial record ToolsRequest(JsonElement? Tools, IReadOnlySet<strin
             { ValueKind: JsonValueKind.Object } => "named",
             _ => throw ApiException.BadRequest("'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice"),
         };
+        var parallel = r.Bool("parallel_tool_calls") ?? true;
         if (mode is "required" or "named")
         {
             if (names.Count == 0) throw ApiException.BadRequest($"'tool_choice' {mode} needs 'tools'", "tool_choice");
-            throw new ApiException(400, $"tool_choice {(mode == "named" ? "naming a function" : "\"required\"")} needs the output constrained to a call, which this server does not implement yet; use \"auto\"",
-                "tool_choice", code: "unsupported_parameter");
+            var only = mode == "named" ? Named(choice!.Value, names) : null;
+            return new ToolsRequest(tools, names, parallel, ToolCallGrammar.Build(tools!.Value, only, parallel));
         }
-        var parallel = r.Bool("parallel_tool_calls") ?? true;
         return mode == "none" || names.Count == 0 ? Off with { Parallel = parallel } : new ToolsRequest(tools, names, parallel);
+    }
+
+    /// <summary>tool_choice {"type": "function", "function": {"name": NAME}}: NAME, one of the tools.</summary>
+    private static string Named(JsonElement choice, IReadOnlySet<string> names)
+    {
+        if (!choice.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String || type.GetString() != "function"
+            || !choice.TryGetProperty("function", out var f) || f.ValueKind != JsonValueKind.Object
+            || !f.TryGetProperty("name", out var n) || n.ValueKind != JsonValueKind.String
+            || choice.EnumerateObject().Any(p => p.Name is not ("type" or "function")) || f.EnumerateObject().Any(p => p.Name != "name"))
+            throw ApiException.BadRequest("a named 'tool_choice' must be {\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice");
+        return names.Contains(n.GetString()!) ? n.GetString()! : throw ApiException.BadRequest($"'tool_choice' names '{n.GetString()}', which is not one of 'tools'", "tool_choice");
     }
 
     private static HashSet<string> FunctionNames(JsonElement tools)

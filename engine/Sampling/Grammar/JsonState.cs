@@ -68,7 +68,7 @@ internal sealed class JsonState : GrammarState
 
     private JsonState? Space(byte b)
     {
-        if (b is not ((byte)' ' or (byte)'\n' or (byte)'\t' or (byte)'\r') || _ws >= JsonObjectGrammar.MaxWhitespace) return null;
+        if (!JsonSyntax.IsSpace(b) || _ws >= JsonObjectGrammar.MaxWhitespace) return null;
         return new JsonState(_stack, _mode, _sub, _count, _ws + 1);
     }
 
@@ -90,9 +90,7 @@ internal sealed class JsonState : GrammarState
         (byte)'{' => Open('o'),
         (byte)'[' => Open('a'),
         (byte)'"' => With(Mode.Text),
-        (byte)'-' => With(Mode.Number, 1, 1),
-        (byte)'0' => With(Mode.Number, 3, 1),
-        >= (byte)'1' and <= (byte)'9' => With(Mode.Number, 2, 1),
+        (byte)'-' or (>= (byte)'0' and <= (byte)'9') => With(Mode.Number, JsonSyntax.NumberStart(b), 1),
         (byte)'t' => With(Mode.Literal, 0 * 8 + 1),
         (byte)'f' => With(Mode.Literal, 1 * 8 + 1),
         (byte)'n' => With(Mode.Literal, 2 * 8 + 1),
@@ -115,67 +113,20 @@ internal sealed class JsonState : GrammarState
         return at + 1 == literal.Length ? With(Mode.AfterValue) : With(Mode.Literal, _sub + 1);
     }
 
-    /// <summary>Strings: UTF-8 (lead bytes C2-F4 with their continuation bytes), no control characters, JSON's escapes.</summary>
+    /// <summary>Strings: see <see cref="JsonSyntax.StringStep"/>; the closing quote ends a key or a value.</summary>
     private JsonState? InString(byte b)
     {
-        if (_count > 0)
-        {
-            // The first continuation byte after E0, ED, F0 and F4 is narrower: no overlong forms, no surrogates, nothing past U+10FFFF.
-            var (low, high) = _sub switch { 10 => (0xA0, 0xBF), 11 => (0x80, 0x9F), 12 => (0x90, 0xBF), 13 => (0x80, 0x8F), _ => (0x80, 0xBF) };
-            return b >= low && b <= high ? With(_mode, 0, _count - 1) : null;
-        }
-        switch (_sub)
-        {
-            case 1: // after a backslash
-                if (b == 'u') return With(_mode, 2);
-                return b is (byte)'"' or (byte)'\\' or (byte)'/' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t' ? With(_mode) : null;
-            case >= 2 and <= 6: // \uXXXX, phases 2-5 for the digits (6: a second digit after 'd', which must be 0-7)
-                if (!Uri.IsHexDigit((char)b)) return null;
-                if (_sub == 2 && b is (byte)'d' or (byte)'D') return With(_mode, 6);
-                // No surrogate escapes (D800-DFFF): half a pair alone is not text.
-                if (_sub == 6) return b is >= (byte)'0' and <= (byte)'7' ? With(_mode, 4) : null;
-                return _sub == 5 ? With(_mode) : With(_mode, _sub + 1);
-        }
-        return b switch
-        {
-            (byte)'"' => _mode == Mode.Key ? With(Mode.Colon) : With(Mode.AfterValue),
-            (byte)'\\' => With(_mode, 1),
-            < 0x20 => null,
-            < 0x80 => With(_mode),
-            >= 0xC2 and <= 0xDF => With(_mode, 0, 1),
-            0xE0 => With(_mode, 10, 2),
-            0xED => With(_mode, 11, 2),
-            >= 0xE1 and <= 0xEF => With(_mode, 0, 2),
-            0xF0 => With(_mode, 12, 3),
-            0xF4 => With(_mode, 13, 3),
-            >= 0xF1 and <= 0xF3 => With(_mode, 0, 3),
-            _ => null,
-        };
+        var (sub, count) = (_sub, _count);
+        if (!JsonSyntax.StringStep(ref sub, ref count, b, escapes: true, out var closed)) return null;
+        if (closed) return _mode == Mode.Key ? With(Mode.Colon) : With(Mode.AfterValue);
+        return With(_mode, sub, count);
     }
 
-    /// <summary>
-    /// JSON numbers by phase: 1 after '-', 2 in the integer, 3 after a leading 0, 4 after '.', 5 in the fraction,
-    /// 6 after 'e', 7 after the exponent's sign, 8 in the exponent. A byte that cannot continue the number ends it
-    /// where the number may end (phases 2, 3, 5, 8) and is read after it.
-    /// </summary>
-    private JsonState? InNumber(byte b)
+    /// <summary>Numbers: see <see cref="JsonSyntax.NumberStep"/>; a byte that ends one is read after it.</summary>
+    private JsonState? InNumber(byte b) => JsonSyntax.NumberStep(_sub, _count, b, integer: false, JsonObjectGrammar.MaxNumberLength) switch
     {
-        var digit = b is >= (byte)'0' and <= (byte)'9';
-        var next = (_sub, b) switch
-        {
-            (1, (byte)'0') => 3,
-            (1, _) when digit => 2,
-            (2, _) when digit => 2,
-            (2 or 3, (byte)'.') => 4,
-            (2 or 3 or 5, (byte)'e' or (byte)'E') => 6,
-            (4 or 5, _) when digit => 5,
-            (6, (byte)'+' or (byte)'-') => 7,
-            (6 or 7 or 8, _) when digit => 8,
-            _ => 0,
-        };
-        // Within the length bound, and never into a phase that needs a digit the bound leaves no room for.
-        var needs = next is 1 or 4 or 6 or 7 ? 1 : 0;
-        if (next != 0) return _count + 1 + needs <= JsonObjectGrammar.MaxNumberLength ? With(Mode.Number, next, _count + 1) : null;
-        return _sub is 2 or 3 or 5 or 8 ? With(Mode.AfterValue).AfterValue(b) : null;
-    }
+        > 0 and var next => With(Mode.Number, next, _count + 1),
+        0 => With(Mode.AfterValue).AfterValue(b),
+        _ => null,
+    };
 }
