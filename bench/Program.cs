@@ -22,7 +22,7 @@ using MoeMesh.Bench;
 //   --long-context [--lengths 512,2048,16000] [--rounds 2]: prompts of each length prefilled with attention in tiles
 //   and in one piece (alternating), decode at one sequence after each, peak memory the prefill added;
 //   --grammar [--walks N]: constrained decoding's work per token (JSON object masks) on DeepSeek-V3's vocabulary and a 32k one (run in the repository root);
-//   --constrained-decode: decode throughput at 1 and 32 sequences with a JSON object constraint and without, on the benchmark model;
+//   --constrained-decode: decode throughput at 1 and 32 sequences with a JSON object constraint, a JSON schema and none, on the benchmark model;
 //   --placement: the expert placement planner at DeepSeek-V3's shape: balance, moves after a drift, time;
 //   --simulate-day: a day of a DeepSeek-V3-shaped expert tier with the operator's autoscaler and planner.
 var cache = ArgValue(args, "--model-cache") ?? Path.Combine(Path.GetTempPath(), "moemesh-bench");
