@@ -19,7 +19,8 @@ public static class ToolCallGrammar
     /// <summary>The most calls one output may hold.</summary>
     public const int MaxCalls = 16;
 
-    private const int MaxCached = 256;
+    private const int MaxCached = 64;
+    private const int MaxCachedText = 64 * 1024;
     private static readonly ConcurrentDictionary<string, SchemaGrammar> Cache = new(StringComparer.Ordinal);
 
     /// <exception cref="ApiException">A function's parameter schema cannot be compiled, or does not describe an object.</exception>
@@ -43,6 +44,8 @@ public static class ToolCallGrammar
         var next = new AnyOfNode(call, new SequenceNode(new LiteralNode("\n"), call));
         GrammarNode body = parallel && only is null ? new SequenceNode(call, new RepeatNode(next, 0, MaxCalls - 1)) : call;
         grammar = new SchemaGrammar(new SequenceNode(new LiteralNode(ToolCallParser.CallsBegin), body, new LiteralNode(ToolCallParser.CallsEnd)));
+        // Only tools of a modest size are kept, so that the cache's memory stays small.
+        if (tools.GetRawText().Length > MaxCachedText) return grammar;
         if (Cache.Count >= MaxCached) Cache.Clear();
         return Cache[key] = grammar;
     }
@@ -59,6 +62,12 @@ public static class ToolCallGrammar
         {
             throw new ApiException(400, $"function '{name}': its parameters cannot constrain the call: {e.Message}", "tools", code: "unsupported_parameter");
         }
-        return args is ObjectNode ? args : throw ApiException.BadRequest($"function '{name}': 'parameters' must describe an object", "tools");
+        // "parameters": {} (some clients send it) takes any object.
+        return args switch
+        {
+            ObjectNode => args,
+            AnyValueNode => AnyValueNode.Object,
+            _ => throw ApiException.BadRequest($"function '{name}': 'parameters' must describe an object", "tools"),
+        };
     }
 }

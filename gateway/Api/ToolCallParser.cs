@@ -12,7 +12,8 @@ public sealed record ToolCall(string Id, string Name, string Arguments);
 /// in DeepSeek-V3/R1's form (HEAD "function", BODY the name, a newline and the arguments in a ```json fence) or
 /// DeepSeek-V3.1's (HEAD the name, BODY the arguments). From a call whose name is not one of the request's tools or
 /// whose arguments are not a JSON object, or that the output leaves unfinished, the output is text in content as the
-/// model wrote it: malformed output is returned, never dropped. Streamed, content is released as it arrives except a tail that could still start the
+/// model wrote it: malformed output is returned, never dropped. A call ends at the first end marker before which it
+/// parses (its arguments may hold the marker in a string). Streamed, content is released as it arrives except a tail that could still start the
 /// calls marker, and each call once it is complete, so the deltas add up to what the whole output parses to.
 /// </summary>
 public sealed class ToolCallParser(IReadOnlyCollection<string> toolNames)
@@ -70,19 +71,18 @@ public sealed class ToolCallParser(IReadOnlyCollection<string> toolNames)
             }
             if (rest.StartsWith(CallBegin, StringComparison.Ordinal))
             {
-                var end = rest.IndexOf(CallEnd, StringComparison.Ordinal);
-                if (end < 0)
+                // The call ends at the first end marker before which it parses: the marker may also appear inside
+                // a string of the arguments.
+                var (end, call) = (-1, (ToolCall?)null);
+                for (var at = rest.IndexOf(CallEnd, StringComparison.Ordinal); at >= 0 && call is null; at = rest.IndexOf(CallEnd, at + 1, StringComparison.Ordinal))
+                    (end, call) = (at, Call(rest[CallBegin.Length..at]));
+                if (call is null)
                 {
+                    // Not (yet) a call this request can take; at the end of the output it and everything after it come back as text, as written.
                     if (final) Unparsed(content, text);
                     break;
                 }
                 var raw = rest[..(end + CallEnd.Length)];
-                if (Call(rest[CallBegin.Length..end]) is not { } call)
-                {
-                    // Not a call this request can take: it and everything after it come back as text, as written.
-                    Unparsed(content, _pending.ToString());
-                    break;
-                }
                 calls.Add(call);
                 _markerUnclaimed = false;
                 _pending.Remove(0, lead + raw.Length);

@@ -24,7 +24,15 @@ public static class JsonSchemaCompiler
     public const int MaxNesting = 16;
     public const int MaxAnyOf = 64;
     public const int MaxEnumValues = 256;
+    /// <summary>The most parse stacks a schema can keep alive at once (anyOf options, nested ones multiplying).</summary>
+    public const int MaxAlternatives = 256;
+    /// <summary>Bytes of enum and const values in one schema.</summary>
+    public const int MaxEnumBytes = 256 * 1024;
+    /// <summary>How deep anyOf and $ref may nest.</summary>
+    public const int MaxIndirection = 32;
     private const int MaxCached = 256;
+    /// <summary>Schemas up to this size are kept compiled (the cache holds at most <see cref="MaxCached"/> of them).</summary>
+    private const int MaxCachedText = 64 * 1024;
 
     private static readonly HashSet<string> Annotations = ["title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly", "$defs", "definitions"];
     private static readonly HashSet<string> Keywords = ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "enum", "const", "anyOf", "$ref"];
@@ -35,17 +43,37 @@ public static class JsonSchemaCompiler
     /// <exception cref="SchemaGrammarException">A keyword or form this compiler does not support, or a schema no value can satisfy.</exception>
     public static GrammarNode Compile(JsonElement schema)
     {
-        var key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(schema.GetRawText())));
+        var text = schema.GetRawText();
+        var key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
         if (Cache.TryGetValue(key, out var node)) return node;
         node = new Compilation(schema).Node(schema, "#", 0);
+        if (Alternatives(node, []) > MaxAlternatives)
+            throw new SchemaGrammarException($"the schema's anyOf options (nested ones multiplied) would follow more than {MaxAlternatives} alternatives at once");
+        if (text.Length > MaxCachedText) return node;
         if (Cache.Count >= MaxCached) Cache.Clear();
         return Cache[key] = node;
+    }
+
+    /// <summary>The most alternatives a node can keep alive at once: an anyOf's options' sum, a container's largest part.</summary>
+    private static long Alternatives(GrammarNode node, Dictionary<GrammarNode, long> known)
+    {
+        if (known.TryGetValue(node, out var n)) return n;
+        n = node switch
+        {
+            AnyOfNode a => a.Options.Sum(o => Alternatives(o, known)),
+            ObjectNode o => o.Values.Append(o.Additional ?? AnyValueNode.Instance).Max(v => Alternatives(v, known)),
+            ArrayNode a => Alternatives(a.Items, known),
+            _ => 1,
+        };
+        return known[node] = Math.Min(n, MaxAlternatives + 1L);
     }
 
     private sealed class Compilation(JsonElement root)
     {
         private readonly HashSet<string> _resolving = new(StringComparer.Ordinal);
-        private int _nodes;
+        // A $ref target is compiled once and shared by every use.
+        private readonly Dictionary<string, GrammarNode> _resolved = new(StringComparer.Ordinal);
+        private int _nodes, _indirection, _enumBytes;
 
         public GrammarNode Node(JsonElement s, string at, int nesting)
         {
@@ -53,14 +81,20 @@ public static class JsonSchemaCompiler
             if (s.ValueKind == JsonValueKind.True) return AnyValueNode.Instance;
             if (s.ValueKind == JsonValueKind.False) throw new SchemaGrammarException($"the schema at {at} is false: no value satisfies it");
             if (s.ValueKind != JsonValueKind.Object) throw new SchemaGrammarException($"the schema at {at} must be an object or a boolean");
+            var names = new HashSet<string>(StringComparer.Ordinal);
             foreach (var p in s.EnumerateObject())
+            {
                 if (!Keywords.Contains(p.Name) && !Annotations.Contains(p.Name))
                     throw new SchemaGrammarException($"JSON schema keyword '{p.Name}' (at {at}) is not supported by this server; supported: {string.Join(", ", Keywords)}");
+                if (!names.Add(p.Name)) throw new SchemaGrammarException($"keyword '{p.Name}' appears twice (at {at})");
+            }
+            // A subschema's $id would change what its $refs resolve against.
+            if (at != "#" && names.Contains("$id")) throw new SchemaGrammarException($"'$id' (at {at}) is supported only at the root");
             if (s.TryGetProperty("$ref", out var reference))
             {
                 if (s.EnumerateObject().Any(p => Keywords.Contains(p.Name) && p.Name != "$ref"))
                     throw new SchemaGrammarException($"'$ref' (at {at}) beside other keywords is not supported");
-                return Ref(reference, at, nesting);
+                return Indirect(() => Ref(reference, at, nesting), at);
             }
             if (s.TryGetProperty("anyOf", out var anyOf))
             {
@@ -68,27 +102,40 @@ public static class JsonSchemaCompiler
                     throw new SchemaGrammarException($"'anyOf' (at {at}) beside other keywords is not supported: put them in each option");
                 if (anyOf.ValueKind != JsonValueKind.Array || anyOf.GetArrayLength() is 0 or > MaxAnyOf)
                     throw new SchemaGrammarException($"'anyOf' (at {at}) must be a list of 1 to {MaxAnyOf} schemas");
-                return new AnyOfNode(anyOf.EnumerateArray().Select((o, i) => Node(o, $"{at}/anyOf/{i}", nesting)).ToArray());
+                return Indirect(() => new AnyOfNode(anyOf.EnumerateArray().Select((o, i) => Node(o, $"{at}/anyOf/{i}", nesting)).ToArray()), at);
             }
             var types = Types(s, at);
             if (s.TryGetProperty("enum", out var e) || s.TryGetProperty("const", out e))
-                return Enum(s, e, types, at);
+            {
+                var values = Enum(s, e, types, at);
+                if ((_enumBytes += values.Values.Sum(v => v.Length)) > MaxEnumBytes) throw new SchemaGrammarException($"the schema's enum and const values exceed {MaxEnumBytes} bytes");
+                return values;
+            }
             if (types.Length == 0) return AnyValueNode.Instance;
             CheckApplies(s, types, at);
             var options = types.Select(t => Typed(s, t, at, nesting)).ToArray();
             return options.Length == 1 ? options[0] : new AnyOfNode(options);
         }
 
+        private GrammarNode Indirect(Func<GrammarNode> compile, string at)
+        {
+            if (++_indirection > MaxIndirection) throw new SchemaGrammarException($"anyOf and $ref nest more than {MaxIndirection} deep (at {at})");
+            try { return compile(); }
+            finally { _indirection--; }
+        }
+
         private GrammarNode Ref(JsonElement reference, string at, int nesting)
         {
             var path = reference.ValueKind == JsonValueKind.String ? reference.GetString()! : "";
+            if (_resolved.TryGetValue(path, out var known)) return known;
+            if (path.Contains('~') || path.Contains('%')) throw new SchemaGrammarException($"'$ref' \"{path}\" (at {at}): escaped names are not supported");
             string? name = path.StartsWith("#/$defs/", StringComparison.Ordinal) ? path["#/$defs/".Length..]
                 : path.StartsWith("#/definitions/", StringComparison.Ordinal) ? path["#/definitions/".Length..] : null;
             var container = path.StartsWith("#/$defs/", StringComparison.Ordinal) ? "$defs" : "definitions";
             if (name is null || name.Contains('/') || !root.TryGetProperty(container, out var defs) || defs.ValueKind != JsonValueKind.Object || !defs.TryGetProperty(name, out var target))
                 throw new SchemaGrammarException($"'$ref' (at {at}) must name an entry of the root's $defs or definitions, as \"#/$defs/NAME\"");
             if (!_resolving.Add(path)) throw new SchemaGrammarException($"'$ref' \"{path}\" (at {at}) is recursive, which is not supported");
-            try { return Node(target, path, nesting); }
+            try { return _resolved[path] = Node(target, path, nesting); }
             finally { _resolving.Remove(path); }
         }
 
@@ -183,7 +230,7 @@ public static class JsonSchemaCompiler
         }
 
         /// <summary>enum or const: the values that also have one of the types given, each written compactly.</summary>
-        private static GrammarNode Enum(JsonElement s, JsonElement e, string[] types, string at)
+        private static ConstNode Enum(JsonElement s, JsonElement e, string[] types, string at)
         {
             if (s.TryGetProperty("enum", out _) && s.TryGetProperty("const", out _)) throw new SchemaGrammarException($"'enum' beside 'const' (at {at}) is not supported");
             var values = s.TryGetProperty("enum", out _) ? (e.ValueKind == JsonValueKind.Array ? e.EnumerateArray().ToArray() : throw new SchemaGrammarException($"'enum' (at {at}) must be a list"))

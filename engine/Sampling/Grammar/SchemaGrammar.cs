@@ -309,7 +309,9 @@ internal sealed class ArrayFrame(ArrayNode node, int count, bool open, int ws) :
     // Without an upper bound, counts past the lower one are all alike: the key stops counting there.
     private ArrayFrame After(int items) => new(node, node.Max == int.MaxValue ? Math.Min(items, node.Min) : items, open: false, 0);
 
-    public override string Key => $"a{node.Id}.{count}.{(open ? 1 : 0)}.{ws}";
+    // States whose counts are as far from both bounds as one token can reach (a few hundred items at the most) accept
+    // the same tokens: the key clips the distances there, so that long arrays do not make a mask per item.
+    public override string Key => $"a{node.Id}.{Math.Min(Math.Max(node.Min - count, 0), 512)}.{Math.Min((long)node.Max - count, 512)}.{(open ? 1 : 0)}.{ws}";
 }
 
 internal sealed class StringFrame(int sub, int count) : Frame

@@ -36,6 +36,9 @@ public sealed class ToolCallParserTests
         { "x" + B + CB + "search" + S + """{"q": """, "x" + B + CB + "search" + S + """{"q": """, [] },
         // Garbage inside the section.
         { B + "hello", B + "hello", [] },
+        // The end marker inside a string of the arguments (the grammar allows it there): the call ends at the marker after the object.
+        { B + CB + "search" + S + $$"""{"q": "a{{CE}}b"}""" + CE + E, null, [$$"""search {"q": "a{{CE}}b"}"""] },
+        { B + V3Call("search", $$"""{"q": "{{CE}}"}""") + E, null, [$$"""search {"q": "{{CE}}"}"""] },
         // A marker's beginning at the very end is text.
         { "tail <｜tool▁ca", "tail <｜tool▁ca", [] },
     };

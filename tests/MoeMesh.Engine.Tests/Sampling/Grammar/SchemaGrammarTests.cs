@@ -236,10 +236,31 @@ public sealed class SchemaGrammarTests
     [InlineData("""{"type": "object", "properties": {"a": {"type": "strin"}}}""", "type")]
     [InlineData("""{"type": "string", "properties": {"a": {"type": "string"}}}""", "properties")]
     [InlineData("""{"type": "object", "properties": {"a": false}}""", "false")]
+    [InlineData("""{"type": "object", "type": "string"}""", "twice")]
+    [InlineData("""{"type": "object", "$defs": {"t": {"type": "string"}}, "properties": {"p": {"$id": "https://x/inner", "$defs": {"t": {"type": "integer"}}, "$ref": "#/$defs/t"}}}""", "$id")]
+    [InlineData("""{"type": "object", "$defs": {"a/b": {"type": "string"}}, "properties": {"p": {"$ref": "#/$defs/a~1b"}}}""", "escaped")]
     public void UnsupportedOrUnsatisfiableSchemas_AreRefusedByName(string schema, string named)
     {
         var ex = Assert.Throws<SchemaGrammarException>(() => JsonSchemaCompiler.Compile(JsonDocument.Parse(schema).RootElement));
         Assert.Contains(named, ex.Message);
+    }
+
+    /// <summary>Bounds on what a schema can cost: alternatives alive at once, anyOf/$ref indirection, enum bytes; a $ref compiles once.</summary>
+    [Fact]
+    public void CostlySchemas_AreRefused_AndRefsShared()
+    {
+        static string AnyOf(int n, string option) => "{\"anyOf\": [" + string.Join(", ", Enumerable.Repeat(option, n)) + "]}";
+        static string Compile(string schema) => Assert.Throws<SchemaGrammarException>(() => JsonSchemaCompiler.Compile(JsonDocument.Parse(schema).RootElement)).Message;
+        static string Object(string properties) => "{\"type\": \"object\", \"properties\": {" + properties + "}}";
+        Assert.Contains("alternatives", Compile(Object("\"a\": " + AnyOf(20, AnyOf(20, "{\"type\": \"object\"}")))));
+        var chain = string.Join(", ", Enumerable.Range(0, 40).Select(i => $"\"d{i}\": " + AnyOf(1, $"{{\"$ref\": \"#/$defs/d{i + 1}\"}}"))) + ", \"d40\": {\"type\": \"string\"}";
+        Assert.Contains("nest", Compile("{\"$defs\": {" + chain + "}, \"type\": \"object\", \"properties\": {\"a\": {\"$ref\": \"#/$defs/d0\"}}}"));
+        static string Enum(int n) => "{\"enum\": [" + string.Join(", ", Enumerable.Range(0, n).Select(i => $"\"{i}{new string('x', 1100)}\"")) + "]}";
+        Assert.Contains("bytes", Compile(Object("\"a\": " + Enum(256))));
+        // One enum of 141 KB referenced 60 times is compiled, and counted, once.
+        var uses = string.Join(", ", Enumerable.Range(0, 60).Select(i => $"\"p{i}\": {{\"$ref\": \"#/$defs/e\"}}"));
+        var shared = "{\"$defs\": {\"e\": " + Enum(128) + "}, \"type\": \"object\", \"properties\": {" + uses + "}}";
+        Assert.IsType<ObjectNode>(JsonSchemaCompiler.Compile(JsonDocument.Parse(shared).RootElement));
     }
 
     [Fact]
