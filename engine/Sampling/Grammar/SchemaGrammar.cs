@@ -8,7 +8,7 @@ namespace MoeMesh.Engine.Sampling.Grammar;
 /// and dropped as bytes rule them out, so that no choice is ever made early and no state that can still complete is
 /// a dead end. Whitespace runs between JSON tokens are at most <see cref="JsonObjectGrammar.MaxWhitespace"/> bytes and
 /// numbers at most <see cref="JsonObjectGrammar.MaxNumberLength"/>; the root must end by itself (an object, an array,
-/// a string, a literal), and the output ends with it.
+/// a string, a literal), starts the output (no whitespace before it) and ends it.
 /// </summary>
 public sealed class SchemaGrammar : OutputGrammar
 {
@@ -34,8 +34,9 @@ public sealed class SchemaGrammar : OutputGrammar
 
     public override GrammarState Start()
     {
+        // No whitespace before the root value (as for json_object): the output starts with the value.
         var into = new List<Stack?>();
-        Stack.Push(_root, null, into);
+        Stack.Push(_root, null, into, leadingSpace: false);
         return new SchemaState([.. into]);
     }
 }
@@ -90,12 +91,12 @@ internal sealed class Stack(Frame top, Stack? below)
     public string Key => _key ??= Below is null ? Top.Key : Top.Key + "/" + Below.Key;
 
     /// <summary>Adds the stacks that wait for the first byte of <paramref name="node"/> on top of <paramref name="rest"/>.</summary>
-    public static void Push(GrammarNode node, Stack? rest, List<Stack?> into)
+    public static void Push(GrammarNode node, Stack? rest, List<Stack?> into, bool leadingSpace = true)
     {
         switch (node)
         {
             case AnyOfNode a:
-                foreach (var o in a.Options) Push(o, rest, into);
+                foreach (var o in a.Options) Push(o, rest, into, leadingSpace);
                 break;
             case SequenceNode s:
                 into.Add(new Stack(new SequenceFrame(s, 0), rest));
@@ -107,7 +108,7 @@ internal sealed class Stack(Frame top, Stack? below)
                 into.Add(new Stack(new LiteralFrame(l, 0), rest));
                 break;
             default:
-                into.Add(new Stack(new ValueFrame(node, 0), rest));
+                into.Add(new Stack(new ValueFrame(node, leadingSpace ? 0 : JsonObjectGrammar.MaxWhitespace), rest));
                 break;
         }
     }

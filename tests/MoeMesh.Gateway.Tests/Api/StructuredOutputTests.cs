@@ -60,10 +60,14 @@ public sealed class StructuredOutputTests : IAsyncLifetime
     }
 
     /// <summary>Cut off by max_tokens inside the object: finish_reason "length", and the text so far is the object's beginning.</summary>
-    [Fact]
-    public async Task MaxTokensMidObject_EndsWithLength()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task MaxTokensMidObject_EndsWithLength(bool schema)
     {
-        var request = new { messages = new[] { new { role = "user", content = "JSON" } }, response_format = new { type = "json_object" }, max_tokens = 2, temperature = 0 };
+        var request = schema
+            ? SchemaRequest(Schemas["person"], 0, 1, false, maxTokens: 3)
+            : new { messages = new[] { new { role = "user", content = "JSON" } }, response_format = new { type = "json_object" }, max_tokens = 2, temperature = 0 };
         var (content, finish) = Whole(await _server.PostJsonAsync("/v1/chat/completions", request))[0];
         Assert.Equal("length", finish);
         Assert.StartsWith("{", content);

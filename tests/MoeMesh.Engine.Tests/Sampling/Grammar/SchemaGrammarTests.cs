@@ -145,6 +145,7 @@ public sealed class SchemaGrammarTests
     [InlineData("array", """[{"k": true, "n": 1}, {"k": true, "n": 1}, {"k": true, "n": 1}, {"k": true, "n": 1}]""")]
     [InlineData("prefixes", """{"s": "xyzz", "name": 1, "names": 2}""")]
     [InlineData("prefixes", """{"s": "x", "nam": 1, "names": 2}""")]
+    [InlineData("person", """ {"name": "Ann", "age": 3}""")]             // whitespace before the root (valid JSON, but padding)
     public void SchemaViolations_AreRefused(string name, string text)
     {
         Assert.False(Run(Schemas[name], text) is { IsComplete: true }, text);
