@@ -96,6 +96,15 @@ public sealed class StringNode : GrammarNode
     }
 }
 
+/// <summary>
+/// A JSON string whose text matches a <see cref="Grammar.Pattern"/> (JSON Schema's "pattern"). Its characters stay in
+/// the Basic Multilingual Plane: the pattern sees UTF-16 code units, and a character past U+FFFF would be two.
+/// </summary>
+public sealed class PatternNode(Pattern pattern) : GrammarNode
+{
+    internal Pattern Pattern { get; } = pattern;
+}
+
 /// <summary>A JSON number, or an integer (no fraction, no exponent).</summary>
 public sealed class NumberNode : GrammarNode
 {

@@ -13,7 +13,7 @@ public sealed class SchemaGrammarException(string message) : ArgumentException(m
 /// Compiles a JSON schema to a <see cref="GrammarNode"/> tree. Supported: type (one or a list), properties,
 /// required, additionalProperties (false, true or a schema; absent means false where properties are declared, as
 /// OpenAI's strict mode and xgrammar have it, and any keys otherwise), items, minItems, maxItems, enum, const,
-/// anyOf, and $ref to $defs or definitions (not recursive); annotations (title, description, default, examples,
+/// anyOf, pattern (the subset <see cref="Grammar.Pattern"/> takes), and $ref to $defs or definitions (not recursive); annotations (title, description, default, examples,
 /// $schema, $id, $comment, deprecated, readOnly, writeOnly) are ignored. Any other keyword is refused by name, so
 /// that no constraint is silently dropped. Compiled schemas are kept by their text, so that a schema sent again
 /// reuses its token masks.
@@ -35,7 +35,7 @@ public static class JsonSchemaCompiler
     private const int MaxCachedText = 64 * 1024;
 
     private static readonly HashSet<string> Annotations = ["title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly", "$defs", "definitions"];
-    private static readonly HashSet<string> Keywords = ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "enum", "const", "anyOf", "$ref"];
+    private static readonly HashSet<string> Keywords = ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "enum", "const", "anyOf", "$ref", "pattern"];
     private static readonly JsonWriterOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private static readonly ConcurrentDictionary<string, GrammarNode> Cache = new(StringComparer.Ordinal);
 
@@ -160,7 +160,7 @@ public static class JsonSchemaCompiler
         {
             "object" => Object(s, at, nesting),
             "array" => Array(s, at, nesting),
-            "string" => StringNode.Instance,
+            "string" => s.TryGetProperty("pattern", out var pattern) ? Pattern(pattern, at) : StringNode.Instance,
             "number" => NumberNode.Any,
             "integer" => NumberNode.Integer,
             "boolean" => ConstNode.Boolean,
@@ -176,11 +176,19 @@ public static class JsonSchemaCompiler
                 {
                     "properties" or "required" or "additionalProperties" => "object",
                     "items" or "minItems" or "maxItems" => "array",
+                    "pattern" => "string",
                     _ => null,
                 };
                 if (applies is not null && !types.Contains(applies))
                     throw new SchemaGrammarException($"'{p.Name}' (at {at}) applies to type '{applies}', which the schema's type does not include");
             }
+        }
+
+        private static PatternNode Pattern(JsonElement pattern, string at)
+        {
+            if (pattern.ValueKind != JsonValueKind.String) throw new SchemaGrammarException($"'pattern' (at {at}) must be a string");
+            try { return new PatternNode(new Grammar.Pattern(pattern.GetString()!)); }
+            catch (ArgumentException e) { throw new SchemaGrammarException($"'pattern' (at {at}): {e.Message}"); }
         }
 
         private GrammarNode Object(JsonElement s, string at, int nesting)

@@ -108,7 +108,8 @@ public sealed class StructuredOutputTests : IAsyncLifetime
     }
 
     [Theory]
-    [InlineData("""{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"type":"string","pattern":"a+"}}}}}""", "pattern")]
+    [InlineData("""{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"type":"string","pattern":"(a)\\1"}}}}}""", "backreference")]
+    [InlineData("""{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"type":"string","minLength":2}}}}}""", "minLength")]
     [InlineData("""{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"type":"integer","minimum":1}}}}}""", "minimum")]
     [InlineData("""{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"integer"}}}""", "root")]
     [InlineData("""{"type":"json_schema","json_schema":{"name":"x"}}""", "schema")]
@@ -140,6 +141,11 @@ public sealed class StructuredOutputTests : IAsyncLifetime
                             "v": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 2}]},
                             "ok": {"type": ["boolean", "null"]}}}
             """,
+        ["patterns"] = """
+            {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}[0-9]{1,3}$"}, "pet": {"type": "string", "pattern": "^(cat|dog)s?$"},
+                                              "tag": {"type": "string", "pattern": "^[^0-9]{0,6}$"}},
+             "required": ["code", "pet", "tag"], "additionalProperties": false}
+            """,
         ["list"] = """
             {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}, "done": {"type": "boolean"}}, "required": ["id", "done"]}, "minItems": 1, "maxItems": 3}
             """,
@@ -166,6 +172,8 @@ public sealed class StructuredOutputTests : IAsyncLifetime
     [InlineData("mixed", 1.0, 3, false)]
     [InlineData("mixed", 0.0, 1, true)]
     [InlineData("list", 1.0, 2, false)]
+    [InlineData("patterns", 1.0, 3, false)]
+    [InlineData("patterns", 0.0, 1, true)]
     public async Task JsonSchema_EveryOutputValidates(string name, double temperature, int n, bool stream)
     {
         var request = SchemaRequest(Schemas[name], temperature, n, stream);

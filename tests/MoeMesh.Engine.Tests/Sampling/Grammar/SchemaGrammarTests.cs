@@ -46,6 +46,12 @@ public sealed class SchemaGrammarTests
             {"type": "object", "properties": {"s": {"enum": ["x", "xy", "xyz"]}, "name": {"type": "integer"}, "names": {"type": "integer"}, "n": {"type": "number"}},
              "required": ["s", "name", "names"]}
             """,
+        ["patterns"] = """
+            {"type": "object", "required": ["zip", "code", "pet", "short"], "additionalProperties": false,
+             "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}(-[0-9]{4})?$"}, "code": {"type": "string", "pattern": "^[A-Z]{2}\\d+$"},
+                            "pet": {"type": "string", "pattern": "^(cat|dog)s?$"}, "short": {"type": "string", "pattern": "^.{2,4}$"},
+                            "note": {"type": ["string", "null"], "pattern": "^[^0-9]*$"}}}
+            """,
     };
 
     public static TheoryData<string> SchemaNames => new(Schemas.Keys);
@@ -120,6 +126,9 @@ public sealed class SchemaGrammarTests
     [InlineData("array", """[{"k": true, "n": 100}, {"n": 1, "k": false}]""")]
     [InlineData("prefixes", """{"names": 2, "s": "xy", "name": 1}""")]
     [InlineData("prefixes", """{"name": 1, "names": 2, "s": "x", "n": 1}""")]
+    [InlineData("patterns", """{"zip": "12345", "code": "AB7", "pet": "cats", "short": "xy"}""")]
+    [InlineData("patterns", """{"zip": "12345-6789", "code": "\u0041B12", "pet": "dog", "short": "é中\"x", "note": "no digits"}""")]
+    [InlineData("patterns", """{"zip": "00000", "code": "ZZ0", "pet": "cat", "short": "\t\t", "note": null}""")]
     public void ValidDocuments_AreAcceptedAndComplete(string name, string json)
     {
         Assert.True(Run(Schemas[name], json) is { IsComplete: true }, json);
@@ -146,6 +155,13 @@ public sealed class SchemaGrammarTests
     [InlineData("prefixes", """{"s": "xyzz", "name": 1, "names": 2}""")]
     [InlineData("prefixes", """{"s": "x", "nam": 1, "names": 2}""")]
     [InlineData("person", """ {"name": "Ann", "age": 3}""")]             // whitespace before the root (valid JSON, but padding)
+    [InlineData("patterns", """{"zip": "1234", "code": "AB7", "pet": "cats", "short": "xy"}""")]
+    [InlineData("patterns", """{"zip": "12345", "code": "A7", "pet": "cats", "short": "xy"}""")]
+    [InlineData("patterns", """{"zip": "12345", "code": "AB7", "pet": "catss", "short": "xy"}""")]
+    [InlineData("patterns", """{"zip": "12345", "code": "AB7", "pet": "cats", "short": "x"}""")]
+    [InlineData("patterns", """{"zip": "12345", "code": "AB7", "pet": "cats", "short": "x\ny"}""")]  // '.' is no line terminator
+    [InlineData("patterns", """{"zip": "12345", "code": "AB7", "pet": "cats", "short": "x😀"}""")]    // past U+FFFF: two units
+    [InlineData("patterns", """{"zip": "12345", "code": "AB7", "pet": "cats", "short": "xy", "note": "a1"}""")]
     public void SchemaViolations_AreRefused(string name, string text)
     {
         Assert.False(Run(Schemas[name], text) is { IsComplete: true }, text);
@@ -222,7 +238,6 @@ public sealed class SchemaGrammarTests
     }
 
     [Theory]
-    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "^a+$"}}}""", "pattern")]
     [InlineData("""{"type": "object", "properties": {"a": {"type": "integer", "minimum": 0}}}""", "minimum")]
     [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "format": "date-time"}}}""", "format")]
     [InlineData("""{"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}]}}}""", "oneOf")]
@@ -240,6 +255,15 @@ public sealed class SchemaGrammarTests
     [InlineData("""{"type": "object", "type": "string"}""", "twice")]
     [InlineData("""{"type": "object", "$defs": {"t": {"type": "string"}}, "properties": {"p": {"$id": "https://x/inner", "$defs": {"t": {"type": "integer"}}, "$ref": "#/$defs/t"}}}""", "$id")]
     [InlineData("""{"type": "object", "$defs": {"a/b": {"type": "string"}}, "properties": {"p": {"$ref": "#/$defs/a~1b"}}}""", "escaped")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "(a)\\1"}}}""", "backreference")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "a(?=b)"}}}""", "lookaround")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "\\bword"}}}""", "word boundary")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "\\D+"}}}""", "\\D")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "a^b"}}}""", "anchor")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "^a|b$"}}}""", "group")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "a{2000}"}}}""", "1000")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "(ab"}}}""", "unclosed")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "integer", "pattern": "1"}}}""", "pattern")]
     public void UnsupportedOrUnsatisfiableSchemas_AreRefusedByName(string schema, string named)
     {
         var ex = Assert.Throws<SchemaGrammarException>(() => JsonSchemaCompiler.Compile(JsonDocument.Parse(schema).RootElement));
