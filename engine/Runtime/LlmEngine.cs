@@ -268,7 +268,11 @@ public sealed class LlmEngine : IDisposable
         {
             // Into a buffer the engine keeps (a vocabulary of floats a token would otherwise be a large-object allocation).
             var masked = _masked is { } m && m.Length == logits.Length ? m : _masked = new float[logits.Length];
-            if (!Constrain(adjusted ?? logits, masked, Masks.Allowed(grammar))) return Fail(seq, "the output grammar allows no token here");
+            var source = adjusted ?? logits;
+            var mayEnd = grammar.MayEnd && !p.IgnoreEos && EosTokenId is { } eos && eos < masked.Length;
+            if (!Constrain(source, masked, Masks.Allowed(grammar)) && !mayEnd) return Fail(seq, "the output grammar allows no token here");
+            // Where the grammar may end here, so may the model: its end-of-sequence token stays allowed.
+            if (mayEnd) masked[EosTokenId!.Value] = source[EosTokenId.Value];
             adjusted = masked;
         }
         var token = adjusted is null ? Sampler.Sample(logits, p, seq.Random) : Sampler.Sample(adjusted, p, seq.Random);

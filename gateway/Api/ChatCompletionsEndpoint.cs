@@ -25,7 +25,7 @@ public sealed class ChatCompletionsEndpoint(ModelHost host, EngineLoop loop)
         if (tools.Grammar is { } callGrammar)
         {
             // tool_choice required or named: the output is the calls, so no other constraint can apply to it.
-            if (sampling.Params.Grammar is not null) throw ApiException.BadRequest("tool_choice \"required\" or a named function leaves no content for 'response_format' or 'guided_choice' to shape", "tool_choice");
+            if (sampling.Params.Grammar is not null) throw ApiException.BadRequest("tool_choice \"required\" or a named function leaves no content for 'response_format', 'guided_choice' or 'guided_regex' to shape", "tool_choice");
             sampling = sampling with { Params = sampling.Params with { Grammar = callGrammar } };
         }
         Endpoints.CheckLength(prompt.Count, maxTokens, host, "messages");

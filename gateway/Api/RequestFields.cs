@@ -14,7 +14,7 @@ public sealed record RequestFields(FrozenSet<string> Supported, FrozenDictionary
         "model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed", "user",
         "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
         // vLLM extensions.
-        "top_k", "ignore_eos", "stop_token_ids", "repetition_penalty", "return_tokens_as_token_ids", "response_format", "guided_choice",
+        "top_k", "ignore_eos", "stop_token_ids", "repetition_penalty", "return_tokens_as_token_ids", "response_format", "guided_choice", "guided_regex",
     ];
 
     private static readonly Dictionary<string, InertField> Common = new()

@@ -54,21 +54,32 @@ public sealed partial record SamplingRequest(SamplingParams Params, int N, bool 
             r.Bool("return_tokens_as_token_ids") ?? false);
     }
 
-    /// <summary>The output's constraint: response_format, or vLLM's guided_choice; not both.</summary>
+    /// <summary>The output's constraint: response_format, or vLLM's guided_choice or guided_regex; at most one.</summary>
     private static MoeMesh.Engine.Sampling.Grammar.OutputGrammar? Grammar(RequestReader r)
     {
         var format = ResponseFormat(r);
         var choices = r.Strings("guided_choice", MoeMesh.Engine.Sampling.Grammar.ChoiceGrammar.MaxChoices, MoeMesh.Engine.Sampling.Grammar.ChoiceGrammar.MaxChoiceBytes);
-        if (choices.Count == 0)
-            return r.Get("guided_choice") is { ValueKind: System.Text.Json.JsonValueKind.Array } ? throw ApiException.BadRequest("'guided_choice' is empty", "guided_choice") : format;
-        if (format is not null) throw ApiException.BadRequest("give 'response_format' or 'guided_choice', not both", "guided_choice");
+        if (choices.Count == 0 && r.Get("guided_choice") is { ValueKind: System.Text.Json.JsonValueKind.Array }) throw ApiException.BadRequest("'guided_choice' is empty", "guided_choice");
+        var regex = r.String("guided_regex");
+        var given = new[] { (format is not null, "response_format"), (choices.Count > 0, "guided_choice"), (regex is not null, "guided_regex") }.Where(g => g.Item1).Select(g => g.Item2).ToArray();
+        if (given.Length > 1) throw ApiException.BadRequest($"give one of 'response_format', 'guided_choice' and 'guided_regex', not {string.Join(" and ", given.Select(g => $"'{g}'"))}", given[1]);
         try
         {
-            return new MoeMesh.Engine.Sampling.Grammar.ChoiceGrammar(choices);
+            if (choices.Count > 0) return new MoeMesh.Engine.Sampling.Grammar.ChoiceGrammar(choices);
         }
         catch (ArgumentException e)
         {
             throw ApiException.BadRequest($"'guided_choice': {e.Message}", "guided_choice");
+        }
+        if (regex is null) return format;
+        if (regex.Length > MoeMesh.Engine.Sampling.Grammar.Pattern.MaxLength) throw ApiException.BadRequest($"'guided_regex' is longer than {MoeMesh.Engine.Sampling.Grammar.Pattern.MaxLength} characters", "guided_regex");
+        try
+        {
+            return MoeMesh.Engine.Sampling.Grammar.RegexGrammar.For(regex);
+        }
+        catch (ArgumentException e)
+        {
+            throw ApiException.BadRequest($"'guided_regex': {e.Message}", "guided_regex");
         }
     }
 

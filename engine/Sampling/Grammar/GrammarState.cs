@@ -9,8 +9,14 @@ public abstract class GrammarState
     /// <summary>The state after <paramref name="b"/>, or null where the byte leaves the language.</summary>
     public abstract GrammarState? Advance(byte b);
 
-    /// <summary>Whether the output may end here (and, for the grammars here, must: nothing can follow).</summary>
+    /// <summary>Whether the output must end here: nothing can follow. The engine ends it with the token that got here.</summary>
     public abstract bool IsComplete { get; }
+
+    /// <summary>
+    /// Whether the output may end here though more could follow (a regular expression's \d+ after a digit): the
+    /// end-of-sequence token is then allowed beside the grammar's tokens.
+    /// </summary>
+    public virtual bool MayEnd => false;
 
     /// <summary>Equal for states that accept the same continuations: token masks are cached under it.</summary>
     public abstract string Key { get; }

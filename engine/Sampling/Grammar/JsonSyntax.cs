@@ -17,14 +17,8 @@ internal static class JsonSyntax
     public static bool StringStep(ref int sub, ref int count, byte b, bool escapes, out bool closed)
     {
         closed = false;
-        if (count > 0)
-        {
-            // The first continuation byte after E0, ED, F0 and F4 is narrower: no overlong forms, no surrogates, nothing past U+10FFFF.
-            var (low, high) = sub switch { 10 => (0xA0, 0xBF), 11 => (0x80, 0x9F), 12 => (0x90, 0xBF), 13 => (0x80, 0x8F), _ => (0x80, 0xBF) };
-            if (b < low || b > high) return false;
-            (sub, count) = (0, count - 1);
-            return true;
-        }
+        // The first continuation byte after E0, ED, F0 and F4 is narrower: no overlong forms, no surrogates, nothing past U+10FFFF.
+        if (count > 0) return Utf8Step(ref sub, ref count, b);
         switch (sub)
         {
             case 1: // after a backslash
@@ -39,11 +33,31 @@ internal static class JsonSyntax
                 sub = sub == 5 ? 0 : sub + 1;
                 return true;
         }
+        if (b < 0x20 || (b == '\\' && !escapes)) return false;
+        if (b == '\\')
+        {
+            (sub, count) = (1, 0);
+            return true;
+        }
+        closed = b == '"';
+        return Utf8Step(ref sub, ref count, b);
+    }
+
+    /// <summary>
+    /// One byte of UTF-8 text: <paramref name="sub"/> narrows the next continuation byte's range (10-13, see
+    /// <see cref="StringStep"/>), <paramref name="count"/> is the continuation bytes due. False where the byte cannot follow.
+    /// </summary>
+    public static bool Utf8Step(ref int sub, ref int count, byte b)
+    {
+        if (count > 0)
+        {
+            var (low, high) = sub switch { 10 => (0xA0, 0xBF), 11 => (0x80, 0x9F), 12 => (0x90, 0xBF), 13 => (0x80, 0x8F), _ => (0x80, 0xBF) };
+            if (b < low || b > high) return false;
+            (sub, count) = (0, count - 1);
+            return true;
+        }
         (sub, count) = b switch
         {
-            (byte)'"' => (0, 0),
-            (byte)'\\' => (1, 0),
-            < 0x20 => (-1, 0),
             < 0x80 => (0, 0),
             >= 0xC2 and <= 0xDF => (0, 1),
             0xE0 => (10, 2),
@@ -54,9 +68,7 @@ internal static class JsonSyntax
             >= 0xF1 and <= 0xF3 => (0, 3),
             _ => (-1, 0),
         };
-        if (sub < 0 || (b == '\\' && !escapes)) return false;
-        closed = b == '"';
-        return true;
+        return sub >= 0;
     }
 
     /// <summary>

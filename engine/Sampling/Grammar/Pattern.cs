@@ -45,6 +45,7 @@ public sealed class Pattern
         _closure = Enumerable.Range(0, _edges.Length).Select(s => Closure(s, eps)).ToArray();
         _live = Live(eps);
         Initial = Normal(_closure[start]);
+        if (Initial.Length == 0) throw new ArgumentException("the pattern matches no string");
     }
 
     /// <summary>The states after unit <paramref name="unit"/> from <paramref name="set"/> (closed under epsilon), only those that can still reach the end; null where none.</summary>

@@ -335,6 +335,51 @@ public sealed class StructuredOutputTests : IAsyncLifetime
         Assert.All(outputs, o => Assert.Equal("stop", o.Finish));
     }
 
+    /// <summary>vLLM's guided_regex: every output matches the whole expression (checked with .NET's regex engine).</summary>
+    [Theory]
+    [InlineData(0.0, 1, false)]
+    [InlineData(1.0, 4, false)]
+    [InlineData(1.0, 4, true)]
+    public async Task GuidedRegex_EveryOutputMatches(double temperature, int n, bool stream)
+    {
+        const string regex = "(yes|no|maybe)( [0-9]{1,3})?";
+        var request = new { prompt = "Answer:", guided_regex = regex, max_tokens = 50, temperature, n, stream, seed = 2 };
+        var outputs = stream ? await StreamedText(request) : (await _server.PostJsonAsync("/v1/completions", request)).GetProperty("choices").EnumerateArray()
+            .Select(c => (c.GetProperty("text").GetString()!, c.GetProperty("finish_reason").GetString())).ToList();
+        Assert.Equal(n, outputs.Count);
+        Assert.All(outputs, o => Assert.Matches("^(?:" + regex + ")\\z", o.Item1));
+        Assert.All(outputs, o => Assert.Equal("stop", o.Item2));
+    }
+
+    /// <summary>
+    /// Where the expression is matched but could go on, the end-of-sequence token stays allowed: pushed up by
+    /// logit_bias, it ends every output there; everywhere else the mask keeps it out.
+    /// </summary>
+    [Fact]
+    public async Task GuidedRegex_MayEndWhereTheExpressionIsMatched()
+    {
+        using var config = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(GatewayServer.ModelDir, "config.json")));
+        var eos = config.RootElement.GetProperty("eos_token_id").GetInt32();
+        var request = new { prompt = "Answer:", guided_regex = "(yes|no|maybe)( [0-9]{1,3})?", max_tokens = 50, temperature = 1.0, n = 4, seed = 3,
+            logit_bias = new Dictionary<string, int> { [eos.ToString()] = 100 } };
+        var choices = (await _server.PostJsonAsync("/v1/completions", request)).GetProperty("choices").EnumerateArray().ToList();
+        Assert.All(choices, c => Assert.Contains(c.GetProperty("text").GetString(), new[] { "yes", "no", "maybe" }));
+        Assert.All(choices, c => Assert.Equal("stop", c.GetProperty("finish_reason").GetString()));
+    }
+
+    [Theory]
+    [InlineData(""" "guided_regex": "(a)\\1" """, "guided_regex")]
+    [InlineData(""" "guided_regex": 5 """, "guided_regex")]
+    [InlineData(""" "guided_regex": "a", "guided_choice": ["a"] """, "guided_regex")]
+    [InlineData(""" "guided_regex": "a", "response_format": {"type": "json_object"} """, "guided_regex")]
+    public async Task BadGuidedRegex_Is400(string fields, string param)
+    {
+        var json = $$"""{"prompt": "Hi", {{fields}} }""";
+        var response = await _server.Http.PostAsync("/v1/completions", new StringContent(json, Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(param, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("param").GetString());
+    }
+
     [Theory]
     [InlineData("""["yes", "yes please"]""")]
     [InlineData("""["a", "a"]""")]
@@ -415,6 +460,25 @@ public sealed class StructuredOutputTests : IAsyncLifetime
     /// <summary>The choices' content, calls (name and arguments; ids are random) and finish_reason, as one string to compare.</summary>
     private static string Describe(List<(string? Content, List<(string Name, string Arguments)> Calls, string? Finish)> choices) =>
         string.Join("\n", choices.Select(c => $"{c.Content} | {string.Join(" ; ", c.Calls.Select(x => $"{x.Name}({x.Arguments})"))} | {c.Finish}"));
+
+    /// <summary>A streamed /v1/completions response's choices: their text and finish_reason.</summary>
+    private async Task<List<(string, string?)>> StreamedText(object request)
+    {
+        var text = new SortedDictionary<int, StringBuilder>();
+        var finish = new Dictionary<int, string?>();
+        foreach (var chunk in await _server.PostStreamAsync("/v1/completions", request))
+        {
+            if (!chunk.TryGetProperty("choices", out var choices)) continue;
+            foreach (var c in choices.EnumerateArray())
+            {
+                var index = c.GetProperty("index").GetInt32();
+                if (!text.TryGetValue(index, out var sb)) text[index] = sb = new StringBuilder();
+                sb.Append(c.GetProperty("text").GetString());
+                if (c.GetProperty("finish_reason").ValueKind == JsonValueKind.String) finish[index] = c.GetProperty("finish_reason").GetString();
+            }
+        }
+        return text.Select(p => (p.Value.ToString(), finish.GetValueOrDefault(p.Key))).ToList();
+    }
 
     private static List<(string Content, string? Finish)> Whole(JsonElement body) =>
         body.GetProperty("choices").EnumerateArray()
