@@ -38,7 +38,34 @@ public static class GrammarBenchmark
             var schema = new SchemaGrammar(JsonSchemaCompiler.Compile(System.Text.Json.JsonDocument.Parse(Schema).RootElement));
             (perToken, steps, computed) = Walks(masks, tokenizer, vocabulary, schema, walks);
             Console.WriteLine($"vocabulary {vocabulary}: JSON schema (an order list): {steps} constrained steps over {walks} walks: {perToken * 1000:F0} us a token on average ({computed} masks computed)");
+            foreach (var pattern in new[] { "^[A-Za-z0-9]{1,64}$", "^.{0,200}$", "[0-9]{3}" })
+                PatternMasks(masks, tokenizer, vocabulary, pattern);
         }
+    }
+
+    /// <summary>
+    /// A string under a pattern: its masks are not shared with other strings (each state of the pattern's automaton
+    /// has its own), so each new state costs a walk. The time of each of the first 30 steps' masks, cold.
+    /// </summary>
+    private static void PatternMasks(TokenMasks masks, HfTokenizer tokenizer, int vocabulary, string pattern)
+    {
+        var schema = "{\"type\": \"object\", \"properties\": {\"s\": {\"type\": \"string\", \"pattern\": " + System.Text.Json.JsonSerializer.Serialize(pattern) + "}}, \"required\": [\"s\"]}";
+        var grammar = new SchemaGrammar(JsonSchemaCompiler.Compile(System.Text.Json.JsonDocument.Parse(schema).RootElement));
+        var state = TokenMasks.Advance(grammar.Start(), "{\"s\": \""u8)!;
+        var random = new Random(5);
+        var times = new List<double>();
+        for (var step = 0; step < 30; step++)
+        {
+            var sw = Stopwatch.StartNew();
+            var mask = masks.Allowed(state);
+            times.Add(sw.Elapsed.TotalMilliseconds);
+            // A random token that stays inside the string.
+            var inside = Enumerable.Range(0, vocabulary).Where(id => TokenMasks.IsAllowed(mask, id) && tokenizer.TokenBytes(id).IndexOf((byte)'"') < 0).ToList();
+            if (inside.Count == 0) break;
+            state = TokenMasks.Advance(state, tokenizer.TokenBytes(inside[random.Next(inside.Count)]))!;
+        }
+        var sorted = times.Order().ToList();
+        Console.WriteLine($"vocabulary {vocabulary}: a string under \"{pattern}\": {times.Count} steps, mask {sorted[sorted.Count / 2]:F2} ms median, {sorted[^1]:F1} ms at most");
     }
 
     /// <summary>An order list: nested objects, an array, an enum, anyOf and free strings.</summary>

@@ -28,6 +28,8 @@ public static class JsonSchemaCompiler
     public const int MaxAlternatives = 256;
     /// <summary>Bytes of enum and const values in one schema.</summary>
     public const int MaxEnumBytes = 256 * 1024;
+    /// <summary>Automaton states of all of a schema's patterns.</summary>
+    public const int MaxPatternStates = 16384;
     /// <summary>How deep anyOf and $ref may nest.</summary>
     public const int MaxIndirection = 32;
     private const int MaxCached = 256;
@@ -73,7 +75,8 @@ public static class JsonSchemaCompiler
         private readonly HashSet<string> _resolving = new(StringComparer.Ordinal);
         // A $ref target is compiled once and shared by every use.
         private readonly Dictionary<string, GrammarNode> _resolved = new(StringComparer.Ordinal);
-        private int _nodes, _indirection, _enumBytes;
+        private readonly Dictionary<string, PatternNode> _patterns = new(StringComparer.Ordinal);
+        private int _nodes, _indirection, _enumBytes, _patternStates;
 
         public GrammarNode Node(JsonElement s, string at, int nesting)
         {
@@ -147,6 +150,8 @@ public static class JsonSchemaCompiler
                 // Without a type, the keywords present say which (properties: an object), or any value.
                 if (s.TryGetProperty("properties", out _) || s.TryGetProperty("required", out _) || s.TryGetProperty("additionalProperties", out _)) return ["object"];
                 if (s.TryGetProperty("items", out _) || s.TryGetProperty("minItems", out _) || s.TryGetProperty("maxItems", out _)) return ["array"];
+                // A pattern constrains strings only: any other type passes it, as JSON Schema has it.
+                if (s.TryGetProperty("pattern", out _)) return ["object", "array", "string", "number", "boolean", "null"];
                 return [];
             }
             var list = t.ValueKind == JsonValueKind.Array ? t.EnumerateArray().Select(x => x.ValueKind == JsonValueKind.String ? x.GetString()! : "").ToArray()
@@ -184,11 +189,18 @@ public static class JsonSchemaCompiler
             }
         }
 
-        private static PatternNode Pattern(JsonElement pattern, string at)
+        /// <summary>A pattern, compiled once per schema however often it appears, within a budget of automaton states per schema.</summary>
+        private PatternNode Pattern(JsonElement pattern, string at)
         {
             if (pattern.ValueKind != JsonValueKind.String) throw new SchemaGrammarException($"'pattern' (at {at}) must be a string");
-            try { return new PatternNode(new Grammar.Pattern(pattern.GetString()!)); }
+            var text = pattern.GetString()!;
+            if (_patterns.TryGetValue(text, out var known)) return known;
+            Grammar.Pattern compiled;
+            try { compiled = new Grammar.Pattern(text); }
             catch (ArgumentException e) { throw new SchemaGrammarException($"'pattern' (at {at}): {e.Message}"); }
+            if ((_patternStates += compiled.States) > MaxPatternStates)
+                throw new SchemaGrammarException($"the schema's patterns need more than {MaxPatternStates} automaton states in all");
+            return _patterns[text] = new PatternNode(compiled);
         }
 
         private GrammarNode Object(JsonElement s, string at, int nesting)

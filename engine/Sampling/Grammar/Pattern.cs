@@ -10,24 +10,52 @@ namespace MoeMesh.Engine.Sampling.Grammar;
 /// are their ASCII sets and '.' excludes every line terminator, which is what ECMA-262 and .NET agree on. Refused, by
 /// name: backreferences, lookaround, word boundaries, \D \W \S, and code points past U+FFFF or surrogates.
 /// </summary>
-public sealed class Pattern
+public sealed partial class Pattern
 {
+    /// <summary>The largest repetition count.</summary>
+    public const int MaxCount = 256;
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[0-9]*(,[0-9]*)?$")]
+    private static partial System.Text.RegularExpressions.Regex CountForm();
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z_$][A-Za-z0-9_$]*$")]
+    private static partial System.Text.RegularExpressions.Regex GroupName();
+
     public const int MaxStates = 4096;
     public const int MaxLength = 1024;
 
+    /// <summary>Sets of automaton states named so far (each a state of the lazily built DFA) past which new ones are dead ends.</summary>
+    public const int MaxDfaStates = 8192;
+
+    /// <summary>Cached transitions past which steps are computed each time (the memory a pattern holds stays bounded).</summary>
+    private const int MaxCachedSteps = 1 << 20;
+
     private readonly List<(int Lo, int Hi, int To)>[] _edges;
-    private readonly int[][] _closure;
+    private readonly List<int>[] _eps;
     private readonly bool[] _live;
+    private readonly bool _anchoredEnd;
+
+    // The DFA, built as strings are read: each distinct set of live NFA states gets an id.
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, int> _ids = new(StringComparer.Ordinal);
+    private readonly List<int[]> _sets = [];
+    private readonly Dictionary<(int Id, int Unit), int> _steps = [];
+    private readonly Dictionary<(int Id, int Lo, int Hi), bool> _canStep = [];
 
     internal int Accept { get; }
-    internal int[] Initial { get; }
 
-    /// <exception cref="ArgumentException">A construct outside the subset, or a pattern too long or too large.</exception>
-    public Pattern(string pattern)
+    /// <summary>The DFA state before the first unit.</summary>
+    internal int Initial { get; }
+
+    /// <summary>Automaton states, for the budget of a schema's patterns.</summary>
+    public int States => _edges.Length;
+
+    /// <exception cref="ArgumentException">A construct outside the subset, a pattern too long or too large, or one that matches nothing.</exception>
+    public Pattern(string pattern, bool python = false)
     {
         if (pattern.Length > MaxLength) throw new ArgumentException($"a pattern of more than {MaxLength} characters");
         var b = new Builder();
-        var p = new Parser(pattern, b);
+        var p = new Parser(pattern, b, python);
         var (start, accept, anchoredStart, anchoredEnd) = p.Top();
         if (!anchoredStart)
         {
@@ -39,64 +67,90 @@ public sealed class Pattern
         }
         // ...and after it.
         if (!anchoredEnd) b.Edge(accept, 0, 0xFFFF, accept);
-        Accept = accept;
+        (Accept, _anchoredEnd) = (accept, anchoredEnd);
         _edges = b.Edges.ToArray();
-        var eps = b.Epsilons.ToArray();
-        _closure = Enumerable.Range(0, _edges.Length).Select(s => Closure(s, eps)).ToArray();
-        _live = Live(eps);
-        Initial = Normal(_closure[start]);
-        if (Initial.Length == 0) throw new ArgumentException("the pattern matches no string");
+        _eps = b.Epsilons.ToArray();
+        _live = Live();
+        var initial = Closure([start]);
+        if (initial.Length == 0) throw new ArgumentException("the pattern matches no string");
+        Initial = Id(initial);
     }
 
-    /// <summary>The states after unit <paramref name="unit"/> from <paramref name="set"/> (closed under epsilon), only those that can still reach the end; null where none.</summary>
-    internal int[]? Step(int[] set, int unit)
+    /// <summary>The DFA state after unit <paramref name="unit"/>, or -1 where no match can follow.</summary>
+    internal int Step(int id, int unit)
     {
-        var next = new SortedSet<int>();
-        foreach (var s in set)
-            foreach (var (lo, hi, to) in _edges[s])
-                if (unit >= lo && unit <= hi)
-                    foreach (var c in _closure[to])
-                        if (_live[c]) next.Add(c);
-        return next.Count == 0 ? null : [.. next];
+        lock (_lock)
+        {
+            if (_steps.TryGetValue((id, unit), out var known)) return known;
+            var targets = new List<int>();
+            foreach (var s in _sets[id])
+                foreach (var (lo, hi, to) in _edges[s])
+                    if (unit >= lo && unit <= hi) targets.Add(to);
+            var next = targets.Count == 0 ? -1 : Closure(targets) is { Length: > 0 } set ? Id(set) : -1;
+            if (_steps.Count < MaxCachedSteps) _steps[(id, unit)] = next;
+            return next;
+        }
     }
 
-    /// <summary>Whether some unit in [lo, hi] (surrogates aside) leads from <paramref name="set"/> to a state that can still reach the end.</summary>
-    internal bool CanStep(int[] set, int lo, int hi)
+    /// <summary>Whether some unit in [lo, hi] (surrogates aside) leads from DFA state <paramref name="id"/> towards a match.</summary>
+    internal bool CanStep(int id, int lo, int hi)
     {
-        foreach (var s in set)
-            foreach (var (elo, ehi, to) in _edges[s])
-            {
-                var (a, z) = (Math.Max(lo, elo), Math.Min(hi, ehi));
-                if (a > z || !_live[to] && !_closure[to].Any(c => _live[c])) continue;
-                // Some unit of [a, z] that is not a surrogate.
-                if (a < 0xD800 || z > 0xDFFF) return true;
-            }
-        return false;
+        lock (_lock)
+        {
+            if (_canStep.TryGetValue((id, lo, hi), out var known)) return known;
+            var can = false;
+            foreach (var s in _sets[id])
+                foreach (var (elo, ehi, to) in _edges[s])
+                {
+                    var (a, z) = (Math.Max(lo, elo), Math.Min(hi, ehi));
+                    // Some unit of [a, z] that is not a surrogate, into a state from which the end is reachable.
+                    if (a <= z && (a < 0xD800 || z > 0xDFFF) && _live[to]) can = true;
+                }
+            if (_canStep.Count < MaxCachedSteps) _canStep[(id, lo, hi)] = can;
+            return can;
+        }
     }
 
-    internal bool Accepts(int[] set) => Array.IndexOf(set, Accept) >= 0;
-
-    private int[] Normal(int[] set) => set.Where(s => _live[s]).Order().ToArray();
-
-    private static int[] Closure(int s, List<int>[] eps)
+    internal bool Accepts(int id)
     {
-        var seen = new SortedSet<int> { s };
-        var stack = new Stack<int>([s]);
+        lock (_lock) return Array.BinarySearch(_sets[id], Accept) >= 0;
+    }
+
+    /// <summary>Whether the match is made and, the pattern not anchored at the end, whatever follows keeps it.</summary>
+    internal bool Settled(int id) => !_anchoredEnd && Accepts(id);
+
+    /// <summary>The DFA state of a set of NFA states (sorted, live, closed): an id, new where not seen (-1 past the bound).</summary>
+    private int Id(int[] set)
+    {
+        var key = string.Join(',', set);
+        if (_ids.TryGetValue(key, out var id)) return id;
+        if (_sets.Count >= MaxDfaStates) return -1;
+        _sets.Add(set);
+        return _ids[key] = _sets.Count - 1;
+    }
+
+    /// <summary>The live states reachable from <paramref name="from"/> through empty moves, sorted.</summary>
+    private int[] Closure(IEnumerable<int> from)
+    {
+        var seen = new HashSet<int>();
+        var stack = new Stack<int>();
+        foreach (var s in from)
+            if (seen.Add(s)) stack.Push(s);
         while (stack.Count > 0)
-            foreach (var t in eps[stack.Pop()])
+            foreach (var t in _eps[stack.Pop()])
                 if (seen.Add(t)) stack.Push(t);
-        return [.. seen];
+        return seen.Where(s => _live[s]).Order().ToArray();
     }
 
     /// <summary>The states from which the accepting state is reachable.</summary>
-    private bool[] Live(List<int>[] eps)
+    private bool[] Live()
     {
         var back = Enumerable.Range(0, _edges.Length).Select(_ => new List<int>()).ToArray();
         for (var s = 0; s < _edges.Length; s++)
         {
             foreach (var (lo, hi, to) in _edges[s])
                 if (lo < 0xD800 || hi > 0xDFFF) back[to].Add(s);
-            foreach (var t in eps[s]) back[t].Add(s);
+            foreach (var t in _eps[s]) back[t].Add(s);
         }
         var live = new bool[_edges.Length];
         var stack = new Stack<int>([Accept]);
@@ -127,7 +181,7 @@ public sealed class Pattern
     /// <summary>A fragment of the automaton: build it again for each copy a repetition needs.</summary>
     private delegate (int Start, int End) Fragment();
 
-    private sealed class Parser(string p, Builder b)
+    private sealed class Parser(string p, Builder b, bool python)
     {
         private int _at;
 
@@ -261,12 +315,15 @@ public sealed class Pattern
             (min, max) = (0, 0);
             var close = p.IndexOf('}', _at);
             if (close < 0) return false;
-            var parts = p[(_at + 1)..close].Split(',');
-            if (parts.Length > 2 || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out min)) return false;
-            if (parts.Length == 1) max = min;
-            else if (parts[1].Length == 0) max = -1;
-            else if (!int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out max)) return false;
-            if (min > 1000 || max > 1000 || (max >= 0 && max < min)) throw new ArgumentException($"the pattern's repetition {p[_at..(close + 1)]} is out of order or above 1000");
+            var inner = p[(_at + 1)..close];
+            // ECMA-262: {n}, {n,}, {n,m}; Python (guided_regex) also {,m} and {,}.
+            if (inner.Length == 0 || !CountForm().IsMatch(inner) || (inner.StartsWith(',') && !python)) return false;
+            var parts = inner.Split(',');
+            if (parts[0].Length > 4 || (parts.Length > 1 && parts[1].Length > 4))
+                throw new ArgumentException($"the pattern's repetition {{{inner}}} is above {MaxCount}");
+            min = parts[0].Length == 0 ? 0 : int.Parse(parts[0], CultureInfo.InvariantCulture);
+            max = parts.Length == 1 ? min : parts[1].Length == 0 ? -1 : int.Parse(parts[1], CultureInfo.InvariantCulture);
+            if (min > MaxCount || max > MaxCount || (max >= 0 && max < min)) throw new ArgumentException($"the pattern's repetition {{{inner}}} is out of order or above {MaxCount}");
             _at = close + 1;
             return true;
         }
@@ -282,7 +339,7 @@ public sealed class Pattern
                     else if (p.AsSpan(_at).StartsWith("?<") && _at + 2 < p.Length && p[_at + 2] is not ('=' or '!'))
                     {
                         var close = p.IndexOf('>', _at);
-                        if (close < 0) throw Unsupported("unfinished group name");
+                        if (close < 0 || !GroupName().IsMatch(p[(_at + 2)..close])) throw Unsupported("group name (letters, digits, '_' or '$', not starting with a digit)");
                         _at = close + 1;
                     }
                     else if (_at < p.Length && p[_at] == '?') throw Unsupported($"lookaround or group flag at {_at - 1}");
@@ -303,6 +360,8 @@ public sealed class Pattern
                     throw Unsupported($"'{c}' at {_at}");
                 case '{' when Counts(out _, out _):
                     throw Unsupported($"quantifier without an atom at {_at}");
+                case '{' when python:
+                    throw Unsupported($"literal '{{' at {_at} (escape it)");
                 default:
                     _at++;
                     if (char.IsSurrogate(c)) throw Unsupported("character beyond U+FFFF");
@@ -400,7 +459,8 @@ public sealed class Pattern
                 case 'k' or 'p' or 'P' or 'c':
                     throw Unsupported($"'\\{c}' escape");
             }
-            if (char.IsAsciiLetterOrDigit(c)) throw Unsupported($"'\\{c}' escape");
+            // Escaped punctuation is itself; .NET refuses escaped word characters and others it does not know.
+            if (c >= 0x80 || char.IsAsciiLetterOrDigit(c) || c == '_') throw Unsupported($"'\\{c}' escape");
             return [(c, c)];
         }
     }

@@ -3,8 +3,9 @@ using System.Collections.Concurrent;
 namespace MoeMesh.Engine.Sampling.Grammar;
 
 /// <summary>
-/// The whole output matches a regular expression (vLLM's guided_regex), in the subset <see cref="Pattern"/> takes,
-/// anchored at both ends. Where the expression is matched but could go on (\d+ after a digit) the output may end:
+/// The whole output matches a regular expression (vLLM's guided_regex), in the subset <see cref="Pattern"/> takes
+/// (read as Python reads it where the two differ: {,n} is {0,n}, and a literal brace must be escaped), anchored at
+/// both ends. Where the expression is matched but could go on (\d+ after a digit) the output may end:
 /// the model's end-of-sequence token is allowed there; where nothing can follow, the output ends. Characters stay in
 /// the Basic Multilingual Plane. Grammars are kept by their expression, so that masks are reused across requests.
 /// </summary>
@@ -25,7 +26,8 @@ public sealed class RegexGrammar : OutputGrammar
         if (Cache.TryGetValue(regex, out var grammar)) return grammar;
         var body = regex.StartsWith('^') ? regex[1..] : regex;
         if (body.EndsWith('$') && !EndsEscaped(body)) body = body[..^1];
-        grammar = new RegexGrammar(new Pattern($"^(?:{body})$"));
+        grammar = new RegexGrammar(new Pattern($"^(?:{body})$", python: true));
+        if (grammar.Start().IsComplete) throw new ArgumentException("the expression matches only the empty string");
         if (Cache.Count >= MaxCached) Cache.Clear();
         return Cache[regex] = grammar;
     }
@@ -40,7 +42,7 @@ public sealed class RegexGrammar : OutputGrammar
 
     public override GrammarState Start() => new State(this, _pattern.Initial, 0, 0, 0, 0);
 
-    private sealed class State(RegexGrammar grammar, int[] set, int sub, int count, int value, int length) : GrammarState
+    private sealed class State(RegexGrammar grammar, int set, int sub, int count, int value, int length) : GrammarState
     {
         private Pattern P => grammar._pattern;
 
@@ -49,7 +51,7 @@ public sealed class RegexGrammar : OutputGrammar
             if (count == 0 && b >= 0xF0) return null; // past U+FFFF: two units to the expression
             var (s, c) = (sub, count);
             if (!JsonSyntax.Utf8Step(ref s, ref c, b)) return null;
-            int[]? next = set;
+            var next = set;
             int v = value, len = length;
             if (count > 0)
             {
@@ -63,7 +65,7 @@ public sealed class RegexGrammar : OutputGrammar
                 if (!P.CanStep(set, Math.Max(v << (6 * c), len == 3 ? 0x800 : 0x80), ((v + 1) << (6 * c)) - 1)) return null;
             }
             else next = P.Step(set, b);
-            return next is null ? null : new State(grammar, next, s, c, c == 0 ? 0 : v, c == 0 ? 0 : len);
+            return next < 0 ? null : new State(grammar, next, s, c, c == 0 ? 0 : v, c == 0 ? 0 : len);
         }
 
         private bool Between => sub == 0 && count == 0;
@@ -72,6 +74,6 @@ public sealed class RegexGrammar : OutputGrammar
 
         public override bool MayEnd => Between && P.Accepts(set);
 
-        public override string Key => $"regex|{grammar._id}|{string.Join(',', set)}|{sub}|{count}|{value}|{length}";
+        public override string Key => $"regex|{grammar._id}|{set}|{sub}|{count}|{value}|{length}";
     }
 }

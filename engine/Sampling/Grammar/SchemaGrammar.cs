@@ -359,11 +359,12 @@ internal sealed class ConstFrame(ConstNode node, int at, int[] alive) : Frame
 }
 
 /// <summary>
-/// A string under a pattern: the automaton's states after the units read, and where the current character stands
+/// A string under a pattern: the pattern's DFA state after the units read, and where the current character stands
 /// (UTF-8 continuation bytes or escape digits still due, and their value so far). A byte is taken only where some
-/// character it can begin still leads towards a match, so the string can always be finished.
+/// character it can begin still leads towards a match, so the string can always be finished. Once a pattern not
+/// anchored at the end has matched, the rest of the string is free: a plain string frame takes over.
 /// </summary>
-internal sealed class PatternFrame(PatternNode node, int[] set, int sub, int count, int value, int length) : Frame
+internal sealed class PatternFrame(PatternNode node, int state, int sub, int count, int value, int length) : Frame
 {
     private static readonly int[] Escaped = ['"', '\\', '/', '\b', '\f', '\n', '\r', '\t'];
 
@@ -372,50 +373,51 @@ internal sealed class PatternFrame(PatternNode node, int[] set, int sub, int cou
         var pattern = node.Pattern;
         if (sub == 0 && count == 0 && b == '"')
         {
-            if (pattern.Accepts(set)) into.Add(rest);
+            if (pattern.Accepts(state)) into.Add(rest);
             return;
         }
         if (sub == 0 && count == 0 && b >= 0xF0) return; // past U+FFFF: two units to the pattern
         var (s, c) = (sub, count);
         if (!JsonSyntax.StringStep(ref s, ref c, b, escapes: true, out _)) return;
-        int[]? next = set;
+        var next = state;
         int v = value, len = length;
         if (count > 0)
         {
             // A continuation byte: the character's value so far, complete when none are due.
             v = (value << 6) | (b & 0x3F);
-            if (c == 0) next = pattern.Step(set, v);
-            else if (!pattern.CanStep(set, Math.Max(v << (6 * c), len == 3 ? 0x800 : 0x80), ((v + 1) << (6 * c)) - 1)) return;
+            if (c == 0) next = pattern.Step(state, v);
+            else if (!pattern.CanStep(state, Math.Max(v << (6 * c), len == 3 ? 0x800 : 0x80), ((v + 1) << (6 * c)) - 1)) return;
         }
         else if (sub == 1)
         {
             // After a backslash: an escape's character, or \u and its first digit.
             if (b == 'u') (v, len) = (0, 4);
-            else next = pattern.Step(set, Escaped["\"\\/bfnrt".IndexOf((char)b)]);
+            else next = pattern.Step(state, Escaped["\"\\/bfnrt".IndexOf((char)b)]);
         }
         else if (sub is >= 2 and <= 6)
         {
             // A digit of \uXXXX: the value so far, complete after the fourth.
             v = value * 16 + Convert.ToInt32(((char)b).ToString(), 16);
             var due = s == 0 ? 0 : s == 6 ? 3 : 5 - s + 1;
-            if (due == 0) next = pattern.Step(set, v);
-            else if (!pattern.CanStep(set, v << (4 * due), ((v + 1) << (4 * due)) - 1)) return;
+            if (due == 0) next = pattern.Step(state, v);
+            else if (!pattern.CanStep(state, v << (4 * due), ((v + 1) << (4 * due)) - 1)) return;
         }
         else if (b == '\\')
         {
             // Some escape must still lead on: \uXXXX can write any unit.
-            if (!pattern.CanStep(set, 0, 0xFFFF)) return;
+            if (!pattern.CanStep(state, 0, 0xFFFF)) return;
         }
         else if (c > 0)
         {
             // A lead byte: the range of characters it begins.
             (v, len) = (b & (c == 1 ? 0x1F : 0x0F), c + 1);
-            if (!pattern.CanStep(set, Math.Max(v << (6 * c), len == 3 ? 0x800 : 0x80), ((v + 1) << (6 * c)) - 1)) return;
+            if (!pattern.CanStep(state, Math.Max(v << (6 * c), len == 3 ? 0x800 : 0x80), ((v + 1) << (6 * c)) - 1)) return;
         }
-        else next = pattern.Step(set, b);
-        if (next is null) return;
-        into.Add(new Stack(new PatternFrame(node, next, s, c, s == 0 && c == 0 ? 0 : v, s == 0 && c == 0 ? 0 : len), rest));
+        else next = pattern.Step(state, b);
+        if (next < 0) return;
+        var between = s == 0 && c == 0;
+        into.Add(new Stack(between && pattern.Settled(next) ? new StringFrame(0, 0) : new PatternFrame(node, next, s, c, between ? 0 : v, between ? 0 : len), rest));
     }
 
-    public override string Key => $"P{node.Id}.{string.Join(',', set)}.{sub}.{count}.{value}.{length}";
+    public override string Key => $"P{node.Id}.{state}.{sub}.{count}.{value}.{length}";
 }

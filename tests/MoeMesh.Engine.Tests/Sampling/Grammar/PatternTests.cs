@@ -37,10 +37,10 @@ public sealed class PatternTests
         {
             // Random strings, and the example with a few characters changed, added or removed.
             var text = n % 2 == 0 ? new string(Enumerable.Range(0, random.Next(9)).Select(_ => alphabet[random.Next(alphabet.Length)]).ToArray()) : Mutate(example, alphabet, random);
-            int[]? set = automaton.Initial;
+            var state = automaton.Initial;
             foreach (var c in text)
-                if (set is not null) set = automaton.Step(set, c);
-            var ours = set is not null && automaton.Accepts(set);
+                if (state >= 0) state = automaton.Step(state, c);
+            var ours = state >= 0 && automaton.Accepts(state);
             var theirs = regex.IsMatch(text);
             // What the automaton matches, .NET matches (a constrained output never fails a .NET-based validator);
             // on ASCII without \r they agree exactly. Elsewhere the automaton is stricter: its \w \d \s are ASCII,
@@ -69,6 +69,16 @@ public sealed class PatternTests
             }
         }
         return text.ToString();
+    }
+
+    /// <summary>Once a pattern not anchored at the end has matched, the rest of the string is free (past U+FFFF too); before, characters stay in the BMP.</summary>
+    [Fact]
+    public void AfterAnUnanchoredMatch_TheRestIsFree()
+    {
+        var grammar = new SchemaGrammar(new PatternNode(new Pattern("cat")));
+        Assert.True(TokenMasks.Advance(grammar.Start(), Encoding.UTF8.GetBytes("\"a cat 😀 \\n\"")) is { IsComplete: true });
+        Assert.Null(TokenMasks.Advance(grammar.Start(), Encoding.UTF8.GetBytes("\"😀 cat\"")));
+        Assert.Null(TokenMasks.Advance(grammar.Start(), Encoding.UTF8.GetBytes("\"a ca\"")));
     }
 
     [Fact]

@@ -54,6 +54,11 @@ public sealed class RegexGrammarTests
         Assert.Null(TokenMasks.Advance(RegexGrammar.For("\\d+").Start(), "1a"u8));
         Assert.Same(RegexGrammar.For("\\d+"), RegexGrammar.For("\\d+"));
         Assert.Throws<ArgumentException>(() => RegexGrammar.For("[^\\x00-\\uffff]"));
+        // Python's reading, as vLLM's: {,n} is {0,n}; a literal brace must be escaped; nothing but the empty string is refused.
+        Assert.True(TokenMasks.Advance(RegexGrammar.For("\\d{,2}").Start(), "5"u8) is { MayEnd: true });
+        Assert.Null(TokenMasks.Advance(RegexGrammar.For("\\d{,2}").Start(), "5{"u8));
+        Assert.Throws<ArgumentException>(() => RegexGrammar.For("a{"));
+        Assert.Throws<ArgumentException>(() => RegexGrammar.For("^$"));
         Assert.Throws<ArgumentException>(() => RegexGrammar.For("(a)\\1"));
     }
 }

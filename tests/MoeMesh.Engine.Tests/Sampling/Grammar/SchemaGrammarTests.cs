@@ -50,7 +50,7 @@ public sealed class SchemaGrammarTests
             {"type": "object", "required": ["zip", "code", "pet", "short"], "additionalProperties": false,
              "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}(-[0-9]{4})?$"}, "code": {"type": "string", "pattern": "^[A-Z]{2}\\d+$"},
                             "pet": {"type": "string", "pattern": "^(cat|dog)s?$"}, "short": {"type": "string", "pattern": "^.{2,4}$"},
-                            "note": {"type": ["string", "null"], "pattern": "^[^0-9]*$"}}}
+                            "note": {"type": ["string", "null"], "pattern": "^[^0-9]*$"}, "id": {"pattern": "^[0-9]+$"}}}
             """,
     };
 
@@ -129,6 +129,8 @@ public sealed class SchemaGrammarTests
     [InlineData("patterns", """{"zip": "12345", "code": "AB7", "pet": "cats", "short": "xy"}""")]
     [InlineData("patterns", """{"zip": "12345-6789", "code": "\u0041B12", "pet": "dog", "short": "é中\"x", "note": "no digits"}""")]
     [InlineData("patterns", """{"zip": "00000", "code": "ZZ0", "pet": "cat", "short": "\t\t", "note": null}""")]
+    [InlineData("patterns", """{"zip": "00000", "code": "ZZ0", "pet": "cat", "short": "ab", "id": "007"}""")]
+    [InlineData("patterns", """{"zip": "00000", "code": "ZZ0", "pet": "cat", "short": "ab", "id": [1, {"x": "y"}]}""")]
     public void ValidDocuments_AreAcceptedAndComplete(string name, string json)
     {
         Assert.True(Run(Schemas[name], json) is { IsComplete: true }, json);
@@ -162,6 +164,7 @@ public sealed class SchemaGrammarTests
     [InlineData("patterns", """{"zip": "12345", "code": "AB7", "pet": "cats", "short": "x\ny"}""")]  // '.' is no line terminator
     [InlineData("patterns", """{"zip": "12345", "code": "AB7", "pet": "cats", "short": "x😀"}""")]    // past U+FFFF: two units
     [InlineData("patterns", """{"zip": "12345", "code": "AB7", "pet": "cats", "short": "xy", "note": "a1"}""")]
+    [InlineData("patterns", """{"zip": "12345", "code": "AB7", "pet": "cats", "short": "xy", "id": "abc"}""")]
     public void SchemaViolations_AreRefused(string name, string text)
     {
         Assert.False(Run(Schemas[name], text) is { IsComplete: true }, text);
@@ -261,9 +264,13 @@ public sealed class SchemaGrammarTests
     [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "\\D+"}}}""", "\\D")]
     [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "a^b"}}}""", "anchor")]
     [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "^a|b$"}}}""", "group")]
-    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "a{2000}"}}}""", "1000")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "a{2000}"}}}""", "256")]
     [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "(ab"}}}""", "unclosed")]
     [InlineData("""{"type": "object", "properties": {"a": {"type": "integer", "pattern": "1"}}}""", "pattern")]
+    [InlineData("""{"type": "object", "properties": {"a": {"pattern": 5}}}""", "pattern")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "(?<a-b>x)"}}}""", "group name")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "a{2147483648}"}}}""", "256")]
+    [InlineData("""{"type": "object", "properties": {"a": {"type": "string", "pattern": "\\_"}}}""", "escape")]
     public void UnsupportedOrUnsatisfiableSchemas_AreRefusedByName(string schema, string named)
     {
         var ex = Assert.Throws<SchemaGrammarException>(() => JsonSchemaCompiler.Compile(JsonDocument.Parse(schema).RootElement));
