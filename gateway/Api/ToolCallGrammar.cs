@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -21,13 +20,13 @@ public static class ToolCallGrammar
 
     private const int MaxCached = 64;
     private const int MaxCachedText = 64 * 1024;
-    private static readonly ConcurrentDictionary<string, SchemaGrammar> Cache = new(StringComparer.Ordinal);
+    private static readonly ClearingCache<SchemaGrammar> Cache = new(MaxCached);
 
     /// <exception cref="ApiException">A function's parameter schema cannot be compiled, or does not describe an object.</exception>
     public static SchemaGrammar Build(JsonElement tools, string? only, bool parallel)
     {
         var key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes($"{only}\n{parallel}\n{tools.GetRawText()}")));
-        if (Cache.TryGetValue(key, out var grammar)) return grammar;
+        if (Cache.TryGet(key, out var grammar)) return grammar;
         var calls = new List<GrammarNode>();
         foreach (var tool in tools.EnumerateArray())
         {
@@ -45,9 +44,7 @@ public static class ToolCallGrammar
         GrammarNode body = parallel && only is null ? new SequenceNode(call, new RepeatNode(next, 0, MaxCalls - 1)) : call;
         grammar = new SchemaGrammar(new SequenceNode(new LiteralNode(ToolCallParser.CallsBegin), body, new LiteralNode(ToolCallParser.CallsEnd)));
         // Only tools of a modest size are kept, so that the cache's memory stays small.
-        if (tools.GetRawText().Length > MaxCachedText) return grammar;
-        if (Cache.Count >= MaxCached) Cache.Clear();
-        return Cache[key] = grammar;
+        return tools.GetRawText().Length > MaxCachedText ? grammar : Cache.Add(key, grammar);
     }
 
     private static GrammarNode Arguments(string name, JsonElement function)

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Encodings.Web;
@@ -39,7 +38,7 @@ public static class JsonSchemaCompiler
     private static readonly HashSet<string> Annotations = ["title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly", "$defs", "definitions"];
     private static readonly HashSet<string> Keywords = ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "enum", "const", "anyOf", "$ref", "pattern"];
     private static readonly JsonWriterOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-    private static readonly ConcurrentDictionary<string, GrammarNode> Cache = new(StringComparer.Ordinal);
+    private static readonly ClearingCache<GrammarNode> Cache = new(MaxCached);
 
     /// <summary>The grammar of <paramref name="schema"/>, compiled once per distinct schema text.</summary>
     /// <exception cref="SchemaGrammarException">A keyword or form this compiler does not support, or a schema no value can satisfy.</exception>
@@ -47,13 +46,11 @@ public static class JsonSchemaCompiler
     {
         var text = schema.GetRawText();
         var key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
-        if (Cache.TryGetValue(key, out var node)) return node;
+        if (Cache.TryGet(key, out var node)) return node;
         node = new Compilation(schema).Node(schema, "#", 0);
         if (Alternatives(node, []) > MaxAlternatives)
             throw new SchemaGrammarException($"the schema's anyOf options (nested ones multiplied) would follow more than {MaxAlternatives} alternatives at once");
-        if (text.Length > MaxCachedText) return node;
-        if (Cache.Count >= MaxCached) Cache.Clear();
-        return Cache[key] = node;
+        return text.Length > MaxCachedText ? node : Cache.Add(key, node);
     }
 
     /// <summary>The most alternatives a node can keep alive at once: an anyOf's options' sum, a container's largest part.</summary>

@@ -111,6 +111,22 @@ public sealed partial class Pattern
         }
     }
 
+    /// <summary>
+    /// One byte of a UTF-8 character, <paramref name="due"/> continuation bytes still due after it (its validity
+    /// checked already): the DFA state once the character is complete; <paramref name="id"/> while some character it
+    /// can still become leads towards a match; -1 otherwise. <paramref name="value"/> and <paramref name="length"/>
+    /// carry the character's bits so far and its length in bytes.
+    /// </summary>
+    internal int StepUtf8(int id, byte b, bool lead, int due, ref int value, ref int length)
+    {
+        if (lead && due == 0) return Step(id, b);
+        if (lead) (value, length) = (b & (due == 1 ? 0x1F : 0x0F), due + 1);
+        else value = (value << 6) | (b & 0x3F);
+        if (due == 0) return Step(id, value);
+        // The characters this prefix can still become: no overlong forms below the length's first code point.
+        return CanStep(id, Math.Max(value << (6 * due), length == 3 ? 0x800 : 0x80), ((value + 1) << (6 * due)) - 1) ? id : -1;
+    }
+
     internal bool Accepts(int id)
     {
         lock (_lock) return Array.BinarySearch(_sets[id], Accept) >= 0;

@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace MoeMesh.Engine.Sampling.Grammar;
 
 /// <summary>
@@ -12,7 +10,7 @@ namespace MoeMesh.Engine.Sampling.Grammar;
 public sealed class RegexGrammar : OutputGrammar
 {
     private const int MaxCached = 256;
-    private static readonly ConcurrentDictionary<string, RegexGrammar> Cache = new(StringComparer.Ordinal);
+    private static readonly ClearingCache<RegexGrammar> Cache = new(MaxCached);
     private static long _next;
 
     private readonly Pattern _pattern;
@@ -23,13 +21,12 @@ public sealed class RegexGrammar : OutputGrammar
     /// <exception cref="ArgumentException">A construct outside the subset, or an expression that matches nothing.</exception>
     public static RegexGrammar For(string regex)
     {
-        if (Cache.TryGetValue(regex, out var grammar)) return grammar;
+        if (Cache.TryGet(regex, out var grammar)) return grammar;
         var body = regex.StartsWith('^') ? regex[1..] : regex;
         if (body.EndsWith('$') && !EndsEscaped(body)) body = body[..^1];
         grammar = new RegexGrammar(new Pattern($"^(?:{body})$", python: true));
         if (grammar.Start().IsComplete) throw new ArgumentException("the expression matches only the empty string");
-        if (Cache.Count >= MaxCached) Cache.Clear();
-        return Cache[regex] = grammar;
+        return Cache.Add(regex, grammar);
     }
 
     /// <summary>Whether the string's last character is escaped (an odd run of backslashes before it).</summary>
@@ -51,20 +48,8 @@ public sealed class RegexGrammar : OutputGrammar
             if (count == 0 && b >= 0xF0) return null; // past U+FFFF: two units to the expression
             var (s, c) = (sub, count);
             if (!JsonSyntax.Utf8Step(ref s, ref c, b)) return null;
-            var next = set;
             int v = value, len = length;
-            if (count > 0)
-            {
-                v = (value << 6) | (b & 0x3F);
-                if (c == 0) next = P.Step(set, v);
-                else if (!P.CanStep(set, Math.Max(v << (6 * c), len == 3 ? 0x800 : 0x80), ((v + 1) << (6 * c)) - 1)) return null;
-            }
-            else if (c > 0)
-            {
-                (v, len) = (b & (c == 1 ? 0x1F : 0x0F), c + 1);
-                if (!P.CanStep(set, Math.Max(v << (6 * c), len == 3 ? 0x800 : 0x80), ((v + 1) << (6 * c)) - 1)) return null;
-            }
-            else next = P.Step(set, b);
+            var next = P.StepUtf8(set, b, lead: count == 0, c, ref v, ref len);
             return next < 0 ? null : new State(grammar, next, s, c, c == 0 ? 0 : v, c == 0 ? 0 : len);
         }
 

@@ -381,13 +381,7 @@ internal sealed class PatternFrame(PatternNode node, int state, int sub, int cou
         if (!JsonSyntax.StringStep(ref s, ref c, b, escapes: true, out _)) return;
         var next = state;
         int v = value, len = length;
-        if (count > 0)
-        {
-            // A continuation byte: the character's value so far, complete when none are due.
-            v = (value << 6) | (b & 0x3F);
-            if (c == 0) next = pattern.Step(state, v);
-            else if (!pattern.CanStep(state, Math.Max(v << (6 * c), len == 3 ? 0x800 : 0x80), ((v + 1) << (6 * c)) - 1)) return;
-        }
+        if (count > 0) next = pattern.StepUtf8(state, b, lead: false, c, ref v, ref len);
         else if (sub == 1)
         {
             // After a backslash: an escape's character, or \u and its first digit.
@@ -397,7 +391,7 @@ internal sealed class PatternFrame(PatternNode node, int state, int sub, int cou
         else if (sub is >= 2 and <= 6)
         {
             // A digit of \uXXXX: the value so far, complete after the fourth.
-            v = value * 16 + Convert.ToInt32(((char)b).ToString(), 16);
+            v = value * 16 + (b <= '9' ? b - '0' : (b | 0x20) - 'a' + 10);
             var due = s == 0 ? 0 : s == 6 ? 3 : 5 - s + 1;
             if (due == 0) next = pattern.Step(state, v);
             else if (!pattern.CanStep(state, v << (4 * due), ((v + 1) << (4 * due)) - 1)) return;
@@ -407,13 +401,7 @@ internal sealed class PatternFrame(PatternNode node, int state, int sub, int cou
             // Some escape must still lead on: \uXXXX can write any unit.
             if (!pattern.CanStep(state, 0, 0xFFFF)) return;
         }
-        else if (c > 0)
-        {
-            // A lead byte: the range of characters it begins.
-            (v, len) = (b & (c == 1 ? 0x1F : 0x0F), c + 1);
-            if (!pattern.CanStep(state, Math.Max(v << (6 * c), len == 3 ? 0x800 : 0x80), ((v + 1) << (6 * c)) - 1)) return;
-        }
-        else next = pattern.Step(state, b);
+        else next = pattern.StepUtf8(state, b, lead: true, c, ref v, ref len);
         if (next < 0) return;
         var between = s == 0 && c == 0;
         into.Add(new Stack(between && pattern.Settled(next) ? new StringFrame(0, 0) : new PatternFrame(node, next, s, c, between ? 0 : v, between ? 0 : len), rest));

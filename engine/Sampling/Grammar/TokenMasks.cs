@@ -19,7 +19,7 @@ public sealed class TokenMasks(HfTokenizer tokenizer, int vocabularySize)
 
     public const int MaxCached = 1024;
 
-    private readonly ConcurrentDictionary<string, ulong[]> _cache = new(StringComparer.Ordinal);
+    private readonly ClearingCache<ulong[]> _cache = new(MaxCached);
 
     public TokenTrie Trie { get; } = TokenTrie.Build(tokenizer, vocabularySize);
 
@@ -32,7 +32,7 @@ public sealed class TokenMasks(HfTokenizer tokenizer, int vocabularySize)
     public ulong[] Allowed(GrammarState state)
     {
         var key = state.Key;
-        if (_cache.TryGetValue(key, out var mask)) return mask;
+        if (_cache.TryGet(key, out var mask)) return mask;
         mask = new ulong[(Trie.VocabularySize + 63) / 64];
         if (state.RegionKey is { } region)
         {
@@ -45,9 +45,7 @@ public sealed class TokenMasks(HfTokenizer tokenizer, int vocabularySize)
         }
         else Walk(Trie.Root, state, mask, stayInside: false);
         Interlocked.Increment(ref _computed);
-        if (_cache.Count >= MaxCached) _cache.Clear();
-        _cache[key] = mask;
-        return mask;
+        return _cache.Add(key, mask);
     }
 
     private ulong[] Inside(GrammarState state)

@@ -18,21 +18,7 @@ public sealed class TokenMasksTests
         var tokenizer = HfTokenizer.Load(TokenizerOracle.DeepSeekV3Tokenizer);
         var masks = new TokenMasks(tokenizer, tokenizer.VocabularySize);
         foreach (var prefix in Prefixes)
-        {
-            var state = TokenMasks.Advance(JsonObjectGrammar.Instance.Start(), Latin1OrUtf8(prefix))!;
-            Assert.NotNull(state);
-            var mask = masks.Allowed(state);
-            var allowed = 0;
-            for (var id = 0; id < tokenizer.VocabularySize; id++)
-            {
-                var bytes = tokenizer.TokenBytes(id, skipSpecialTokens: true);
-                var expected = !bytes.IsEmpty && TokenMasks.Advance(state, bytes) is not null;
-                if (expected != TokenMasks.IsAllowed(mask, id))
-                    Assert.Fail($"after '{prefix}': token {id} ({tokenizer.TokenText(id)}) is {(expected ? "accepted" : "rejected")} by the grammar but the mask says otherwise");
-                if (expected) allowed++;
-            }
-            Assert.True(allowed > 0, $"nothing allowed after '{prefix}'");
-        }
+            AssertExact(masks, tokenizer, TokenMasks.Advance(JsonObjectGrammar.Instance.Start(), Latin1OrUtf8(prefix)), prefix);
         // The end-of-sequence token is never in a mask: the grammar ends the output itself.
         Assert.False(TokenMasks.IsAllowed(masks.Allowed(JsonObjectGrammar.Instance.Start()), 1));
     }
@@ -70,6 +56,23 @@ public sealed class TokenMasksTests
             Assert.Equal(System.Text.Json.JsonValueKind.Object, doc.RootElement.ValueKind);
         }
         Assert.True(completed > 100, $"only {completed} of 200 walks completed");
+    }
+
+    /// <summary>The mask after <paramref name="prefix"/> allows exactly the tokens whose bytes the grammar accepts from <paramref name="state"/>, and some.</summary>
+    internal static void AssertExact(TokenMasks masks, HfTokenizer tokenizer, GrammarState? state, string prefix)
+    {
+        Assert.True(state is not null, $"'{prefix}' leaves the grammar");
+        var mask = masks.Allowed(state);
+        var allowed = 0;
+        for (var id = 0; id < tokenizer.VocabularySize; id++)
+        {
+            var bytes = tokenizer.TokenBytes(id, skipSpecialTokens: true);
+            var expected = !bytes.IsEmpty && TokenMasks.Advance(state, bytes) is not null;
+            if (expected != TokenMasks.IsAllowed(mask, id))
+                Assert.Fail($"after '{prefix}': token {id} ({tokenizer.TokenText(id)}) is {(expected ? "accepted" : "rejected")} by the grammar but the mask says otherwise");
+            if (expected) allowed++;
+        }
+        Assert.True(allowed > 0, $"nothing allowed after '{prefix}'");
     }
 
     /// <summary>The prefix's bytes: characters above U+00FF as UTF-8, the rest as single bytes (to write partial UTF-8).</summary>
